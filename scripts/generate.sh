@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerates generated/ from proto/ (messages, gRPC stubs and mypy .pyi stubs).
+# The one command that produces generated/; never edit its output by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf generated/syncwire
+mkdir -p generated
+python -m grpc_tools.protoc \
+  --proto_path=proto \
+  --python_out=generated \
+  --grpc_python_out=generated \
+  --mypy_out=generated \
+  --mypy_grpc_out=generated \
+  $(find proto -name '*.proto' | sort)
+# Mark every generated directory as a regular package (protoc writes none).
+find generated/syncwire -type d -exec touch {}/__init__.py \;

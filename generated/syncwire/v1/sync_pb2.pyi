@@ -387,6 +387,8 @@ class Error(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     COLLECTION_ID_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """gRPC status code number (for example 3 = INVALID_ARGUMENT, 7 = PERMISSION_DENIED)."""
     message: _builtins.str
@@ -395,6 +397,14 @@ class Error(_message.Message):
     """Collection concerned, if any."""
     retry_after_ms: _builtins.int
     """When retrying makes sense, milliseconds to wait first; 0 otherwise."""
+    reason_code: _builtins.str
+    """Machine-readable reason, stable across releases (for example "rate_limited",
+    "forbidden", or a legacy code such as "invalid_json").
+    """
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the server detected the error."""
+
     def __init__(
         self,
         *,
@@ -402,10 +412,12 @@ class Error(_message.Message):
         message: _builtins.str = ...,
         collection_id: _builtins.str = ...,
         retry_after_ms: _builtins.int = ...,
+        reason_code: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "collection_id", b"collection_id", "message", b"message", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "collection_id", b"collection_id", "message", b"message", "reason_code", b"reason_code", "retry_after_ms", b"retry_after_ms", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -162,6 +162,36 @@ class CallCancel(_message.Message):
 Global___CallCancel: _TypeAlias = CallCancel  # noqa: Y015
 
 @_typing.final
+class ProtocolError(_message.Message):
+    """Reports a frame the receiver discarded because it could not be attributed to an open
+    call (undecodable with no recoverable call id, or naming a call id that was never
+    started). Always sent with call_id 0. Informational: the connection and all its calls
+    carry on, and a receiver never answers a ProtocolError with another one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """gRPC status code number describing the problem (3 = INVALID_ARGUMENT)."""
+    details: _builtins.str
+    """What was wrong, for logs."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        details: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProtocolError: _TypeAlias = ProtocolError  # noqa: Y015
+
+@_typing.final
 class CallEnd(_message.Message):
     """Ends a call (server to client) with its final status."""
 
@@ -206,8 +236,12 @@ class Frame(_message.Message):
     HALF_CLOSE_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    PROTOCOL_ERROR_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
-    """Call id chosen by the client: odd ids, unique among the connection's open calls."""
+    """Call id chosen by the client: odd, and strictly greater than every id the client
+    started before on this connection (so 1, 3, 5, ...). 0 is reserved for
+    connection-level frames (ProtocolError).
+    """
     @_builtins.property
     def start(self) -> Global___CallStart:
         """Call opened."""
@@ -232,6 +266,10 @@ class Frame(_message.Message):
     def end(self) -> Global___CallEnd:
         """Call ended."""
 
+    @_builtins.property
+    def protocol_error(self) -> Global___ProtocolError:
+        """A frame was discarded (call_id 0 only)."""
+
     def __init__(
         self,
         *,
@@ -242,12 +280,13 @@ class Frame(_message.Message):
         half_close: Global___CallHalfClose | None = ...,
         cancel: Global___CallCancel | None = ...,
         end: Global___CallEnd | None = ...,
+        protocol_error: Global___ProtocolError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end", "protocol_error"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -1,0 +1,40 @@
+"""`python -m server` / `syncwire-server`: run the sync service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .app import serve
+from .config import ConfigError, add_arguments, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncwire-server",
+        description="Run the syncwire sync service (gRPC + WebSocket + legacy JSON).",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Runs the whole server: core, gRPC listener, WebSocket listener, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+
+from .config import ServerConfig
+from .core import SyncCore
+from .grpc_server import build_grpc_server, mark_serving
+from .servicer import SyncServicer
+
+log = logging.getLogger(__name__)
+
+
+class SyncwireServer:
+    """The service on one node: one SyncCore served over every listener."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.core = SyncCore(config)
+        self.servicer = SyncServicer(self.core)
+        self.grpc_server, self._health = build_grpc_server(config, self.servicer)
+        self.grpc_port = 0
+        self.ws_port = 0
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.core.start()
+        self.grpc_port = self.grpc_server.add_insecure_port(
+            f"{self.config.host}:{self.config.grpc_port}"
+        )
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.grpc_port}")
+        await self.grpc_server.start()
+        await mark_serving(self._health, True)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.config.host}:{self.grpc_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.config.host}:{self.ws_port}"
+
+    def ready_line(self) -> str:
+        return (
+            f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} "
+            f"broker={self.config.broker}"
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting, ends every session with UNAVAILABLE, drains within grace."""
+        if self._stopped.is_set():
+            return
+        grace = self.config.shutdown_grace if grace is None else grace
+        await mark_serving(self._health, False)
+        self.core.begin_shutdown()
+        await self.grpc_server.stop(grace)
+        await self.core.stop()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Runs until SIGTERM/SIGINT, then shuts down gracefully."""
+    server = SyncwireServer(config)
+    await server.start()
+    print(server.ready_line(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.warning("shutting down (grace %.1f s)", config.shutdown_grace)
+    await server.stop()
+    print("syncwire stopped", file=sys.stderr, flush=True)
+
+
+__all__ = ["SyncwireServer", "grpc", "serve"]

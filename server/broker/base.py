@@ -1,0 +1,148 @@
+"""The Broker interface: fan-out, offsets/history, presence and de-duplication.
+
+The servicer and sessions only ever talk to a `Broker`; the in-memory broker and the
+Redis broker implement it, so scaling out never touches the servicer. Events reach the
+node's local subscribers through `attach`ed sinks: plain callables that must not block
+(they enqueue). Event objects are shared by every subscriber and must never be mutated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+EventSink = Callable[[sync_pb2.SyncResponse], None]
+"""Receives events of an attached collection: delta, peer_join, peer_leave, presence."""
+
+RecoveryStatus = sync_pb2.RecoveryStatus
+
+
+class BrokerError(Exception):
+    """The broker cannot serve the request right now (for example Redis is down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Outcome of a publish: the assigned position, or the first one for a duplicate."""
+
+    collection_id: str
+    offset: int
+    epoch: str
+    duplicate: bool = False
+
+    def to_ack(self, client_message_id: str) -> sync_pb2.PublishAck:
+        return sync_pb2.PublishAck(
+            collection_id=self.collection_id,
+            offset=self.offset,
+            epoch=self.epoch,
+            client_message_id=client_message_id,
+            duplicate=self.duplicate,
+        )
+
+
+@dataclass(slots=True)
+class HistorySlice:
+    """Deltas of a collection after an offset, and how far they reach.
+
+    `events` are SyncResponse(delta=...) objects in offset order, shared and read-only.
+    """
+
+    collection_id: str
+    epoch: str
+    top_offset: int
+    oldest_offset: int
+    recovery: int = sync_pb2.RECOVERY_STATUS_UNSPECIFIED
+    events: list[sync_pb2.SyncResponse] = field(default_factory=list)
+
+
+def classify_recovery(
+    since_offset: int | None,
+    epoch: str,
+    current_epoch: str,
+    top_offset: int,
+    oldest_offset: int,
+) -> int:
+    """Says what a subscriber asking for `since_offset` in `epoch` can get.
+
+    An empty `epoch` means the client does not know one and accepts the current epoch.
+    """
+    if since_offset is None:
+        return sync_pb2.RECOVERY_STATUS_UNSPECIFIED
+    if epoch and epoch != current_epoch:
+        return sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
+    if since_offset > top_offset:
+        return sync_pb2.RECOVERY_STATUS_OFFSET_AHEAD
+    if since_offset < top_offset and (oldest_offset == 0 or since_offset + 1 < oldest_offset):
+        return sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD
+    return sync_pb2.RECOVERY_STATUS_RECOVERED
+
+
+class Broker(ABC):
+    """Owns fan-out, per-collection offsets and history, presence and idempotency."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connects to the backing store (if any) and starts background work."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stops background work and releases connections."""
+
+    @abstractmethod
+    async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        """Assigns the next offset of `delta.collection_id`, stores it in history and fans
+        it out to every subscriber on every node.
+
+        `delta.client_message_id`, when set, makes the call idempotent: a repeat returns
+        the first result with `duplicate=True` and is not delivered again. The broker fills
+        offset, epoch and server_time; the caller fills peer_id.
+        """
+
+    @abstractmethod
+    async def history(
+        self, collection_id: str, since_offset: int | None, epoch: str, limit: int
+    ) -> HistorySlice:
+        """Returns up to `limit` deltas with offset > `since_offset` (none when
+        `since_offset` is None), with the collection's epoch and bounds."""
+
+    @abstractmethod
+    async def attach(self, collection_id: str, sink: EventSink) -> None:
+        """Starts delivering the collection's events to `sink` (on this node)."""
+
+    @abstractmethod
+    async def detach(self, collection_id: str, sink: EventSink) -> None:
+        """Stops delivering to `sink`; unknown sinks are ignored."""
+
+    @abstractmethod
+    async def presence_join(
+        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+    ) -> None:
+        """Records the peer as present and broadcasts a PeerJoin."""
+
+    @abstractmethod
+    async def presence_update(self, presence: types_pb2.Presence) -> None:
+        """Records the peer's latest presence and broadcasts it."""
+
+    @abstractmethod
+    async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
+        """Forgets the peer and broadcasts a PeerLeave (only if it was present)."""
+
+    @abstractmethod
+    async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        """The peers present in the collection, with their latest state."""
+
+    async def presence_refresh(self, entries: list[tuple[str, str]]) -> None:
+        """Keeps (collection_id, peer_id) presence entries alive; brokers whose entries
+        expire on their own (Redis) override this. Called every heartbeat interval."""
+        del entries
+
+    async def maintenance(self) -> None:  # noqa: B027 - optional hook
+        """Periodic housekeeping (expiry, pruning); called every heartbeat interval."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backing store is unreachable."""
+        return True

@@ -1,0 +1,180 @@
+"""The embedded default broker: everything in this process's memory.
+
+Offsets restart and the epoch changes when the process restarts, so recovering clients
+are told their history is gone instead of silently missing deltas.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from ..clock import now_timestamp
+from .base import Broker, EventSink, HistorySlice, PublishResult, classify_recovery
+from .hub import LocalHub
+
+
+def new_epoch() -> str:
+    """A fresh, unguessable history epoch."""
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(slots=True)
+class _Collection:
+    epoch: str
+    top_offset: int = 0
+    # (offset, accepted-at monotonic seconds, shared SyncResponse(delta=...))
+    history: deque[tuple[int, float, sync_pb2.SyncResponse]] = field(default_factory=deque)
+    presence: dict[str, types_pb2.Presence] = field(default_factory=dict)
+
+
+class MemoryBroker(Broker):
+    """Single-process broker with bounded history and a bounded de-duplication window."""
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        history_ttl: float = 3600.0,
+        dedupe_ttl: float = 86400.0,
+        dedupe_max_entries: int = 200_000,
+    ) -> None:
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._dedupe_ttl = dedupe_ttl
+        self._dedupe_max = dedupe_max_entries
+        self._collections: dict[str, _Collection] = {}
+        self._dedupe: OrderedDict[tuple[str, str], tuple[float, PublishResult]] = OrderedDict()
+        self.hub = LocalHub()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._collections.clear()
+        self._dedupe.clear()
+
+    def _collection(self, collection_id: str) -> _Collection:
+        state = self._collections.get(collection_id)
+        if state is None:
+            state = self._collections[collection_id] = _Collection(epoch=new_epoch())
+        return state
+
+    def _trim(self, state: _Collection, now: float) -> None:
+        history = state.history
+        while len(history) > self._history_size:
+            history.popleft()
+        limit = now - self._history_ttl
+        while history and history[0][1] < limit:
+            history.popleft()
+
+    def _remember(self, key: tuple[str, str], result: PublishResult, now: float) -> None:
+        dedupe = self._dedupe
+        dedupe[key] = (now, result)
+        limit = now - self._dedupe_ttl
+        while dedupe:
+            oldest_key, (seen, _) = next(iter(dedupe.items()))
+            if seen >= limit and len(dedupe) <= self._dedupe_max:
+                break
+            del dedupe[oldest_key]
+
+    async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        collection_id = delta.collection_id
+        now = time.monotonic()
+        key = (collection_id, delta.client_message_id)
+        if delta.client_message_id:
+            seen = self._dedupe.get(key)
+            if seen is not None and seen[0] >= now - self._dedupe_ttl:
+                first = seen[1]
+                return PublishResult(collection_id, first.offset, first.epoch, duplicate=True)
+        state = self._collection(collection_id)
+        state.top_offset += 1
+        event = sync_pb2.SyncResponse(delta=delta)
+        stored = event.delta
+        stored.offset = state.top_offset
+        stored.epoch = state.epoch
+        stored.server_time.CopyFrom(now_timestamp())
+        if self._history_size:
+            state.history.append((state.top_offset, now, event))
+            self._trim(state, now)
+        result = PublishResult(collection_id, state.top_offset, state.epoch)
+        if delta.client_message_id:
+            self._remember(key, result, now)
+        self.hub.dispatch(collection_id, event)
+        return result
+
+    async def history(
+        self, collection_id: str, since_offset: int | None, epoch: str, limit: int
+    ) -> HistorySlice:
+        state = self._collection(collection_id)
+        self._trim(state, time.monotonic())
+        oldest = state.history[0][0] if state.history else 0
+        recovery = classify_recovery(since_offset, epoch, state.epoch, state.top_offset, oldest)
+        result = HistorySlice(collection_id, state.epoch, state.top_offset, oldest, recovery)
+        if since_offset is not None and recovery != sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH:
+            events = [event for offset, _, event in state.history if offset > since_offset]
+            result.events = events[:limit] if limit > 0 else events
+        return result
+
+    async def maintenance(self) -> None:
+        """Drops collections nobody uses whose history has expired, so memory stays
+        bounded by live collections (a later subscriber sees a new epoch: history lost)."""
+        now = time.monotonic()
+        for collection_id, state in list(self._collections.items()):
+            self._trim(state, now)
+            if not state.history and not state.presence and not self.hub.has(collection_id):
+                del self._collections[collection_id]
+
+    async def attach(self, collection_id: str, sink: EventSink) -> None:
+        self.hub.add(collection_id, sink)
+
+    async def detach(self, collection_id: str, sink: EventSink) -> None:
+        self.hub.remove(collection_id, sink)
+
+    async def presence_join(
+        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+    ) -> None:
+        entry = types_pb2.Presence(
+            collection_id=collection_id,
+            peer_id=peer_id,
+            action=types_pb2.PRESENCE_ACTION_JOIN,
+            timestamp=now_timestamp(),
+        )
+        if user_info is not None:
+            entry.user_info.CopyFrom(user_info)
+        self._collection(collection_id).presence[peer_id] = entry
+        join = sync_pb2.SyncResponse(
+            peer_join=types_pb2.PeerJoin(
+                collection_id=collection_id,
+                peer_id=peer_id,
+                user_info=user_info,
+                timestamp=entry.timestamp,
+            )
+        )
+        self.hub.dispatch(collection_id, join)
+
+    async def presence_update(self, presence: types_pb2.Presence) -> None:
+        self._collection(presence.collection_id).presence[presence.peer_id] = presence
+        self.hub.dispatch(presence.collection_id, sync_pb2.SyncResponse(presence=presence))
+
+    async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
+        state = self._collections.get(collection_id)
+        if state is None or state.presence.pop(peer_id, None) is None:
+            return
+        leave = sync_pb2.SyncResponse(
+            peer_leave=types_pb2.PeerLeave(
+                collection_id=collection_id,
+                peer_id=peer_id,
+                timestamp=now_timestamp(),
+                reason=reason,
+            )
+        )
+        self.hub.dispatch(collection_id, leave)
+
+    async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        state = self._collections.get(collection_id)
+        return list(state.presence.values()) if state is not None else []

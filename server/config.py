@@ -1,0 +1,186 @@
+"""Server configuration: one typed place, filled from flags > environment > TOML file.
+
+Every field of `ServerConfig` is an option. Its flag is `--field-name`, its environment
+variable `SYNCWIRE_FIELD_NAME`, its TOML key `field_name` (top level of the file given
+with `--config`). Values are validated once, at start, with a message that names the
+option and the bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SYNCWIRE_"
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the option."""
+
+
+def _opt(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the server can be told. Defaults are safe for local development."""
+
+    host: str = _opt("127.0.0.1", "address both listeners bind to")
+    grpc_port: int = _opt(50051, "gRPC port (0 = pick a free port)")
+    ws_port: int = _opt(8080, "WebSocket port (0 = pick a free port)")
+    broker: str = _opt(
+        "memory://", "broker URL: memory:// (embedded default) or redis://HOST:PORT/DB"
+    )
+    max_connections: int = _opt(1000, "maximum concurrent client sessions, all transports")
+    max_message_bytes: int = _opt(MIB, "largest accepted client message in bytes")
+    heartbeat_interval: float = _opt(30.0, "seconds between server heartbeats")
+    idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
+    history_size: int = _opt(1000, "deltas kept per collection for recovery")
+    history_ttl: float = _opt(3600.0, "seconds a delta stays in history")
+    dedupe_ttl: float = _opt(86400.0, "seconds a client message id is remembered")
+    subscriber_queue: int = _opt(
+        10000, "messages buffered per session before it counts as a slow consumer"
+    )
+    shutdown_grace: float = _opt(10.0, "seconds to drain sessions on SIGTERM/SIGINT")
+    legacy_collection: str = _opt(
+        "default", "home collection of legacy JSON clients that give no room_id"
+    )
+    ws_compression: bool = _opt(True, "negotiate permessage-deflate on WebSocket")
+    ws_ping_interval: float = _opt(20.0, "seconds between WebSocket keepalive pings (0 = off)")
+    ws_ping_timeout: float = _opt(20.0, "seconds to wait for a WebSocket pong")
+    log_level: str = _opt(
+        "warning", "log level", choices=("debug", "info", "warning", "error", "critical")
+    )
+    log_format: str = _opt("auto", "log format", choices=("auto", "json", "text"))
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")
+        _check(0 <= self.ws_port <= 65535, "ws_port", self.ws_port, "must be 0..65535")
+        _check(self.max_connections >= 1, "max_connections", self.max_connections, "must be >= 1")
+        _check(
+            self.max_message_bytes >= 1024,
+            "max_message_bytes",
+            self.max_message_bytes,
+            "must be >= 1024",
+        )
+        for name in ("heartbeat_interval", "idle_timeout", "history_ttl", "dedupe_ttl"):
+            value = getattr(self, name)
+            _check(value > 0, name, value, "must be > 0")
+        _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
+        _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
+        _check(self.shutdown_grace >= 0, "shutdown_grace", self.shutdown_grace, "must be >= 0")
+        _check(
+            self.broker == "memory://" or self.broker.startswith(("redis://", "rediss://")),
+            "broker",
+            self.broker,
+            "must be memory:// or redis://HOST:PORT/DB",
+        )
+        _check(bool(self.legacy_collection), "legacy_collection", self.legacy_collection, "must not be empty")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None:
+                value = getattr(self, f.name)
+                _check(value in choices, f.name, value, f"must be one of {', '.join(choices)}")
+
+
+def _check(ok: bool, name: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {name} = {value!r}: {rule}")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parser_for(kind: type) -> Callable[[str], Any]:
+    if kind is bool:
+        return _parse_bool
+    return kind
+
+
+def _field_type(f: dataclasses.Field[Any]) -> type:
+    mapping: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+    return mapping[str(f.type)]
+
+
+def _coerce(name: str, kind: type, raw: object, source: str) -> Any:
+    try:
+        if isinstance(raw, str):
+            return _parser_for(kind)(raw)
+        if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+            return raw
+    except ValueError as exc:
+        raise ConfigError(f"invalid {name} = {raw!r} (from {source}): {exc}") from None
+    raise ConfigError(f"invalid {name} = {raw!r} (from {source}): expected {kind.__name__}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per config field (default None, so unset flags fall through)."""
+    parser.add_argument("--config", metavar="FILE", help="optional TOML configuration file")
+    for f in dataclasses.fields(ServerConfig):
+        kind = _field_type(f)
+        env = ENV_PREFIX + f.name.upper()
+        help_text = f"{f.metadata['help']} (default {f.default!r}; env {env})"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(
+                flag,
+                type=_parser_for(kind),
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=help_text,
+                metavar=f.name.upper(),
+            )
+
+
+def load_config(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """Builds the config: flags beat environment, environment beats the TOML file."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    known = {f.name: f for f in dataclasses.fields(ServerConfig)}
+    if config_file:
+        values.update(_read_toml(Path(config_file), known))
+    for name, f in known.items():
+        env = ENV_PREFIX + name.upper()
+        if env in environ:
+            values[name] = _coerce(name, _field_type(f), environ[env], env)
+        flag_value = getattr(args, name, None) if args is not None else None
+        if flag_value is not None:
+            values[name] = flag_value
+    return ServerConfig(**values)
+
+
+def _read_toml(path: Path, known: Mapping[str, dataclasses.Field[Any]]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"config file {path}: unknown option {key!r}")
+        values[name] = _coerce(name, _field_type(known[name]), raw, str(path))
+    return values

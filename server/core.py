@@ -1,0 +1,216 @@
+"""The transport-free heart of the server: config, broker, sessions and their upkeep.
+
+`SyncCore` is what every transport (gRPC servicer, WebSocket adapter via the same
+servicer, legacy JSON handler) shares. It admits sessions, validates and publishes
+deltas, sends heartbeats, expires idle sessions and ends every session on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import grpc
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from . import __version__
+from .broker import Broker, MemoryBroker
+from .clock import now_timestamp
+from .config import ServerConfig
+from .errors import RequestError, validate_collection_id
+from .event_queue import SessionEnd
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("presence", "history", "recovery", "idempotent-publish", "binary-ack", "legacy-json")
+
+
+class SessionRegistry:
+    """The sessions connected to this node, bounded by `max_connections`."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._sessions.values()))
+
+    def admit(self, session: Session) -> None:
+        if len(self._sessions) >= self.max_connections:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too_many_connections",
+                f"server is at its connection limit ({self.max_connections})",
+                retry_after_ms=1000,
+            )
+        self._sessions[session.peer_id] = session
+
+    def remove(self, session: Session) -> None:
+        self._sessions.pop(session.peer_id, None)
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+
+def create_broker(config: ServerConfig) -> Broker:
+    """The broker named by `config.broker`."""
+    if config.broker.startswith(("redis://", "rediss://")):
+        from .broker.redis import RedisBroker  # type: ignore[import-not-found, unused-ignore]
+
+        return RedisBroker(  # type: ignore[no-any-return, unused-ignore]
+            config.broker,
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
+            dedupe_ttl=config.dedupe_ttl,
+            presence_ttl=max(config.idle_timeout, 3 * config.heartbeat_interval),
+        )
+    return MemoryBroker(
+        history_size=config.history_size,
+        history_ttl=config.history_ttl,
+        dedupe_ttl=config.dedupe_ttl,
+    )
+
+
+class SyncCore:
+    """Shared server state and behaviour; one per server process."""
+
+    def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
+        self.config = config
+        self.broker = broker if broker is not None else create_broker(config)
+        self.registry = SessionRegistry(config.max_connections)
+        self.server_id = str(uuid.uuid4())
+        self._upkeep: asyncio.Task[None] | None = None
+        self._shutting_down = False
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self._upkeep = asyncio.create_task(self._upkeep_loop(), name="syncwire-upkeep")
+
+    async def stop(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
+            self._upkeep = None
+        await self.broker.close()
+
+    def begin_shutdown(self, reason: str = "server shutting down") -> None:
+        """Tells every session the server is going away; they end with UNAVAILABLE."""
+        self._shutting_down = True
+        end = SessionEnd(grpc.StatusCode.UNAVAILABLE, reason, reconnect=True)
+        for session in self.registry.sessions():
+            session.end(end)
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    # ---------------------------------------------------------------- sessions
+
+    def open_session(self, *, transport: str, peer: str) -> Session:
+        """Creates and admits a session; raises RequestError when the server is full or
+        shutting down."""
+        if self._shutting_down:
+            raise RequestError(
+                grpc.StatusCode.UNAVAILABLE, "shutting_down", "server is shutting down"
+            )
+        session = Session(self, transport=transport, peer=peer)
+        self.registry.admit(session)
+        return session
+
+    def server_info(self) -> types_pb2.ServerInfo:
+        config = self.config
+        return types_pb2.ServerInfo(
+            version=__version__,
+            max_connections=config.max_connections,
+            features=FEATURES,
+            heartbeat_interval_seconds=max(1, round(config.heartbeat_interval)),
+            protocol_version=types_pb2.PROTOCOL_VERSION_1,
+            max_message_bytes=config.max_message_bytes,
+            idle_timeout_seconds=max(1, round(config.idle_timeout)),
+            server_id=self.server_id,
+        )
+
+    # -------------------------------------------------------------- behaviour
+
+    def authorize(self, principal: object | None, action: str, collection_id: str) -> None:
+        """Raises RequestError(PERMISSION_DENIED) when `principal` may not `action`
+        ("subscribe" or "publish") the collection. Without authentication configured
+        everything is allowed."""
+        del principal, action, collection_id
+
+    async def publish(
+        self, delta: types_pb2.Delta, *, peer_id: str, principal: object | None
+    ) -> sync_pb2.PublishAck:
+        """Validates and publishes a delta on behalf of `peer_id`; returns the ack."""
+        validate_collection_id(delta.collection_id)
+        self.authorize(principal, "publish", delta.collection_id)
+        if delta.offset or delta.epoch or delta.HasField("server_time"):
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "server_fields_set",
+                "offset, epoch and server_time are assigned by the server; leave them unset",
+                collection_id=delta.collection_id,
+            )
+        delta.peer_id = peer_id
+        result = await self.broker.publish(delta)
+        return result.to_ack(delta.client_message_id)
+
+    def metrics_slow_consumer(self, session: Session) -> None:
+        """Hook for metrics; called when a session is dropped as a slow consumer."""
+        log.warning(
+            "slow consumer dropped",
+            extra={"peer_id": session.peer_id, "transport": session.transport},
+        )
+
+    # ------------------------------------------------------------------ upkeep
+
+    def _tick_seconds(self) -> float:
+        config = self.config
+        return min(max(min(config.heartbeat_interval, config.idle_timeout) / 4, 0.05), 5.0)
+
+    async def _upkeep_loop(self) -> None:
+        """Heartbeats every interval, idle expiry, presence refresh, broker upkeep."""
+        next_beat = time.monotonic() + self.config.heartbeat_interval
+        while True:
+            await asyncio.sleep(self._tick_seconds())
+            now = time.monotonic()
+            try:
+                self._expire_idle(now)
+                if now >= next_beat:
+                    next_beat = now + self.config.heartbeat_interval
+                    self._send_heartbeats()
+                    await self.broker.presence_refresh(
+                        [(c, s.peer_id) for s in self.registry.sessions() for c in s.present_in]
+                    )
+                    await self.broker.maintenance()
+            except Exception:
+                log.exception("upkeep failed; retrying next tick")
+
+    def _expire_idle(self, now: float) -> None:
+        limit = now - self.config.idle_timeout
+        for session in self.registry.sessions():
+            if session.last_seen < limit:
+                session.end(
+                    SessionEnd(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"idle timeout: nothing received for {self.config.idle_timeout:g} s",
+                    )
+                )
+
+    def _send_heartbeats(self) -> None:
+        beat = sync_pb2.SyncResponse(
+            heartbeat=types_pb2.Heartbeat(timestamp=now_timestamp(), server_id=self.server_id)
+        )
+        for session in self.registry.sessions():
+            session.deliver(beat)

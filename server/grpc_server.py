@@ -1,0 +1,63 @@
+"""The native gRPC listener: the servicer plus health checking and reflection."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from syncwire.v1 import sync_pb2, sync_pb2_grpc
+
+from .config import ServerConfig
+from .malformed import MalformedRequestInterceptor
+
+# The asyncio health servicer; grpc-stubs does not describe the module, so it is Any.
+_health_aio: Any = importlib.import_module("grpc_health.v1._async")
+HealthServicer = Any
+
+SYNC_SERVICE_NAME: str = sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name
+
+
+def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """Channel arguments for long-lived streams. Keepalive settings are coordinated with
+    the client's (see client defaults): the server pings idle connections every 20 s and
+    tolerates client pings every 5 s, so clients never get GOAWAY too_many_pings."""
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build_grpc_server(
+    config: ServerConfig, servicer: sync_pb2_grpc.SyncServiceServicer
+) -> tuple[grpc.aio.Server, HealthServicer]:
+    """A grpc.aio server with the sync service, health and reflection registered."""
+    server = grpc.aio.server(
+        interceptors=[MalformedRequestInterceptor()], options=grpc_options(config)
+    )
+    sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
+    health_servicer = _health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SYNC_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return server, health_servicer
+
+
+async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", SYNC_SERVICE_NAME):
+        await health_servicer.set(name, status)

@@ -1,0 +1,108 @@
+"""Turns undecodable requests into INVALID_ARGUMENT for that call only.
+
+grpc.aio answers a request it cannot deserialize with INTERNAL. A server interceptor
+swaps each method's request deserializer for a lenient one: an undecodable message
+becomes a `MalformedMessage` marker, which the wrapped behaviour turns into
+INVALID_ARGUMENT (unary requests) or a `MalformedRequestError` raised from the request
+iterator (streams), which the servicer maps to INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+
+class MalformedRequestError(Exception):
+    """A client sent bytes that do not decode as the method's request message."""
+
+
+class MalformedMessage:
+    """Stands in for a request that failed to decode."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError, TypeError) as exc:
+            return MalformedMessage(f"malformed request message ({len(data)} bytes): {exc}")
+
+    return decode
+
+
+async def checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Yields decoded requests; raises MalformedRequestError at the first bad one."""
+    async for request in requests:
+        if isinstance(request, MalformedMessage):
+            raise MalformedRequestError(request.reason)
+        yield request
+
+
+def _wrap_unary_request(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, MalformedMessage):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        return await behaviour(request, context)
+
+    return call
+
+
+def _wrap_unary_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, MalformedMessage):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        async for response in behaviour(request, context):
+            yield response
+
+    return call
+
+
+def _wrap_stream_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return await behaviour(checked_requests(requests), context)
+
+    return call
+
+
+def _wrap_stream_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    # grpc.aio inspects the handler: it must itself be an async generator function.
+    async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async for response in behaviour(checked_requests(requests), context):
+            yield response
+
+    return call
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Applies the lenient deserializer to every method of the server."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        changes: dict[str, Any] = {"request_deserializer": lenient(handler.request_deserializer)}
+        if handler.unary_unary is not None:
+            changes["unary_unary"] = _wrap_unary_request(handler.unary_unary)
+        elif handler.unary_stream is not None:
+            changes["unary_stream"] = _wrap_unary_stream(handler.unary_stream)
+        elif handler.stream_unary is not None:
+            changes["stream_unary"] = _wrap_stream_unary(handler.stream_unary)
+        elif handler.stream_stream is not None:
+            changes["stream_stream"] = _wrap_stream_stream(handler.stream_stream)
+        return handler._replace(**changes)  # type: ignore[attr-defined, no-any-return]

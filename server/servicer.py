@@ -1,0 +1,158 @@
+"""The SyncService servicer: plain business logic over generated types.
+
+It knows nothing of the transport: the same instance is registered on the grpc.aio
+server and on the WebSocket adapter. Sessions and publishing live in `SyncCore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+
+from syncwire.v1 import sync_pb2, sync_pb2_grpc
+
+from .broker import BrokerError
+from .clock import now_timestamp
+from .core import SyncCore
+from .errors import RequestError, validate_collection_id
+from .event_queue import SessionEnd, SessionEnded
+from .malformed import MalformedRequestError
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def transport_of(context: Context) -> str:
+    """'websocket' for the framing adapter's contexts, else 'grpc'."""
+    return str(getattr(context, "transport", "grpc"))
+
+
+async def abort_with(context: Context, error: RequestError | BrokerError) -> NoReturn:
+    if isinstance(error, BrokerError):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"broker unavailable: {error}")
+    await context.abort(error.code, error.message)
+    raise AssertionError("unreachable")  # abort always raises
+
+
+class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
+    """Serves sync streams and the unary calls for one `SyncCore`."""
+
+    def __init__(self, core: SyncCore) -> None:
+        self.core = core
+
+    # ----------------------------------------------------------------- stream
+
+    async def Sync(
+        self,
+        request_iterator: AsyncIterator[sync_pb2.SyncRequest],
+        context: Context,
+    ) -> AsyncIterator[sync_pb2.SyncResponse]:
+        try:
+            session = self.core.open_session(transport=transport_of(context), peer=context.peer())
+            session.principal = self.core_principal(context)
+        except RequestError as error:
+            await abort_with(context, error)
+        reader = asyncio.create_task(self._read(request_iterator, session))
+        try:
+            yield session.welcome()
+            while True:
+                try:
+                    event = await session.queue.get()
+                except SessionEnded as ended:
+                    end = ended.end
+                    if end.code == grpc.StatusCode.OK:
+                        return
+                    yield end.to_response()
+                    await context.abort(end.code, end.reason)
+                yield event
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await session.close()
+
+    def core_principal(self, context: Context) -> object | None:
+        """The authenticated identity of the call (None while auth is off)."""
+        del context
+        return None
+
+    @staticmethod
+    async def _read(
+        request_iterator: AsyncIterator[sync_pb2.SyncRequest], session: Session
+    ) -> None:
+        try:
+            async for request in request_iterator:
+                await session.handle(request)
+        except MalformedRequestError as exc:
+            session.end(SessionEnd(grpc.StatusCode.INVALID_ARGUMENT, str(exc), reconnect=False))
+        except asyncio.CancelledError:
+            raise
+        except grpc.RpcError:
+            session.end(SessionEnd(grpc.StatusCode.CANCELLED, "client went away"))
+        except Exception as exc:
+            log.exception("sync request failed", extra={"peer_id": session.peer_id})
+            session.end(SessionEnd(grpc.StatusCode.INTERNAL, f"internal error: {exc}"))
+        else:
+            session.end(SessionEnd(grpc.StatusCode.OK, "client closed the stream"))
+
+    # ------------------------------------------------------------------ unary
+
+    async def Publish(
+        self, request: sync_pb2.PublishRequest, context: Context
+    ) -> sync_pb2.PublishResponse:
+        try:
+            ack = await self.core.publish(
+                request.delta, peer_id="", principal=self.core_principal(context)
+            )
+        except (RequestError, BrokerError) as error:
+            await abort_with(context, error)
+        return sync_pb2.PublishResponse(ack=ack)
+
+    async def GetPresence(
+        self, request: sync_pb2.GetPresenceRequest, context: Context
+    ) -> sync_pb2.GetPresenceResponse:
+        try:
+            validate_collection_id(request.collection_id)
+            self.core.authorize(self.core_principal(context), "subscribe", request.collection_id)
+            members = await self.core.broker.presence_members(request.collection_id)
+        except (RequestError, BrokerError) as error:
+            await abort_with(context, error)
+        return sync_pb2.GetPresenceResponse(collection_id=request.collection_id, members=members)
+
+    async def GetHistory(
+        self, request: sync_pb2.GetHistoryRequest, context: Context
+    ) -> sync_pb2.GetHistoryResponse:
+        limit = self.core.config.history_size
+        if request.limit:
+            limit = min(limit, request.limit)
+        try:
+            validate_collection_id(request.collection_id)
+            self.core.authorize(self.core_principal(context), "subscribe", request.collection_id)
+            history = await self.core.broker.history(
+                request.collection_id, request.since_offset, request.epoch, limit
+            )
+        except (RequestError, BrokerError) as error:
+            await abort_with(context, error)
+        return sync_pb2.GetHistoryResponse(
+            collection_id=request.collection_id,
+            epoch=history.epoch,
+            deltas=[event.delta for event in history.events],
+            offset=history.top_offset,
+            recovery=history.recovery,  # type: ignore[arg-type]
+            oldest_offset=history.oldest_offset,
+        )
+
+    async def GetServerInfo(
+        self, request: sync_pb2.GetServerInfoRequest, context: Context
+    ) -> sync_pb2.GetServerInfoResponse:
+        del request, context
+        return sync_pb2.GetServerInfoResponse(
+            server_info=self.core.server_info(), timestamp=now_timestamp()
+        )

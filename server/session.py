@@ -1,0 +1,280 @@
+"""One client's sync session, independent of the transport that carries it.
+
+The gRPC servicer, the WebSocket adapter (through the same servicer) and the legacy
+JSON handler all drive a `Session`: they feed it `SyncRequest`s and send on what its
+`EventQueue` yields. Subscriptions, recovery, presence and acknowledgements live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .broker import BrokerError
+from .clock import now_timestamp
+from .errors import RequestError, validate_collection_id
+from .event_queue import EventQueue, SessionEnd
+
+if TYPE_CHECKING:
+    from .core import SyncCore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """A collection this session receives. While `buffer` is not None the subscription
+    is catching up (history replay) and live events wait in the buffer."""
+
+    collection_id: str
+    buffer: list[sync_pb2.SyncResponse] | None = field(default_factory=list)
+
+
+class Session:
+    """State and behaviour of one connected peer."""
+
+    def __init__(self, core: SyncCore, *, transport: str, peer: str) -> None:
+        self.core = core
+        self.peer_id = str(uuid.uuid4())
+        self.transport = transport
+        self.peer = peer
+        self.queue = EventQueue(core.config.subscriber_queue)
+        self.last_seen = time.monotonic()
+        self.principal: object | None = None
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._sinks: dict[str, object] = {}
+        self._present: set[str] = set()
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def welcome(self) -> sync_pb2.SyncResponse:
+        return sync_pb2.SyncResponse(
+            welcome=types_pb2.Welcome(
+                peer_id=self.peer_id,
+                timestamp=now_timestamp(),
+                server_info=self.core.server_info(),
+            )
+        )
+
+    def end(self, end: SessionEnd, *, discard_pending: bool = False) -> None:
+        """Asks the transport to finish the stream with `end` (after a Disconnect)."""
+        if not self.queue.ended:
+            log.info(
+                "session ending",
+                extra={"peer_id": self.peer_id, "code": end.code.name, "reason": end.reason},
+            )
+        self.queue.end(end, discard_pending=discard_pending)
+
+    async def close(self, reason: str = "closed") -> None:
+        """Releases everything the session holds: subscriptions and presence."""
+        if self._closed:
+            return
+        self._closed = True
+        self.queue.end(SessionEnd(grpc.StatusCode.CANCELLED, reason))
+        for collection_id in list(self._subscriptions):
+            await self._drop_subscription(collection_id, reason)
+        self.core.registry.remove(self)
+
+    # ------------------------------------------------------------------ requests
+
+    async def handle(self, request: sync_pb2.SyncRequest) -> None:
+        """Applies one client request. Request-level problems become an `Error` reply
+        carrying the request id; the session carries on."""
+        self.last_seen = time.monotonic()
+        kind = request.WhichOneof("kind")
+        try:
+            if kind == "subscribe":
+                await self.subscribe(request.request_id, request.subscribe)
+            elif kind == "unsubscribe":
+                await self.unsubscribe(request.request_id, request.unsubscribe.collection_id)
+            elif kind == "publish":
+                await self.publish(request.request_id, request.publish.delta)
+            elif kind == "presence":
+                await self.set_presence(request.presence)
+            elif kind == "heartbeat":
+                return
+            elif kind == "blob":
+                self.reply(
+                    request.request_id,
+                    sync_pb2.SyncResponse(
+                        binary_ack=types_pb2.BinaryAck(
+                            peer_id=self.peer_id,
+                            size=len(request.blob.data),
+                            timestamp=now_timestamp(),
+                        )
+                    ),
+                )
+            else:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "empty_request", "request sets no kind"
+                )
+        except RequestError as exc:
+            self.reply(request.request_id, exc.to_response())
+        except BrokerError as exc:
+            self.reply(
+                request.request_id,
+                RequestError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "broker_unavailable",
+                    f"broker unavailable: {exc}",
+                    retry_after_ms=1000,
+                ).to_response(),
+            )
+
+    def reply(self, request_id: int, response: sync_pb2.SyncResponse) -> None:
+        """Sends a direct reply (never refused: replies are bounded by requests)."""
+        response.request_id = request_id
+        self.queue.put_always(response)
+
+    def deliver(self, event: sync_pb2.SyncResponse) -> None:
+        """Queues a live event; a session that cannot keep up is ended (slow consumer)
+        and recovers what it missed from history when it reconnects."""
+        if not self.queue.put(event):
+            self.core.metrics_slow_consumer(self)
+            self.end(
+                SessionEnd(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"slow consumer: more than {self.core.config.subscriber_queue} "
+                    "messages pending; reconnect and recover from your last offset",
+                ),
+                discard_pending=True,
+            )
+
+    async def subscribe(self, request_id: int, subscribe: sync_pb2.Subscribe) -> None:
+        collection_id = subscribe.collection_id
+        validate_collection_id(collection_id)
+        self.core.authorize(self.principal, "subscribe", collection_id)
+        if collection_id in self._subscriptions:
+            raise RequestError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "already_subscribed",
+                f"already subscribed to {collection_id!r}",
+                collection_id=collection_id,
+            )
+        subscription = _Subscription(collection_id)
+        self._subscriptions[collection_id] = subscription
+
+        def sink(event: sync_pb2.SyncResponse) -> None:
+            if subscription.buffer is not None:
+                subscription.buffer.append(event)
+            else:
+                self.deliver(event)
+
+        self._sinks[collection_id] = sink
+        broker = self.core.broker
+        try:
+            await broker.attach(collection_id, sink)
+            since = subscribe.last_offset if subscribe.HasField("last_offset") else None
+            history = await broker.history(
+                collection_id, since, subscribe.epoch, self.core.config.history_size
+            )
+        except BaseException:
+            self._subscriptions.pop(collection_id, None)
+            self._sinks.pop(collection_id, None)
+            await broker.detach(collection_id, sink)
+            raise
+        self.reply(
+            request_id,
+            sync_pb2.SyncResponse(
+                subscribed=sync_pb2.Subscribed(
+                    collection_id=collection_id,
+                    epoch=history.epoch,
+                    offset=history.top_offset,
+                    recovery=history.recovery,  # type: ignore[arg-type]
+                    replayed=len(history.events),
+                    oldest_offset=history.oldest_offset,
+                )
+            ),
+        )
+        last = history.top_offset
+        for event in history.events:
+            self.queue.put_always(event)
+        buffered = subscription.buffer or []
+        subscription.buffer = None
+        for event in buffered:
+            if event.WhichOneof("kind") == "delta" and event.delta.offset <= last:
+                continue  # already part of the replay or of the state the client knows
+            self.deliver(event)
+        if subscribe.join_presence:
+            user_info = subscribe.user_info if subscribe.HasField("user_info") else None
+            await broker.presence_join(collection_id, self.peer_id, user_info)
+            self._present.add(collection_id)
+
+    async def unsubscribe(self, request_id: int, collection_id: str) -> None:
+        if collection_id not in self._subscriptions:
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                "not_subscribed",
+                f"not subscribed to {collection_id!r}",
+                collection_id=collection_id,
+            )
+        await self._drop_subscription(collection_id, "unsubscribed")
+        self.reply(
+            request_id,
+            sync_pb2.SyncResponse(unsubscribed=sync_pb2.Unsubscribed(collection_id=collection_id)),
+        )
+
+    async def _drop_subscription(self, collection_id: str, reason: str) -> None:
+        self._subscriptions.pop(collection_id, None)
+        sink = self._sinks.pop(collection_id, None)
+        try:
+            if sink is not None:
+                await self.core.broker.detach(collection_id, sink)  # type: ignore[arg-type]
+            if collection_id in self._present:
+                self._present.discard(collection_id)
+                await self.core.broker.presence_leave(collection_id, self.peer_id, reason)
+        except BrokerError as exc:
+            log.warning("cleanup after %s failed: %s", collection_id, exc)
+
+    async def publish(self, request_id: int, delta: types_pb2.Delta) -> None:
+        ack = await self.core.publish(delta, peer_id=self.peer_id, principal=self.principal)
+        self.reply(request_id, sync_pb2.SyncResponse(publish_ack=ack))
+
+    async def set_presence(self, request: sync_pb2.SetPresence) -> None:
+        collection_id = request.collection_id
+        if collection_id not in self._subscriptions:
+            raise RequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "not_subscribed",
+                f"subscribe to {collection_id!r} before setting presence in it",
+                collection_id=collection_id,
+            )
+        broker = self.core.broker
+        user_info = request.user_info if request.HasField("user_info") else None
+        if request.action == types_pb2.PRESENCE_ACTION_LEAVE:
+            if collection_id in self._present:
+                self._present.discard(collection_id)
+                await broker.presence_leave(collection_id, self.peer_id, request.status or "left")
+            return
+        if request.action == types_pb2.PRESENCE_ACTION_JOIN and collection_id not in self._present:
+            self._present.add(collection_id)
+            await broker.presence_join(collection_id, self.peer_id, user_info)
+            return
+        self._present.add(collection_id)
+        presence = types_pb2.Presence(
+            collection_id=collection_id,
+            peer_id=self.peer_id,
+            action=request.action or types_pb2.PRESENCE_ACTION_UPDATE,
+            status=request.status,
+            user_info=user_info,
+            timestamp=now_timestamp(),
+        )
+        await broker.presence_update(presence)
+
+    # ------------------------------------------------------------------- queries
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return list(self._subscriptions)
+
+    @property
+    def present_in(self) -> list[str]:
+        return list(self._present)

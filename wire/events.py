@@ -1,0 +1,98 @@
+"""What a multiplexer reports after reading a WebSocket message (sans-I/O events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """Server side: the client opened a call."""
+
+    call_id: int
+    method: str
+    metadata: grpc.aio.Metadata
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersReceived:
+    """Client side: the server sent the call's initial metadata."""
+
+    call_id: int
+    metadata: grpc.aio.Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """Either side: one serialized message of a call."""
+
+    call_id: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HalfClosed:
+    """Server side: the client will send no more messages on the call."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallCancelled:
+    """Server side: the client abandoned the call; no end is to be sent."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """Client side: the server ended the call with this status."""
+
+    call_id: int
+    code: grpc.StatusCode
+    details: str
+    trailers: grpc.aio.Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """Either side: the multiplexer itself ended the call because of a bad frame or a
+    limit. The peer has already been told (server: an end frame; client: a cancel frame);
+    the driver only has to finish the call locally with this status."""
+
+    call_id: int
+    code: grpc.StatusCode
+    details: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDiscarded:
+    """Either side: a frame belonged to no open call and was dropped; the peer was sent a
+    ProtocolError. Informational (log it); no call is affected."""
+
+    details: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerProtocolError:
+    """Either side: the peer reported that it discarded one of our frames."""
+
+    code: grpc.StatusCode
+    details: str
+
+
+Event = (
+    CallStarted
+    | HeadersReceived
+    | MessageReceived
+    | HalfClosed
+    | CallCancelled
+    | CallEnded
+    | CallFailed
+    | FrameDiscarded
+    | PeerProtocolError
+)

@@ -1,0 +1,416 @@
+"""Sans-I/O call multiplexers: the per-connection state machines both ends drive.
+
+``receive(message)`` takes one WebSocket message and returns events; the ``send_*``
+methods validate call state and queue encoded records in ``outbox``; the driver moves
+``data_to_send()`` batches to its socket (or in-memory pipe). No I/O, no asyncio.
+
+Per call, the client sends ``start``, then messages, then ``half_close`` (or ``cancel``
+at any time); the server sends ``headers`` at most once before any message, then
+messages, then exactly one ``end``. A frame that breaks these rules fails only its call:
+the server answers with an end (INVALID_ARGUMENT), the client cancels and fails the call
+locally (INTERNAL). A frame for no known call is dropped and reported to the peer with a
+ProtocolError on call 0. Frames for calls that already finished are dropped silently:
+they are the normal race between an end and a late client frame (or a cancel and a late
+server frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from syncwire.ws.v1 import frame_pb2
+from wire.codec import FrameDecodeError, decode_batch, encode_message_record, encode_record
+from wire.deadline import DeadlineError, duration_to_timeout, timeout_to_duration
+from wire.events import (
+    CallCancelled,
+    CallEnded,
+    CallFailed,
+    CallStarted,
+    Event,
+    FrameDiscarded,
+    HalfClosed,
+    HeadersReceived,
+    MessageReceived,
+    PeerProtocolError,
+)
+from wire.metadata import MetadataError, MetadataPairs, decode_metadata, encode_metadata
+from wire.outbox import BATCH_BYTES, Outbox
+from wire.status import code_to_number, number_to_code
+
+MAX_CALL_ID = 0xFFFFFFFF
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class CallStateError(RuntimeError):
+    """Local misuse: sending on a call that is not open, or out of order."""
+
+
+class MessageTooLargeError(ValueError):
+    """A message to send exceeds the peer's announced limit."""
+
+
+class CallIdsExhaustedError(RuntimeError):
+    """The connection has used every call id; open a new connection."""
+
+
+class _Multiplexer:
+    """What both ends share: decoding, call-0 frames, size limits and the outbox."""
+
+    def __init__(
+        self, *, max_receive_bytes: int | None, max_send_bytes: int | None, batch_bytes: int
+    ) -> None:
+        self.outbox = Outbox(batch_bytes)
+        self.max_receive_bytes = max_receive_bytes
+        self.max_send_bytes = max_send_bytes
+        self._events: list[Event] = []
+
+    def data_to_send(self) -> bytes | None:
+        """The next WebSocket message to send (a batch of queued frames), if any."""
+        return self.outbox.take_batch()
+
+    def receive(self, message: bytes | str) -> list[Event]:
+        """Applies one received WebSocket message; returns what happened, in order."""
+        if isinstance(message, str):
+            self._discard("text WebSocket message ignored: frames travel in binary messages")
+        else:
+            for item in decode_batch(message):
+                if isinstance(item, FrameDecodeError):
+                    self._on_undecodable(item)
+                elif item.call_id == 0:
+                    self._on_connection_frame(item)
+                else:
+                    self._on_call_frame(item)
+        events, self._events = self._events, []
+        return events
+
+    def _on_undecodable(self, error: FrameDecodeError) -> None:
+        raise NotImplementedError
+
+    def _on_call_frame(self, frame: frame_pb2.Frame) -> None:
+        raise NotImplementedError
+
+    def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
+        raise NotImplementedError
+
+    def _on_connection_frame(self, frame: frame_pb2.Frame) -> None:
+        if frame.WhichOneof("kind") == "protocol_error":
+            error = frame.protocol_error
+            self._events.append(PeerProtocolError(number_to_code(error.code), error.details))
+        else:
+            self._discard(f"frame kind {frame.WhichOneof('kind')!r} is not valid on call 0")
+
+    def _discard(self, details: str) -> None:
+        """Drops an unattributable frame and tells the peer why."""
+        error = frame_pb2.ProtocolError(
+            code=code_to_number(grpc.StatusCode.INVALID_ARGUMENT), details=details
+        )
+        self.outbox.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
+        self._events.append(FrameDiscarded(details))
+
+    def _payload_fits(self, call_id: int, payload: bytes) -> bool:
+        limit = self.max_receive_bytes
+        if limit is not None and len(payload) > limit:
+            self._fail(
+                call_id,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"Received message larger than max ({len(payload)} vs. {limit})",
+            )
+            return False
+        return True
+
+    def _check_send_size(self, payload: bytes) -> None:
+        limit = self.max_send_bytes
+        if limit is not None and len(payload) > limit:
+            raise MessageTooLargeError(f"Sent message larger than max ({len(payload)} vs. {limit})")
+
+
+@dataclass(slots=True)
+class _ServerCall:
+    half_closed: bool = False
+    responded: bool = False  # headers or a message went out
+
+
+class ServerMultiplexer(_Multiplexer):
+    """The server end of one connection."""
+
+    def __init__(
+        self,
+        *,
+        max_receive_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+        max_send_bytes: int | None = None,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
+        super().__init__(
+            max_receive_bytes=max_receive_bytes,
+            max_send_bytes=max_send_bytes,
+            batch_bytes=batch_bytes,
+        )
+        self._calls: dict[int, _ServerCall] = {}
+        self._last_call_id = 0
+
+    def is_open(self, call_id: int) -> bool:
+        """Whether the call is still running (not ended, cancelled or failed)."""
+        return call_id in self._calls
+
+    @property
+    def open_calls(self) -> list[int]:
+        """Ids of the calls still running."""
+        return list(self._calls)
+
+    def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
+        """Queues the call's initial metadata; raises MetadataError for invalid entries."""
+        call = self._open(call_id)
+        if call.responded:
+            raise CallStateError(f"call {call_id}: headers must precede messages, once")
+        entries = encode_metadata(metadata)
+        call.responded = True
+        headers = frame_pb2.CallHeaders(metadata=entries)
+        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, headers=headers)))
+
+    def send_message(self, call_id: int, payload: bytes) -> None:
+        """Queues one response message; raises MessageTooLargeError over the peer's limit."""
+        call = self._open(call_id)
+        self._check_send_size(payload)
+        call.responded = True
+        self.outbox.push(encode_message_record(call_id, payload))
+
+    def end(
+        self,
+        call_id: int,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailers: MetadataPairs | None = None,
+    ) -> None:
+        """Ends the call with its status; invalid trailers turn the status into INTERNAL."""
+        if self._calls.pop(call_id, None) is None:
+            raise CallStateError(f"call {call_id} is not open")
+        try:
+            entries = encode_metadata(trailers)
+        except MetadataError as exc:
+            code, details, entries = grpc.StatusCode.INTERNAL, f"invalid trailers: {exc}", []
+        self._queue_end(call_id, code, details, entries)
+
+    def _open(self, call_id: int) -> _ServerCall:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallStateError(f"call {call_id} is not open")
+        return call
+
+    def _queue_end(
+        self,
+        call_id: int,
+        code: grpc.StatusCode,
+        details: str,
+        entries: list[frame_pb2.MetadataEntry] | None = None,
+    ) -> None:
+        end = frame_pb2.CallEnd(code=code_to_number(code), details=details, trailers=entries)
+        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, end=end)))
+
+    def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
+        del self._calls[call_id]
+        self._queue_end(call_id, code, details)
+        self._events.append(CallFailed(call_id, code, details))
+
+    def _refuse_start(self, call_id: int, details: str) -> None:
+        """Ends a call that never opened: the client is waiting for its end."""
+        self._queue_end(call_id, grpc.StatusCode.INVALID_ARGUMENT, details)
+        self._events.append(FrameDiscarded(details))
+
+    def _on_undecodable(self, error: FrameDecodeError) -> None:
+        call_id = error.call_id
+        if call_id is not None and call_id in self._calls:
+            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, f"call {call_id}: {error.reason}")
+        elif call_id is not None and call_id % 2 == 1 and call_id > self._last_call_id:
+            self._last_call_id = call_id  # most likely its start: end it so the client knows
+            self._refuse_start(call_id, f"call {call_id}: {error.reason}")
+        else:
+            self._discard(error.reason if call_id is None else f"call {call_id}: {error.reason}")
+
+    def _on_start(self, call_id: int, start: frame_pb2.CallStart) -> None:
+        if call_id in self._calls:
+            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, f"call {call_id} started twice")
+            return
+        if call_id % 2 == 0:
+            self._refuse_start(call_id, f"call id {call_id} is even; client call ids are odd")
+            return
+        if call_id <= self._last_call_id:
+            self._refuse_start(
+                call_id,
+                f"call id {call_id} is not greater than the previous one ({self._last_call_id})",
+            )
+            return
+        self._last_call_id = call_id
+        try:
+            if not start.method.startswith("/"):
+                raise ValueError(
+                    f"method {start.method!r} is not a path like /package.Service/Method"
+                )
+            metadata = decode_metadata(start.metadata)
+            timeout = duration_to_timeout(start.timeout) if start.HasField("timeout") else None
+        except (ValueError, MetadataError, DeadlineError) as exc:
+            self._refuse_start(call_id, f"call {call_id}: {exc}")
+            return
+        self._calls[call_id] = _ServerCall()
+        self._events.append(CallStarted(call_id, start.method, metadata, timeout))
+
+    def _on_call_frame(self, frame: frame_pb2.Frame) -> None:
+        call_id = frame.call_id
+        kind = frame.WhichOneof("kind")
+        if kind == "start":
+            self._on_start(call_id, frame.start)
+            return
+        call = self._calls.get(call_id)
+        if call is None:
+            if call_id % 2 == 1 and call_id <= self._last_call_id:
+                return  # late frame for a finished call
+            self._discard(f"{kind or 'empty'} frame for call {call_id}, which was never started")
+            return
+        if kind == "message":
+            if call.half_closed:
+                self._fail(
+                    call_id,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"call {call_id}: message after half-close",
+                )
+            elif self._payload_fits(call_id, frame.message.payload):
+                self._events.append(MessageReceived(call_id, frame.message.payload))
+        elif kind == "half_close":
+            if call.half_closed:
+                self._fail(
+                    call_id, grpc.StatusCode.INVALID_ARGUMENT, f"call {call_id}: second half-close"
+                )
+            else:
+                call.half_closed = True
+                self._events.append(HalfClosed(call_id))
+        elif kind == "cancel":
+            del self._calls[call_id]
+            self._events.append(CallCancelled(call_id))
+        else:
+            what = f"frame kind {kind!r} is not sent by clients" if kind else "frame has no kind"
+            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, f"call {call_id}: {what}")
+
+
+@dataclass(slots=True)
+class _ClientCall:
+    half_closed: bool = False
+    answered: bool = False  # headers or a message came in
+
+
+class ClientMultiplexer(_Multiplexer):
+    """The client end of one connection."""
+
+    def __init__(
+        self,
+        *,
+        max_receive_bytes: int | None = 4 * 1024 * 1024,
+        max_send_bytes: int | None = None,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
+        super().__init__(
+            max_receive_bytes=max_receive_bytes,
+            max_send_bytes=max_send_bytes,
+            batch_bytes=batch_bytes,
+        )
+        self._calls: dict[int, _ClientCall] = {}
+        self._next_call_id = 1
+
+    def is_open(self, call_id: int) -> bool:
+        """Whether the call is still running (no end received, not cancelled or failed)."""
+        return call_id in self._calls
+
+    @property
+    def open_calls(self) -> list[int]:
+        """Ids of the calls still running."""
+        return list(self._calls)
+
+    def start(self, method: str, metadata: MetadataPairs | None, timeout: float | None) -> int:
+        """Queues a call's start and returns its id; raises MetadataError for bad metadata
+        and CallIdsExhaustedError when this connection has no id left."""
+        entries = encode_metadata(metadata)
+        call_id = self._next_call_id
+        if call_id > MAX_CALL_ID:
+            raise CallIdsExhaustedError("no call id left on this connection")
+        self._next_call_id += 2
+        start = frame_pb2.CallStart(method=method, metadata=entries)
+        if timeout is not None:
+            start.timeout.CopyFrom(timeout_to_duration(timeout))
+        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, start=start)))
+        self._calls[call_id] = _ClientCall()
+        return call_id
+
+    def send_message(self, call_id: int, payload: bytes) -> None:
+        """Queues one request message; raises MessageTooLargeError over the server's limit."""
+        self._sending(call_id)
+        self._check_send_size(payload)
+        self.outbox.push(encode_message_record(call_id, payload))
+
+    def half_close(self, call_id: int) -> None:
+        """Queues the end of the call's requests."""
+        self._sending(call_id).half_closed = True
+        frame = frame_pb2.Frame(call_id=call_id, half_close=frame_pb2.CallHalfClose())
+        self.outbox.push(encode_record(frame))
+
+    def cancel(self, call_id: int) -> None:
+        """Abandons the call (the server sends no end); no-op once the call is over."""
+        if self._calls.pop(call_id, None) is not None:
+            frame = frame_pb2.Frame(call_id=call_id, cancel=frame_pb2.CallCancel())
+            self.outbox.push(encode_record(frame))
+
+    def _sending(self, call_id: int) -> _ClientCall:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallStateError(f"call {call_id} is not open")
+        if call.half_closed:
+            raise CallStateError(f"call {call_id} is half-closed")
+        return call
+
+    def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
+        self.cancel(call_id)
+        self._events.append(CallFailed(call_id, code, details))
+
+    def _on_undecodable(self, error: FrameDecodeError) -> None:
+        call_id = error.call_id
+        if call_id is not None and call_id in self._calls:
+            self._fail(call_id, grpc.StatusCode.INTERNAL, f"call {call_id}: {error.reason}")
+        else:
+            self._discard(error.reason if call_id is None else f"call {call_id}: {error.reason}")
+
+    def _on_call_frame(self, frame: frame_pb2.Frame) -> None:
+        call_id = frame.call_id
+        kind = frame.WhichOneof("kind")
+        call = self._calls.get(call_id)
+        if call is None:
+            if call_id % 2 == 1 and call_id < self._next_call_id:
+                return  # late frame for a call this client already finished
+            self._discard(f"{kind or 'empty'} frame for call {call_id}, which was never started")
+            return
+        internal = grpc.StatusCode.INTERNAL
+        if kind == "headers":
+            if call.answered:
+                self._fail(call_id, internal, f"call {call_id}: headers after headers or messages")
+                return
+            try:
+                metadata = decode_metadata(frame.headers.metadata)
+            except MetadataError as exc:
+                self._fail(call_id, internal, f"call {call_id}: {exc}")
+                return
+            call.answered = True
+            self._events.append(HeadersReceived(call_id, metadata))
+        elif kind == "message":
+            if self._payload_fits(call_id, frame.message.payload):
+                call.answered = True
+                self._events.append(MessageReceived(call_id, frame.message.payload))
+        elif kind == "end":
+            del self._calls[call_id]
+            end = frame.end
+            code, details = number_to_code(end.code), end.details
+            try:
+                trailers = decode_metadata(end.trailers)
+            except MetadataError as exc:
+                code, details, trailers = internal, f"invalid trailers: {exc}", decode_metadata([])
+            self._events.append(CallEnded(call_id, code, details, trailers))
+        else:
+            what = f"frame kind {kind!r} is not sent by servers" if kind else "frame has no kind"
+            self._fail(call_id, internal, f"call {call_id}: {what}")

@@ -1,0 +1,27 @@
+"""Names and numbers of the WebSocket framing that both ends must agree on."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Sec-WebSocket-Protocol value of the typed binary framing (FrameBatch per binary message).
+SUBPROTOCOL_PROTOBUF: Final = "syncwire-protobuf"
+SUBPROTOCOLS: Final = (SUBPROTOCOL_PROTOBUF,)
+
+# Handshake header (request: client's limit; response: server's limit) announcing the
+# largest call message payload, in bytes, that the sender accepts.
+MAX_MESSAGE_BYTES_HEADER: Final = "syncwire-max-message-bytes"
+
+# WebSocket close codes used by syncwire.
+CLOSE_NORMAL: Final = 1000  # the client closed its channel
+CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
+CLOSE_PROTOCOL_ERROR: Final = 1002  # only unknown subprotocols were offered
+CLOSE_POLICY_VIOLATION: Final = 1008  # no subprotocol offered and no legacy handler
+CLOSE_MESSAGE_TOO_BIG: Final = 1009  # a WebSocket message exceeded the size bound
+CLOSE_INTERNAL_ERROR: Final = 1011  # unexpected server failure
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # connection limit reached after the handshake
+
+# Keepalive defaults: a ping every 25 s (Socket.IO, Centrifugo) and 20 s to answer it, so
+# a dead peer is noticed within 45 s while idle proxies (often 60 s) keep the socket.
+PING_INTERVAL_SECONDS: Final = 25.0
+PING_TIMEOUT_SECONDS: Final = 20.0

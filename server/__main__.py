@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from .app import serve
 from .config import ConfigError, add_arguments, load_config
+from .logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"syncwire-server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr)
+    configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(serve(config))
     except OSError as exc:

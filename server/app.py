@@ -27,6 +27,7 @@ class SyncwireServer:
         self.grpc_server, self._health = build_grpc_server(config, self.servicer)
         self.grpc_port = 0
         self.ws_port = 0
+        self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -37,6 +38,8 @@ class SyncwireServer:
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.grpc_port}")
         await self.grpc_server.start()
+        if self.config.metrics_port >= 0:
+            self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
         await mark_serving(self._health, True)
 
     @property
@@ -48,10 +51,10 @@ class SyncwireServer:
         return f"ws://{self.config.host}:{self.ws_port}"
 
     def ready_line(self) -> str:
-        return (
-            f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} "
-            f"broker={self.config.broker}"
-        )
+        line = f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} broker={self.config.broker}"
+        if self.metrics_port is not None:
+            line += f" metrics=http://{self.config.host}:{self.metrics_port}/metrics"
+        return line
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting, ends every session with UNAVAILABLE, drains within grace."""
@@ -62,6 +65,7 @@ class SyncwireServer:
         self.core.begin_shutdown()
         await self.grpc_server.stop(grace)
         await self.core.stop()
+        self.core.metrics.stop_serving()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

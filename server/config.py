@@ -56,6 +56,7 @@ class ServerConfig:
     ws_compression: bool = _opt(True, "negotiate permessage-deflate on WebSocket")
     ws_ping_interval: float = _opt(20.0, "seconds between WebSocket keepalive pings (0 = off)")
     ws_ping_timeout: float = _opt(20.0, "seconds to wait for a WebSocket pong")
+    metrics_port: int = _opt(-1, "Prometheus /metrics HTTP port (-1 = off, 0 = pick a free port)")
     log_level: str = _opt(
         "warning", "log level", choices=("debug", "info", "warning", "error", "critical")
     )
@@ -64,6 +65,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")
         _check(0 <= self.ws_port <= 65535, "ws_port", self.ws_port, "must be 0..65535")
+        _check(-1 <= self.metrics_port <= 65535, "metrics_port", self.metrics_port, "must be -1..65535")
         _check(self.max_connections >= 1, "max_connections", self.max_connections, "must be >= 1")
         _check(
             self.max_message_bytes >= 1024,

@@ -18,11 +18,12 @@ import grpc
 from syncwire.v1 import sync_pb2, types_pb2
 
 from . import __version__
-from .broker import Broker, MemoryBroker
+from .broker import Broker, BrokerError, MemoryBroker
 from .clock import now_timestamp
 from .config import ServerConfig
 from .errors import RequestError, validate_collection_id
 from .event_queue import SessionEnd
+from .metrics import ServerMetrics
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class SyncCore:
         self.config = config
         self.broker = broker if broker is not None else create_broker(config)
         self.registry = SessionRegistry(config.max_connections)
+        self.metrics = ServerMetrics(self.registry.sessions)
         self.server_id = str(uuid.uuid4())
         self._upkeep: asyncio.Task[None] | None = None
         self._shutting_down = False
@@ -107,7 +109,7 @@ class SyncCore:
     def begin_shutdown(self, reason: str = "server shutting down") -> None:
         """Tells every session the server is going away; they end with UNAVAILABLE."""
         self._shutting_down = True
-        end = SessionEnd(grpc.StatusCode.UNAVAILABLE, reason, reconnect=True)
+        end = SessionEnd(grpc.StatusCode.UNAVAILABLE, reason, reconnect=True, label="shutdown")
         for session in self.registry.sessions():
             session.end(end)
 
@@ -126,6 +128,7 @@ class SyncCore:
             )
         session = Session(self, transport=transport, peer=peer)
         self.registry.admit(session)
+        self.metrics.sessions_opened.labels(transport).inc()
         return session
 
     def server_info(self) -> types_pb2.ServerInfo:
@@ -163,15 +166,17 @@ class SyncCore:
                 collection_id=delta.collection_id,
             )
         delta.peer_id = peer_id
-        result = await self.broker.publish(delta)
+        try:
+            result = await self.broker.publish(delta)
+        except BrokerError:
+            self.metrics.broker_errors.inc()
+            raise
+        if result.duplicate:
+            self.metrics.duplicates.inc()
+        else:
+            self.metrics.deltas_published.inc()
+            self.metrics.delta_bytes_published.inc(len(delta.delta))
         return result.to_ack(delta.client_message_id)
-
-    def metrics_slow_consumer(self, session: Session) -> None:
-        """Hook for metrics; called when a session is dropped as a slow consumer."""
-        log.warning(
-            "slow consumer dropped",
-            extra={"peer_id": session.peer_id, "transport": session.transport},
-        )
 
     # ------------------------------------------------------------------ upkeep
 
@@ -186,6 +191,7 @@ class SyncCore:
             await asyncio.sleep(self._tick_seconds())
             now = time.monotonic()
             try:
+                self.metrics.broker_up.set(1 if self.broker.healthy else 0)
                 self._expire_idle(now)
                 if now >= next_beat:
                     next_beat = now + self.config.heartbeat_interval
@@ -205,6 +211,7 @@ class SyncCore:
                     SessionEnd(
                         grpc.StatusCode.UNAVAILABLE,
                         f"idle timeout: nothing received for {self.config.idle_timeout:g} s",
+                        label="idle_timeout",
                     )
                 )
 

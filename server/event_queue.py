@@ -18,6 +18,12 @@ class SessionEnd:
     code: grpc.StatusCode
     reason: str
     reconnect: bool = True
+    label: str = ""
+    """Short metrics label (e.g. "slow_consumer"); defaults to the status code name."""
+
+    @property
+    def metric_label(self) -> str:
+        return self.label or self.code.name.lower()
 
     def to_response(self) -> sync_pb2.SyncResponse:
         return sync_pb2.SyncResponse(

@@ -21,7 +21,9 @@ from .clock import now_timestamp
 from .core import SyncCore
 from .errors import RequestError, validate_collection_id
 from .event_queue import SessionEnd, SessionEnded
+from .logs import bind_connection
 from .malformed import MalformedRequestError
+from .metrics import LATENCY_SAMPLE_EVERY
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             session.principal = self.core_principal(context)
         except RequestError as error:
             await abort_with(context, error)
+        bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer)
         reader = asyncio.create_task(self._read(request_iterator, session))
+        metrics = self.core.metrics
+        sent = metrics.messages_out.labels(session.transport)
+        deltas = 0
         try:
             yield session.welcome()
             while True:
@@ -72,6 +78,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     yield end.to_response()
                     await context.abort(end.code, end.reason)
                 yield event
+                sent.inc()
+                if event.HasField("delta"):
+                    deltas += 1
+                    if deltas % LATENCY_SAMPLE_EVERY == 0:
+                        metrics.observe_delivery(event.delta.server_time.ToNanoseconds())
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -67,6 +67,7 @@ class Session:
     def end(self, end: SessionEnd, *, discard_pending: bool = False) -> None:
         """Asks the transport to finish the stream with `end` (after a Disconnect)."""
         if not self.queue.ended:
+            self.core.metrics.disconnects.labels(end.metric_label).inc()
             log.info(
                 "session ending",
                 extra={"peer_id": self.peer_id, "code": end.code.name, "reason": end.reason},
@@ -90,6 +91,9 @@ class Session:
         carrying the request id; the session carries on."""
         self.last_seen = time.monotonic()
         kind = request.WhichOneof("kind")
+        metrics = self.core.metrics
+        metrics.messages_in.labels(self.transport, kind or "none").inc()
+        metrics.bytes_in.labels(self.transport).inc(request.ByteSize())
         try:
             if kind == "subscribe":
                 await self.subscribe(request.request_id, request.subscribe)
@@ -117,8 +121,11 @@ class Session:
                     grpc.StatusCode.INVALID_ARGUMENT, "empty_request", "request sets no kind"
                 )
         except RequestError as exc:
+            metrics.request_errors.labels(exc.reason_code).inc()
             self.reply(request.request_id, exc.to_response())
         except BrokerError as exc:
+            metrics.broker_errors.inc()
+            metrics.request_errors.labels("broker_unavailable").inc()
             self.reply(
                 request.request_id,
                 RequestError(
@@ -138,12 +145,13 @@ class Session:
         """Queues a live event; a session that cannot keep up is ended (slow consumer)
         and recovers what it missed from history when it reconnects."""
         if not self.queue.put(event):
-            self.core.metrics_slow_consumer(self)
+            log.warning("slow consumer dropped", extra={"peer_id": self.peer_id})
             self.end(
                 SessionEnd(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"slow consumer: more than {self.core.config.subscriber_queue} "
                     "messages pending; reconnect and recover from your last offset",
+                    label="slow_consumer",
                 ),
                 discard_pending=True,
             )
@@ -181,6 +189,8 @@ class Session:
             self._sinks.pop(collection_id, None)
             await broker.detach(collection_id, sink)
             raise
+        outcome = sync_pb2.RecoveryStatus.Name(history.recovery)  # type: ignore[arg-type]
+        self.core.metrics.recoveries.labels(outcome.removeprefix("RECOVERY_STATUS_").lower()).inc()
         self.reply(
             request_id,
             sync_pb2.SyncResponse(

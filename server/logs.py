@@ -13,12 +13,13 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TextIO
 
 import orjson
 
 _connection: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "syncwire_connection", default={}
+    "syncwire_connection", default=MappingProxyType({})
 )
 
 # Attributes every LogRecord has; anything else was passed through `extra=`.

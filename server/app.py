@@ -32,11 +32,11 @@ class SyncwireServer:
 
     async def start(self) -> None:
         await self.core.start()
-        self.grpc_port = self.grpc_server.add_insecure_port(
-            f"{self.config.host}:{self.config.grpc_port}"
-        )
-        if self.grpc_port == 0:
-            raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.grpc_port}")
+        address = f"{self.config.host}:{self.config.grpc_port}"
+        try:
+            self.grpc_port = self.grpc_server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio reports bind failures this way
+            raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
         await self.grpc_server.start()
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)

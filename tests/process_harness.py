@@ -45,7 +45,8 @@ async def start_server_process(*args: str, env: dict[str, str] | None = None) ->
     )
     assert process.stdout is not None
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        async with asyncio.timeout(20):
+            line = await process.stdout.readline()
     except TimeoutError:
         process.kill()
         raise

@@ -1,0 +1,257 @@
+"""One call being served over a WebSocket connection: requests in, handler, status out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from server.ws.context import ConnectionInfo, WebSocketServicerContext
+from server.ws.handlers import invoke_handler
+from wire.metadata import MetadataError, MetadataPairs
+from wire.mux import CallStateError, MessageTooLargeError
+from wire.sentinels import EOF
+
+if TYPE_CHECKING:
+    from server.ws.connection import ServerConnectionDriver
+
+_LOG = logging.getLogger(__name__)
+
+
+class CallTerminated(Exception):
+    """The call already has its final status; the handler should stop."""
+
+
+class ServerCall:
+    """Runtime state of one call: its request queue, its handler task, its outcome.
+
+    The handler task ends the call with the context's status; deadline expiry, client
+    cancel, a protocol failure, a lost connection or shutdown end it from outside
+    (``terminate``), which also cancels the task.
+    """
+
+    def __init__(
+        self,
+        driver: ServerConnectionDriver,
+        call_id: int,
+        method: str,
+        metadata: grpc.aio.Metadata,
+        timeout: float | None,
+        connection: ConnectionInfo,
+    ) -> None:
+        self._driver = driver
+        self.call_id = call_id
+        self.method = method
+        self._loop = asyncio.get_running_loop()
+        self.context: WebSocketServicerContext[Any, Any] = WebSocketServicerContext(
+            self, metadata, connection
+        )
+        self._requests: deque[bytes] = deque()
+        self._request_bytes = 0
+        self._half_closed = False
+        self._request_ready = asyncio.Event()
+        self._deserialize: Callable[[bytes], Any] = _identity
+        self._serialize: Callable[[Any], bytes] = _identity
+        self._done_callbacks: list[Callable[[Any], None]] = []
+        self.terminated = False
+        self.finished = False
+        self.last_token = 0  # for SerializationCache
+        self.task: asyncio.Task[None] | None = None
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if timeout is not None:
+            self._deadline = self._loop.time() + timeout
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+
+    def start(self) -> None:
+        """Runs the call in its own task."""
+        self.task = self._loop.create_task(self._run(), name=f"ws-call-{self.call_id}")
+
+    # Events from the connection.
+
+    def deliver(self, payload: bytes) -> None:
+        """Queues one request message; a handler that falls too far behind fails the call."""
+        self._request_bytes += len(payload)
+        if self._request_bytes > self._driver.limits.call_buffer_bytes:
+            self.terminate(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {self._driver.limits.call_buffer_bytes} bytes of unread requests",
+            )
+            return
+        self._requests.append(payload)
+        self._request_ready.set()
+
+    def deliver_half_close(self) -> None:
+        """The client sends no more requests."""
+        self._half_closed = True
+        self._request_ready.set()
+
+    def terminate(self, code: grpc.StatusCode, details: str, *, notify_peer: bool = True) -> None:
+        """Ends the call from outside the handler and cancels the handler."""
+        self.terminated = True
+        if notify_peer:
+            self.finish(code, details)
+        else:
+            self._mark_finished()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self.terminate(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    # Used by the context.
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline, or None."""
+        if self._deadline is None:
+            return None
+        return max(self._deadline - self._loop.time(), 0.0)
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        """Calls back with the context once the call is done."""
+        if self.finished:
+            self._loop.call_soon(callback, self.context)
+        else:
+            self._done_callbacks.append(callback)
+
+    async def read_request(self) -> Any:
+        """The next deserialized request, or EOF after half-close."""
+        while not self._requests:
+            if self._half_closed:
+                return EOF
+            if self.finished:
+                raise CallTerminated()
+            self._request_ready.clear()
+            await self._request_ready.wait()
+        payload = self._requests.popleft()
+        self._request_bytes -= len(payload)
+        try:
+            return self._deserialize(payload)
+        except Exception:
+            _LOG.exception("exception deserializing request of %s", self.method)
+            self._fail_now(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+
+    def requests(self) -> RequestIterator:
+        """The request stream as handed to streaming-request handlers."""
+        return RequestIterator(self)
+
+    async def send_response(self, message: Any) -> None:
+        """Serializes (once per broadcast) and queues one response, honouring back-pressure."""
+        if self.finished:
+            raise CallTerminated()
+        try:
+            payload = self._driver.serialize(message, self._serialize, self)
+        except Exception:
+            _LOG.exception("exception serializing response of %s", self.method)
+            self._fail_now(grpc.StatusCode.INTERNAL, "Exception serializing response!")
+        try:
+            await self._driver.send_message(self.call_id, payload)
+        except MessageTooLargeError as exc:
+            self._fail_now(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except CallStateError:
+            raise CallTerminated() from None
+
+    def send_initial_metadata(self, metadata: MetadataPairs) -> None:
+        """Sends response headers now."""
+        if self.finished:
+            raise CallTerminated()
+        try:
+            self._driver.send_headers(self.call_id, metadata)
+        except CallStateError as exc:
+            raise grpc.aio.UsageError(str(exc)) from None
+
+    # Ending.
+
+    def finish(
+        self, code: grpc.StatusCode, details: str = "", trailers: MetadataPairs | None = None
+    ) -> None:
+        """Sends the final status, once; later calls do nothing."""
+        if self.finished:
+            return
+        self._driver.send_end(self.call_id, code, details, trailers)
+        self._mark_finished()
+
+    def _fail_now(self, code: grpc.StatusCode, details: str) -> Any:
+        self.finish(code, details)
+        raise CallTerminated()
+
+    def _mark_finished(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._request_ready.set()  # wake a reader blocked on a finished call
+        self._driver.forget(self.call_id)
+        for callback in self._done_callbacks:
+            self._loop.call_soon(callback, self.context)
+        self._done_callbacks.clear()
+
+    async def _run(self) -> None:
+        context = self.context
+        try:
+            handler = await self._driver.find_handler(self.method, context.invocation_metadata())
+            if handler is None:
+                self.finish(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+                return
+            self._deserialize = handler.request_deserializer or _identity
+            self._serialize = handler.response_serializer or _identity
+            await invoke_handler(handler, self, context)
+            self.finish(context.code(), context.details(), context.trailing_metadata())
+        except grpc.aio.AbortError:
+            self.finish(context.code(), context.details(), context.trailing_metadata())
+        except (CallTerminated, asyncio.CancelledError):
+            self._mark_finished()
+        except MetadataError as exc:
+            self.finish(grpc.StatusCode.INTERNAL, f"invalid metadata: {exc}")
+        except Exception as exc:
+            _LOG.exception(
+                "unexpected %s raised by servicer method %s", type(exc).__name__, self.method
+            )
+            code = context.code()
+            self.finish(
+                grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code,
+                f"Unexpected {type(exc)}: {exc}",
+                context.trailing_metadata(),
+            )
+
+
+class RequestIterator(AsyncIterator[Any], Iterator[Any]):
+    """A call's requests: async iteration in handlers, plain iteration from the worker
+    thread a synchronous handler runs in (grpc's ``_MaybeAsyncIterator``)."""
+
+    def __init__(self, call: ServerCall) -> None:
+        self._call = call
+        self._loop = asyncio.get_running_loop()
+
+    def __aiter__(self) -> RequestIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        request = await self._call.read_request()
+        if request is EOF:
+            raise StopAsyncIteration
+        return request
+
+    def __iter__(self) -> RequestIterator:
+        return self
+
+    def __next__(self) -> Any:
+        future = asyncio.run_coroutine_threadsafe(self._call.read_request(), self._loop)
+        with contextlib.suppress(CallTerminated):
+            request = future.result()
+            if request is not EOF:
+                return request
+        raise StopIteration
+
+
+def _identity(value: Any) -> Any:
+    return value

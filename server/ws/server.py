@@ -1,0 +1,271 @@
+"""WebSocketServer: a grpc.aio.Server that serves registered servicers over the
+WebSocket framing (see docs/protocol.md, "WebSocket framing")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from websockets.asyncio.server import Server as WsListener
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from server.ws.connection import ServerConnectionDriver, ServerLimits
+from server.ws.context import ConnectionInfo
+from server.ws.listener import announced_limit, bind, connection_info
+from server.ws.registry import Handler, MethodRegistry
+from server.ws.serialize_cache import SerializationCache
+from wire.mux import DEFAULT_MAX_MESSAGE_BYTES
+from wire.outbox import BATCH_BYTES
+from wire.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
+    MAX_MESSAGE_BYTES_HEADER,
+    PING_INTERVAL_SECONDS,
+    PING_TIMEOUT_SECONDS,
+    SUBPROTOCOL_PROTOBUF,
+)
+from wire.transport import MessageTransport
+
+_LOG = logging.getLogger(__name__)
+
+_PROTOBUF = Subprotocol(SUBPROTOCOL_PROTOBUF)
+
+LegacyHandler = Callable[[ServerConnection], Awaitable[None]]
+"""Serves a connection that offered no subprotocol (a legacy JSON client)."""
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """The typed framing when offered; otherwise accept without a subprotocol and let the
+    connection handler decide (legacy client, or a close with a clear reason)."""
+    return _PROTOBUF if _PROTOBUF in offered else None
+
+
+class WebSocketServer(grpc.aio.Server):
+    """Serves gRPC services over one multiplexed WebSocket per client.
+
+    Register servicers exactly as on a grpc.aio server
+    (``add_XServicer_to_server(servicer, ws_server)``), add ports, ``await start()``.
+    Connections offering ``syncwire-protobuf`` get the typed framing; connections offering
+    no subprotocol go to ``legacy_handler`` (refused with close code 1008 without one).
+    """
+
+    def __init__(
+        self,
+        *,
+        interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+        legacy_handler: LegacyHandler | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_connections: int = 1000,
+        ping_interval: float | None = PING_INTERVAL_SECONDS,
+        ping_timeout: float | None = PING_TIMEOUT_SECONDS,
+        compression: bool = True,
+        send_buffer_bytes: int = 256 * 1024,
+        call_buffer_bytes: int | None = None,
+        serialization_cache_size: int = 128,
+        open_timeout: float | None = 10.0,
+    ) -> None:
+        self._registry = MethodRegistry(interceptors)
+        self._legacy_handler = legacy_handler
+        self._limits = ServerLimits(
+            max_message_bytes=max_message_bytes,
+            call_buffer_bytes=call_buffer_bytes or 4 * max_message_bytes,
+            send_buffer_bytes=send_buffer_bytes,
+        )
+        self._max_connections = max_connections
+        self._ws_options: dict[str, Any] = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "compression": "deflate" if compression else None,
+            # Bounded after decompression by websockets; one max-size call message plus
+            # batching headroom fits, so an oversize call message fails only its call.
+            "max_size": max_message_bytes + BATCH_BYTES,
+            "open_timeout": open_timeout,
+        }
+        self._cache = SerializationCache(serialization_cache_size)
+        self._pending: list[tuple[socket.socket, ssl.SSLContext | None]] = []
+        self._listeners: list[WsListener] = []
+        self._drivers: set[ServerConnectionDriver] = set()
+        self._open_connections = 0
+        self._started = False
+        self._stopping = False
+        self._terminated = asyncio.Event()
+
+    # Registration (what generated add_*Servicer_to_server calls).
+
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        """Adds generic handlers; looked up after registered methods."""
+        self._registry.add_generic(generic_rpc_handlers)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Handler]
+    ) -> None:
+        """Adds one service's method handlers by method name."""
+        self._registry.add_registered(service_name, method_handlers)
+
+    # Ports.
+
+    def add_insecure_port(self, address: str) -> int:
+        """Listens on ``host:port`` (port 0 = ephemeral) for ws://; returns the bound port."""
+        return self._add_port(address, None)
+
+    def add_secure_port(
+        self, address: str, server_credentials: grpc.ServerCredentials | ssl.SSLContext
+    ) -> int:
+        """Listens on ``host:port`` for wss://, with TLS from an ``ssl.SSLContext``
+        (grpc.ServerCredentials are opaque and cannot configure it); returns the port."""
+        if not isinstance(server_credentials, ssl.SSLContext):
+            raise TypeError("WebSocketServer.add_secure_port needs an ssl.SSLContext")
+        return self._add_port(address, server_credentials)
+
+    def _add_port(self, address: str, tls: ssl.SSLContext | None) -> int:
+        if self._started:
+            raise RuntimeError("ports must be added before start()")
+        sock = bind(address)
+        self._pending.append((sock, tls))
+        port: int = sock.getsockname()[1]
+        return port
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound ports, in the order they were added."""
+        return [sock.getsockname()[1] for sock, _ in self._pending]
+
+    @property
+    def connections(self) -> list[ServerConnectionDriver]:
+        """Open typed-framing connections (WebSocket and in-process)."""
+        return list(self._drivers)
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        """Starts serving on every added port."""
+        if self._started:
+            raise RuntimeError("server already started")
+        self._started = True
+        for sock, tls in self._pending:
+            listener = await serve(
+                self._handle,
+                sock=sock,
+                ssl=tls,
+                select_subprotocol=_select_subprotocol,
+                process_request=self._process_request,
+                process_response=self._process_response,
+                **self._ws_options,
+            )
+            self._listeners.append(listener)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting connections and calls; lets running calls finish for up to
+        ``grace`` seconds (None: not at all); ends the rest with UNAVAILABLE; closes every
+        connection with 1001 (going away)."""
+        if self._stopping:
+            await self._terminated.wait()
+            return
+        self._stopping = True
+        for listener in self._listeners:
+            listener.server.close()  # stop accepting; open connections carry on for now
+        if grace:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calls_finished(), grace)
+        await asyncio.gather(
+            *(
+                driver.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+                for driver in list(self._drivers)
+            )
+        )
+        for listener in self._listeners:
+            listener.close()  # anything left (legacy connections) closes with 1001
+        await asyncio.gather(*(listener.wait_closed() for listener in self._listeners))
+        self._terminated.set()
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """Waits until stop() completed; True when ``timeout`` ran out first, as in grpc."""
+        try:
+            await asyncio.wait_for(self._terminated.wait(), timeout)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _calls_finished(self) -> None:
+        while busy := [driver for driver in self._drivers if driver.call_count]:
+            await asyncio.wait([asyncio.create_task(driver.idle.wait()) for driver in busy])
+
+    # Connections.
+
+    async def serve_transport(self, transport: MessageTransport, info: ConnectionInfo) -> None:
+        """Serves the typed framing over any message pipe (the in-process channel uses an
+        in-memory one); returns when the pipe closes."""
+        driver = ServerConnectionDriver(
+            transport,
+            info,
+            limits=self._limits,
+            registry=self._registry,
+            cache=self._cache,
+            peer_max_message_bytes=announced_limit(info),
+            accepting=lambda: not self._stopping,
+        )
+        self._drivers.add(driver)
+        try:
+            await driver.run()
+        finally:
+            self._drivers.discard(driver)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._open_connections >= self._max_connections:
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections, try again later.\n"
+            )
+        return None
+
+    def _process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            response.headers[MAX_MESSAGE_BYTES_HEADER] = str(self._limits.max_message_bytes)
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        self._open_connections += 1
+        try:
+            await self._dispatch_connection(connection)
+        finally:
+            self._open_connections -= 1
+
+    async def _dispatch_connection(self, connection: ServerConnection) -> None:
+        if self._open_connections > self._max_connections:
+            await connection.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
+            return
+        if connection.subprotocol == SUBPROTOCOL_PROTOBUF:
+            await self.serve_transport(connection, connection_info(connection))
+            return
+        request_headers = connection.request.headers if connection.request else Headers()
+        offered = request_headers.get_all("Sec-WebSocket-Protocol")
+        if offered:
+            await connection.close(
+                CLOSE_PROTOCOL_ERROR,
+                f"unsupported subprotocol {', '.join(offered)}; offer {SUBPROTOCOL_PROTOBUF}",
+            )
+        elif self._legacy_handler is not None:
+            await self._legacy_handler(connection)
+        else:
+            await connection.close(
+                CLOSE_POLICY_VIOLATION,
+                f"subprotocol required: offer {SUBPROTOCOL_PROTOBUF} (no legacy JSON endpoint)",
+            )

@@ -325,12 +325,17 @@ class ClientMultiplexer(_Multiplexer):
         """Ids of the calls still running."""
         return list(self._calls)
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether every call id of this connection has been used."""
+        return self._next_call_id > MAX_CALL_ID
+
     def start(self, method: str, metadata: MetadataPairs | None, timeout: float | None) -> int:
         """Queues a call's start and returns its id; raises MetadataError for bad metadata
         and CallIdsExhaustedError when this connection has no id left."""
         entries = encode_metadata(metadata)
         call_id = self._next_call_id
-        if call_id > MAX_CALL_ID:
+        if self.exhausted:
             raise CallIdsExhaustedError("no call id left on this connection")
         self._next_call_id += 2
         start = frame_pb2.CallStart(method=method, metadata=entries)

@@ -209,9 +209,26 @@ class WebSocketServer(grpc.aio.Server):
 
     # Connections.
 
-    async def serve_transport(self, transport: MessageTransport, info: ConnectionInfo) -> None:
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest call message accepted from clients."""
+        return self._limits.max_message_bytes
+
+    async def serve_transport(
+        self,
+        transport: MessageTransport,
+        *,
+        peer: str = "inprocess",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Serves the typed framing over any message pipe (the in-process channel uses an
-        in-memory one); returns when the pipe closes."""
+        in-memory one) until it closes; ``headers`` stand in for handshake headers."""
+        info = ConnectionInfo(
+            peer=peer, headers=dict(headers or {}), subprotocol=SUBPROTOCOL_PROTOBUF
+        )
+        await self._serve(transport, info)
+
+    async def _serve(self, transport: MessageTransport, info: ConnectionInfo) -> None:
         driver = ServerConnectionDriver(
             transport,
             info,
@@ -253,7 +270,7 @@ class WebSocketServer(grpc.aio.Server):
             await connection.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
         if connection.subprotocol == SUBPROTOCOL_PROTOBUF:
-            await self.serve_transport(connection, connection_info(connection))
+            await self._serve(connection, connection_info(connection))
             return
         request_headers = connection.request.headers if connection.request else Headers()
         offered = request_headers.get_all("Sec-WebSocket-Protocol")

@@ -1,0 +1,215 @@
+"""A grpc.aio.Channel that multiplexes every call over one lazily opened message pipe.
+
+Subclasses only say how to open the pipe (a WebSocket, or an in-memory pair to an
+in-process server); calls, reconnection, state and close live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from client._ws_calls import (
+    Deserializer,
+    Serializer,
+    StreamStreamMultiCallable,
+    StreamUnaryMultiCallable,
+    UnaryStreamMultiCallable,
+    UnaryUnaryMultiCallable,
+)
+from client._ws_connection import ClientConnection
+from wire.transport import MessageTransport
+
+if TYPE_CHECKING:
+    from client._ws_calls import _Call
+
+Connectivity = grpc.ChannelConnectivity
+DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024  # grpc's default
+
+
+class MultiplexedChannel(grpc.aio.Channel):
+    """Common channel machinery; subclasses implement ``_open_transport``."""
+
+    def __init__(
+        self,
+        *,
+        max_receive_message_bytes: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+        max_send_message_bytes: int | None = None,
+        send_buffer_bytes: int = 256 * 1024,
+        call_buffer_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._max_receive = max_receive_message_bytes
+        self._max_send = max_send_message_bytes
+        self._send_buffer_bytes = send_buffer_bytes
+        self._call_buffer_bytes = call_buffer_bytes
+        self._connection: ClientConnection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._calls: set[_Call[Any, Any]] = set()
+        self._state = Connectivity.IDLE
+        self._state_changed = asyncio.Event()
+        self._closed = False
+
+    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
+        """Opens the pipe; returns it and the server's max message size, if announced."""
+        raise NotImplementedError
+
+    # Connection management.
+
+    async def _get_connection(self) -> ClientConnection:
+        """The open connection, opening one if there is none (one at a time)."""
+        connection = self._connection
+        if connection is not None and connection.usable:
+            return connection
+        async with self._connect_lock:
+            self._check_open()
+            connection = self._connection
+            if connection is not None and connection.usable:
+                return connection
+            self._set_state(Connectivity.CONNECTING)
+            try:
+                transport, server_limit = await self._open_transport()
+            except BaseException:
+                self._set_state(Connectivity.TRANSIENT_FAILURE)
+                raise
+            limits = [limit for limit in (self._max_send, server_limit) if limit is not None]
+            connection = ClientConnection(
+                transport,
+                max_receive_bytes=self._max_receive,
+                max_send_bytes=min(limits) if limits else None,
+                send_buffer_bytes=self._send_buffer_bytes,
+                on_closed=self._connection_closed,
+            )
+            connection.start()
+            self._connection = connection
+            self._set_state(Connectivity.READY)
+            return connection
+
+    def _connection_closed(self, connection: ClientConnection) -> None:
+        if self._connection is connection:
+            self._connection = None
+            if not self._closed:
+                self._set_state(Connectivity.IDLE)
+
+    def _set_state(self, state: Connectivity) -> None:
+        if state is not self._state:
+            self._state = state
+            self._state_changed.set()
+            self._state_changed = asyncio.Event()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise grpc.aio.UsageError("Cannot invoke RPC: channel is closed")
+
+    def _track(self, call: _Call[Any, Any]) -> None:
+        self._calls.add(call)
+
+    def _untrack(self, call: _Call[Any, Any]) -> None:
+        self._calls.discard(call)
+
+    @property
+    def connection_count(self) -> int:
+        """1 while a connection is open, else 0 (all calls share it)."""
+        return 0 if self._connection is None else 1
+
+    # grpc.aio.Channel interface.
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """IDLE, CONNECTING, READY, TRANSIENT_FAILURE or SHUTDOWN."""
+        if try_to_connect and self._state in (Connectivity.IDLE, Connectivity.TRANSIENT_FAILURE):
+            task = asyncio.get_running_loop().create_task(self._get_connection())
+            task.add_done_callback(_ignore_result)
+        return self._state
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Returns once the state differs from ``last_observed_state``."""
+        while self._state is last_observed_state:
+            await self._state_changed.wait()
+
+    async def channel_ready(self) -> None:
+        """Connects, retrying with backoff (0.1 s doubling to 5 s) until it succeeds;
+        bound it with asyncio.timeout() as with grpc."""
+        delay = 0.1
+        while True:
+            try:
+                await self._get_connection()
+                return
+            except grpc.aio.UsageError:
+                raise
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Lets open calls finish for up to ``grace`` seconds, cancels the rest, closes
+        the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if grace and self._calls:
+            pending = [asyncio.create_task(call._done.wait()) for call in self._calls]
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+        for call in list(self._calls):
+            call.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+        self._set_state(Connectivity.SHUTDOWN)
+
+    async def __aenter__(self) -> MultiplexedChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.close(None)
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryUnaryMultiCallable[Any, Any]:
+        return UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryStreamMultiCallable[Any, Any]:
+        return UnaryStreamMultiCallable(self, method, request_serializer, response_deserializer)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> StreamUnaryMultiCallable[Any, Any]:
+        return StreamUnaryMultiCallable(self, method, request_serializer, response_deserializer)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> StreamStreamMultiCallable[Any, Any]:
+        return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
+
+
+def _ignore_result(task: asyncio.Task[Any]) -> None:
+    with contextlib.suppress(BaseException):
+        task.result()

@@ -1,0 +1,103 @@
+"""WebSocketChannel: a grpc.aio.Channel over one multiplexed WebSocket.
+
+``SyncServiceStub(WebSocketChannel("ws://host:port"))`` is typed as the async stub and
+behaves like ``SyncServiceStub(grpc.aio.insecure_channel("host:port"))``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from client._ws_channel_base import DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, MultiplexedChannel
+from wire.outbox import BATCH_BYTES
+from wire.protocol import (
+    MAX_MESSAGE_BYTES_HEADER,
+    PING_INTERVAL_SECONDS,
+    PING_TIMEOUT_SECONDS,
+    SUBPROTOCOL_PROTOBUF,
+)
+from wire.transport import MessageTransport
+
+
+class WebSocketChannel(MultiplexedChannel):
+    """All calls of this channel share one WebSocket, opened on first use and reopened
+    by the next call after it drops (calls open at the drop end with UNAVAILABLE).
+
+    Args:
+        url: ``ws://host:port/path`` or ``wss://...``.
+        ssl_context: TLS settings for wss:// (default: system trust store).
+        ca_file: PEM file of CAs to trust for wss:// instead of the system store.
+        headers: Extra handshake headers (for example ``authorization``).
+        max_receive_message_bytes: Largest response message accepted (grpc default 4 MiB).
+        max_send_message_bytes: Largest request sent; the server's announced limit also
+            applies, so oversize requests fail with RESOURCE_EXHAUSTED before sending.
+        compression: Offer permessage-deflate.
+        ping_interval, ping_timeout: WebSocket keepalive; None disables.
+        open_timeout: Seconds allowed for the opening handshake.
+        proxy: Proxy to use (True: from the environment; None: none).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        max_receive_message_bytes: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+        max_send_message_bytes: int | None = None,
+        compression: bool = True,
+        ping_interval: float | None = PING_INTERVAL_SECONDS,
+        ping_timeout: float | None = PING_TIMEOUT_SECONDS,
+        open_timeout: float | None = 10.0,
+        proxy: str | Literal[True] | None = True,
+        send_buffer_bytes: int = 256 * 1024,
+        call_buffer_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        super().__init__(
+            max_receive_message_bytes=max_receive_message_bytes,
+            max_send_message_bytes=max_send_message_bytes,
+            send_buffer_bytes=send_buffer_bytes,
+            call_buffer_bytes=call_buffer_bytes,
+        )
+        self.url = url
+        if ca_file is not None and ssl_context is None:
+            ssl_context = ssl.create_default_context(cafile=ca_file)
+        self._ssl = ssl_context
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        if max_receive_message_bytes is not None:
+            pairs.append((MAX_MESSAGE_BYTES_HEADER, str(max_receive_message_bytes)))
+        self._headers = pairs
+        self._connect_options = {
+            "compression": "deflate" if compression else None,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "open_timeout": open_timeout,
+            "max_size": None
+            if max_receive_message_bytes is None
+            else max_receive_message_bytes + BATCH_BYTES,
+            "proxy": proxy,
+        }
+
+    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
+        websocket = await connect(
+            self.url,
+            subprotocols=[Subprotocol(SUBPROTOCOL_PROTOBUF)],
+            additional_headers=self._headers,
+            ssl=self._ssl if self.url.startswith("wss:") else None,
+            **self._connect_options,  # type: ignore[arg-type]
+        )
+        if websocket.subprotocol != SUBPROTOCOL_PROTOBUF:
+            await websocket.close()
+            raise ConnectionError(f"{self.url} did not accept subprotocol {SUBPROTOCOL_PROTOBUF}")
+        announced = (
+            websocket.response.headers.get(MAX_MESSAGE_BYTES_HEADER, "")
+            if websocket.response
+            else ""
+        )
+        return websocket, int(announced) if announced.isdigit() else None

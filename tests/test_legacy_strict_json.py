@@ -177,3 +177,21 @@ def test_size_limit_is_configurable() -> None:
     assert check_message_size("abcd", limit=4) == 4
     with pytest.raises(LegacyProtocolError, match="message_too_large"):
         decode_client_message('{"type":"heartbeat"}', limit=10)
+
+
+def test_depth_check_without_orjson_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If an orjson release changed its own nesting limit, the Python walk takes over."""
+    from server.legacy import strict_json
+
+    monkeypatch.setattr(strict_json, "_ORJSON_DEPTH_LIMIT", None)
+    assert _data(_nested(127)) is not None
+    assert _code(_nested(128)) == "invalid_json"
+    assert _code(_sync('{"a":' * 127 + "1" + "}" * 127)) == "invalid_json"
+    assert _data(_sync("[" + ",".join(["[]"] * 300) + "]")) == [[]] * 300
+
+
+def test_orjson_nesting_limit_is_known() -> None:
+    """The fast depth check pads payloads up to orjson's limit; it must have been found."""
+    from server.legacy import strict_json
+
+    assert strict_json._ORJSON_DEPTH_LIMIT == 1024

@@ -66,14 +66,15 @@ def parse_strict(payload: Payload) -> object:
     Raises `InvalidUtf8Error` for bytes that are not UTF-8 and `invalid_json` for the rest.
     """
     try:
-        value = orjson.loads(payload)
+        return loads_limited(payload, MAX_DEPTH)
+    except _TooDeepError:
+        raise LegacyProtocolError(
+            "invalid_json", f"nesting is deeper than {MAX_DEPTH} levels"
+        ) from None
     except orjson.JSONDecodeError as exc:
         if isinstance(payload, bytes):
             _require_utf8(payload)
         raise LegacyProtocolError("invalid_json", str(exc)) from None
-    if exceeds_depth(value, payload, MAX_DEPTH):
-        raise LegacyProtocolError("invalid_json", f"nesting is deeper than {MAX_DEPTH} levels")
-    return value
 
 
 def _require_utf8(payload: bytes) -> None:
@@ -85,29 +86,80 @@ def _require_utf8(payload: bytes) -> None:
         ) from None
 
 
-def exceeds_depth(value: object, text: Payload, limit: int) -> bool:
-    """Whether `value` (parsed from `text`) nests arrays/objects more than `limit` deep.
+class _TooDeepError(Exception):
+    """The JSON is well-formed but nests deeper than allowed."""
 
-    Counting brackets in the raw text is a C-speed upper bound that settles almost every
-    message; only a payload with more than `limit` brackets is walked, without recursion.
+
+def _probe_orjson_depth_limit() -> int | None:
+    """orjson's fixed nesting limit (1024 in every release so far), or None if unknown."""
+    limit = 1024
+    try:
+        orjson.loads(b"[" * limit + b"]" * limit)
+    except orjson.JSONDecodeError:
+        return None
+    try:
+        orjson.loads(b"[" * (limit + 1) + b"]" * (limit + 1))
+    except orjson.JSONDecodeError:
+        return limit
+    return None
+
+
+_ORJSON_DEPTH_LIMIT: Final = _probe_orjson_depth_limit()
+
+
+def loads_limited(payload: Payload, max_depth: int) -> object:
+    """orjson.loads that also refuses nesting deeper than `max_depth`.
+
+    Raises orjson.JSONDecodeError for malformed JSON and `_TooDeepError` for deep JSON.
+    Counting brackets is a C-speed upper bound on the depth that settles most messages.
+    Beyond it, the payload is parsed inside `orjson_limit - max_depth` extra arrays, so
+    orjson's own limit rejects exactly the payloads deeper than `max_depth`, still at C
+    speed; the padding is peeled off afterwards.
     """
+    if _bracket_count(payload) <= max_depth:
+        return orjson.loads(payload)
+    if _ORJSON_DEPTH_LIMIT is None:  # an orjson with another limit: walk in Python
+        value = orjson.loads(payload)
+        if _deeper_than(value, max_depth):
+            raise _TooDeepError
+        return value
+    pad = _ORJSON_DEPTH_LIMIT - max_depth
+    try:
+        if isinstance(payload, bytes):
+            padded = orjson.loads(b"[" * pad + payload + b"]" * pad)
+        else:
+            padded = orjson.loads("[" * pad + payload + "]" * pad)
+    except orjson.JSONDecodeError:
+        orjson.loads(payload)  # raises the payload's own syntax error, if it has one
+        raise _TooDeepError from None
+    for _ in range(pad):
+        padded = padded[0]
+    return padded
+
+
+def _bracket_count(text: Payload) -> int:
     if isinstance(text, bytes):
-        brackets = text.count(b"[") + text.count(b"{")
-    else:
-        brackets = text.count("[") + text.count("{")
-    if brackets <= limit:
-        return False
-    stack: list[tuple[dict[str, object] | list[object], int]] = []
-    if isinstance(value, dict | list):
-        stack.append((value, 1))
-    while stack:
-        node, depth = stack.pop()
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                if depth >= limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
+        return text.count(b"[") + text.count(b"{")
+    return text.count("[") + text.count("{")
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Walk the parsed value one nesting level at a time (no recursion)."""
+    level: list[object] = [value]
+    for _ in range(limit + 1):
+        below: list[object] = []
+        found = False
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(node.values())
+                found = True
+            elif isinstance(node, list):
+                below.extend(node)
+                found = True
+        if not found:
+            return False
+        level = below
+    return True
 
 
 def exact_value_bytes(value: object, payload: Payload, key: str) -> bytes:
@@ -136,7 +188,7 @@ def is_strict_json(data: bytes, max_depth: int) -> bool:
     Used before embedding JSON bytes verbatim (orjson.Fragment) into an outbound message.
     """
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        loads_limited(data, max_depth)
+    except (orjson.JSONDecodeError, _TooDeepError):
         return False
-    return not exceeds_depth(value, data, max_depth)
+    return True

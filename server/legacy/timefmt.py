@@ -9,6 +9,7 @@ string exactly and is still valid RFC 3339 for any legacy parser.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -49,14 +50,20 @@ def format_rfc3339(timestamp: Timestamp) -> str:
         seconds, nanos = MIN_SECONDS, 0
     elif seconds > MAX_SECONDS:
         seconds, nanos = MAX_SECONDS, NANOS_PER_SECOND - 1
-    moment = _EPOCH + timedelta(seconds=seconds)
-    text = (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    )
+    text = _date_time(seconds)
     if nanos:
         text += "." + f"{nanos:09d}".rstrip("0")
     return text + "+00:00"
+
+
+@functools.lru_cache(maxsize=256)
+def _date_time(seconds: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` of a second; cached, as server times repeat within a second."""
+    moment = _EPOCH + timedelta(seconds=seconds)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
 
 
 def parse_rfc3339(text: str) -> Timestamp | None:

@@ -72,9 +72,12 @@ def decode_request(obj: JsonObject, payload: Payload) -> sync_pb2.SyncRequest:
         return request
     if kind == "heartbeat":
         # Optional and ignored by the server; kept when readable so it round-trips.
+        request.heartbeat.SetInParent()
         raw = obj.get("timestamp")
         timestamp = parse_rfc3339(raw) if isinstance(raw, str) else None
-        return sync_pb2.SyncRequest(heartbeat=types_pb2.Heartbeat(timestamp=timestamp))
+        if timestamp is not None:
+            request.heartbeat.timestamp.CopyFrom(timestamp)
+        return request
     raise LegacyProtocolError(
         "unknown_type",
         f"unknown message type {kind[:64]!r}; clients send {', '.join(CLIENT_TYPES)}",

@@ -94,7 +94,7 @@ def _decode_wrapper(obj: JsonObject, raw_id: object, from_client: bool) -> types
     if len(message) != 1:
         raise invalid_message(
             f"wrapper.message must hold exactly one variant, got {len(message)}: "
-            f"{sorted(message)[:8]}"
+            f"{[key[:64] for key in sorted(message)[:8]]}"
         )
     ((name, body),) = message.items()
     decoder = _DECODERS.get(name)

@@ -466,6 +466,12 @@ def test_kinds_without_legacy_form_render_nothing() -> None:
 def test_typed_errors_render_with_a_readable_code() -> None:
     typed = sync_pb2.SyncResponse(error=sync_pb2.Error(code=7, message="no access"))
     assert _render(typed)["code"] == "permission_denied"
+    frame = render_for_legacy(typed)
+    assert frame is not None
+    decoded = decode_server_message(frame)
+    assert isinstance(decoded, sync_pb2.SyncResponse) and decoded.error.code == 7
+    unknown = frame.replace(b"permission_denied", b"teapot")
+    assert decode_server_message(unknown).error.code == 2  # type: ignore[union-attr]
     bare = sync_pb2.SyncResponse(error=sync_pb2.Error(code=13))
     rendered = _render(bare)
     assert rendered["code"] == "internal" and rendered["reason"] == "internal"

@@ -29,6 +29,7 @@ from server.legacy.strict_json import MAX_DEPTH, Payload, exact_value_bytes, is_
 from server.legacy.timefmt import format_rfc3339, parse_rfc3339
 from server.legacy.wrapper import delta_body
 from syncwire.v1 import sync_pb2, types_pb2
+from wire.status import code_to_number, number_to_code
 
 CONNECTED: Final = "connected"
 DISCONNECTED: Final = "disconnected"
@@ -36,11 +37,6 @@ CLIENT_TYPES: Final = ("sync", "presence", "heartbeat")
 
 _JSON = types_pb2.PAYLOAD_ENCODING_JSON
 _JOIN_LEAVE: Final = (types_pb2.PRESENCE_ACTION_JOIN, types_pb2.PRESENCE_ACTION_LEAVE)
-_UNKNOWN_STATUS: Final = 2
-_STATUS_NAMES: Final[dict[int, str]] = {
-    status.value[0]: status.name.lower() for status in grpc.StatusCode
-}
-_STATUS_BY_NAME: Final[dict[str, int]] = {name: code for code, name in _STATUS_NAMES.items()}
 # `data` sits one level inside the message object, so it may nest one level less.
 _DATA_MAX_DEPTH: Final = MAX_DEPTH - 1
 
@@ -156,12 +152,18 @@ def _error_response(obj: JsonObject) -> sync_pb2.SyncResponse:
     raw_id = obj.get("message_id")
     message_id = "" if raw_id is None else as_str(raw_id, "error.message_id")
     error = sync_pb2.Error(
-        code=GRPC_CODE_BY_ERROR_CODE.get(code) or _STATUS_BY_NAME.get(code, _UNKNOWN_STATUS),
+        code=GRPC_CODE_BY_ERROR_CODE.get(code) or _status_number(code),
         reason_code=code,
         message=_str(obj, "reason", "error"),
         timestamp=_time(obj, "error"),
     )
     return sync_pb2.SyncResponse(error=error, message_id=message_id)
+
+
+def _status_number(name: str) -> int:
+    """The gRPC status number an error code names (`permission_denied` -> 7), else UNKNOWN."""
+    status = grpc.StatusCode.__members__.get(name.upper(), grpc.StatusCode.UNKNOWN)
+    return code_to_number(status)
 
 
 def _str(obj: JsonObject, key: str, where: str) -> str:
@@ -234,7 +236,7 @@ def encode_response(response: sync_pb2.SyncResponse) -> bytes | None:
         }
     elif kind == "error":
         error = response.error
-        code = error.reason_code or _STATUS_NAMES.get(error.code, "unknown")
+        code = error.reason_code or number_to_code(error.code).name.lower()
         obj = error_object(
             code, error.message or code, error.timestamp, response.message_id or None
         )

@@ -1,0 +1,15 @@
+"""Shared pytest configuration: fixtures that more than one test module needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The checkout's top directory, so tests find proto/ and pyproject.toml from any cwd."""
+    return REPO_ROOT

@@ -177,8 +177,8 @@ class ClientConnection:
                     self._data_ready.clear()
                     await self._data_ready.wait()
                     continue
-                await self._transport.send(batch)
                 if self.mux.outbox.pending_bytes < self._send_buffer_bytes:
-                    self._space.set()
+                    self._space.set()  # refill while this batch is in flight
+                await self._transport.send(batch)
         except ConnectionClosed:
             pass  # the reader reports the loss

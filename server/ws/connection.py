@@ -108,6 +108,8 @@ class ServerConnectionDriver:
 
     async def shutdown(self, code: int, reason: str, flush_timeout: float = 1.0) -> None:
         """Ends every call with UNAVAILABLE, flushes their ends, then closes the socket."""
+        if self._closed:
+            return
         for call in list(self._calls.values()):
             call.terminate(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         self._drained.clear()
@@ -194,15 +196,22 @@ class ServerConnectionDriver:
         call.start()
 
     async def _write_loop(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                batch = self.mux.data_to_send()
-                if batch is None:
-                    self._space.set()
-                    self._drained.set()
-                    self._data_ready.clear()
-                    await self._data_ready.wait()
-                    continue
-                await self._transport.send(batch)
-                if self.mux.outbox.pending_bytes < self.limits.send_buffer_bytes:
-                    self._space.set()
+        try:
+            await self._write_batches()
+        except ConnectionClosed:
+            pass  # the reader notices too and ends the calls
+        finally:
+            self._drained.set()  # nothing more will be flushed
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = self.mux.data_to_send()
+            if batch is None:
+                self._space.set()
+                self._drained.set()
+                self._data_ready.clear()
+                await self._data_ready.wait()
+                continue
+            if self.mux.outbox.pending_bytes < self.limits.send_buffer_bytes:
+                self._space.set()  # refill while this batch is in flight
+            await self._transport.send(batch)

@@ -78,6 +78,7 @@ class WebSocketServer(grpc.aio.Server):
         call_buffer_bytes: int | None = None,
         serialization_cache_size: int = 128,
         open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
     ) -> None:
         self._registry = MethodRegistry(interceptors)
         self._legacy_handler = legacy_handler
@@ -95,6 +96,7 @@ class WebSocketServer(grpc.aio.Server):
             # batching headroom fits, so an oversize call message fails only its call.
             "max_size": max_message_bytes + BATCH_BYTES,
             "open_timeout": open_timeout,
+            "close_timeout": close_timeout,
         }
         self._cache = SerializationCache(serialization_cache_size)
         self._pending: list[tuple[socket.socket, ssl.SSLContext | None]] = []
@@ -197,6 +199,8 @@ class WebSocketServer(grpc.aio.Server):
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Waits until stop() completed; True when ``timeout`` ran out first, as in grpc."""
+        if self._terminated.is_set():
+            return False
         try:
             await asyncio.wait_for(self._terminated.wait(), timeout)
         except TimeoutError:

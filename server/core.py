@@ -64,9 +64,9 @@ class SessionRegistry:
 def create_broker(config: ServerConfig) -> Broker:
     """The broker named by `config.broker`."""
     if config.broker.startswith(("redis://", "rediss://")):
-        from .broker.redis import RedisBroker  # type: ignore[import-not-found, unused-ignore]
+        from .broker.redis import RedisBroker
 
-        return RedisBroker(  # type: ignore[no-any-return, unused-ignore]
+        return RedisBroker(
             config.broker,
             history_size=config.history_size,
             history_ttl=config.history_ttl,

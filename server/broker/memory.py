@@ -16,6 +16,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 from ..clock import now_timestamp
 from .base import Broker, EventSink, HistorySlice, PublishResult, classify_recovery
 from .hub import LocalHub
+from .presence_events import join_entry, join_event, leave_event
 
 
 def new_epoch() -> str:
@@ -138,24 +139,9 @@ class MemoryBroker(Broker):
     async def presence_join(
         self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
     ) -> None:
-        entry = types_pb2.Presence(
-            collection_id=collection_id,
-            peer_id=peer_id,
-            action=types_pb2.PRESENCE_ACTION_JOIN,
-            timestamp=now_timestamp(),
-        )
-        if user_info is not None:
-            entry.user_info.CopyFrom(user_info)
+        entry = join_entry(collection_id, peer_id, user_info)
         self._collection(collection_id).presence[peer_id] = entry
-        join = sync_pb2.SyncResponse(
-            peer_join=types_pb2.PeerJoin(
-                collection_id=collection_id,
-                peer_id=peer_id,
-                user_info=user_info,
-                timestamp=entry.timestamp,
-            )
-        )
-        self.hub.dispatch(collection_id, join)
+        self.hub.dispatch(collection_id, join_event(entry))
 
     async def presence_update(self, presence: types_pb2.Presence) -> None:
         self._collection(presence.collection_id).presence[presence.peer_id] = presence
@@ -165,15 +151,7 @@ class MemoryBroker(Broker):
         state = self._collections.get(collection_id)
         if state is None or state.presence.pop(peer_id, None) is None:
             return
-        leave = sync_pb2.SyncResponse(
-            peer_leave=types_pb2.PeerLeave(
-                collection_id=collection_id,
-                peer_id=peer_id,
-                timestamp=now_timestamp(),
-                reason=reason,
-            )
-        )
-        self.hub.dispatch(collection_id, leave)
+        self.hub.dispatch(collection_id, leave_event(collection_id, peer_id, reason))
 
     async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
         state = self._collections.get(collection_id)

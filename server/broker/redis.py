@@ -1,0 +1,212 @@
+"""The scale-out broker: several server processes share collections through Redis.
+
+Offsets, history, idempotency keys and presence live in Redis and change only through
+atomic scripts (`redis_scripts`); each node keeps one pub/sub connection and fans
+events out to its own sessions (`redis_fanout`). Nothing is queued while Redis is away:
+calls fail fast with `BrokerError` (sessions answer UNAVAILABLE with a retry hint),
+and the node reconnects with backoff and catches its subscribers up by itself.
+
+URL: `redis://[[user]:password@]host:port/db` (or `rediss://`); an optional query
+parameter `key_prefix=NAME` (default "syncwire") separates deployments sharing one Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.backoff import EqualJitterBackoff
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .base import Broker, BrokerError, EventSink, HistorySlice, PublishResult
+from .hub import LocalHub
+from .presence_events import join_entry, join_event, leave_event
+from .redis_fanout import FanoutStats, RedisFanout
+from .redis_keys import DEFAULT_PREFIX, KeySpace
+from .redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+def split_key_prefix(url: str) -> tuple[str, str | None]:
+    """Removes the `key_prefix` query parameter from a Redis URL; returns both."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for name, value in query if name == "key_prefix"), None)
+    rest = urlencode([(name, value) for name, value in query if name != "key_prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+class RedisBroker(Broker):
+    """Broker whose state is shared by every node connected to the same Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_size: int = 1000,
+        history_ttl: float = 3600.0,
+        dedupe_ttl: float = DAY,
+        presence_ttl: float = 90.0,
+        meta_ttl: float = 30 * DAY,
+        key_prefix: str | None = None,
+        op_timeout: float = 2.0,
+        ping_interval: float = 5.0,
+        reconnect_base: float = 0.1,
+        reconnect_cap: float = 5.0,
+        max_connections: int = 64,
+    ) -> None:
+        """`presence_ttl`: how long a presence entry lives without `presence_refresh`;
+        `meta_ttl`: how long an idle collection keeps its epoch and offset counter;
+        `op_timeout`: bound of every Redis call and of each connect attempt."""
+        url, url_prefix = split_key_prefix(url)
+        self.keys = KeySpace(key_prefix or url_prefix or DEFAULT_PREFIX)
+        self.hub = LocalHub()
+        self._op_timeout = op_timeout
+        self._store = RedisStore(
+            url,
+            self.keys,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            dedupe_ttl=dedupe_ttl,
+            presence_ttl=presence_ttl,
+            meta_ttl=meta_ttl,
+            op_timeout=op_timeout,
+            max_connections=max_connections,
+        )
+        self._fanout = RedisFanout(
+            url,
+            self.keys,
+            self.hub,
+            self._store,
+            op_timeout=op_timeout,
+            ping_interval=ping_interval,
+            backoff=EqualJitterBackoff(cap=reconnect_cap, base=reconnect_base),
+        )
+        # Presence this node has set, so it can be restored if Redis loses it.
+        self._local_presence: dict[tuple[str, str], types_pb2.Presence] = {}
+        self.expired_peers = 0
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self._fanout.start(wait=self._op_timeout)
+
+    async def close(self) -> None:
+        await self._fanout.close()
+        await self._store.close()
+        self._local_presence.clear()
+
+    @property
+    def healthy(self) -> bool:
+        return self._fanout.connected
+
+    @property
+    def stats(self) -> FanoutStats:
+        """Connection and catch-up counters of this node."""
+        return self._fanout.stats
+
+    async def wait_connected(self, connected: bool = True) -> None:
+        """Waits until the node is (or, with False, is no longer) connected to Redis."""
+        await self._fanout.wait_state(connected)
+
+    def _require_redis(self) -> None:
+        if not self._fanout.connected:
+            raise BrokerError("redis unavailable (reconnecting)")
+
+    # ------------------------------------------------------------------ deltas
+
+    async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        self._require_redis()
+        return await self._store.publish(delta)
+
+    async def history(
+        self, collection_id: str, since_offset: int | None, epoch: str, limit: int
+    ) -> HistorySlice:
+        self._require_redis()
+        return await self._store.history(collection_id, since_offset, epoch, limit)
+
+    async def attach(self, collection_id: str, sink: EventSink) -> None:
+        self.hub.add(collection_id, sink)
+        try:
+            await self._fanout.track(collection_id)
+        except BaseException:
+            await self.detach(collection_id, sink)
+            raise
+
+    async def detach(self, collection_id: str, sink: EventSink) -> None:
+        if self.hub.remove(collection_id, sink):
+            await self._fanout.untrack(collection_id)
+
+    # ---------------------------------------------------------------- presence
+
+    async def presence_join(
+        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+    ) -> None:
+        self._require_redis()
+        entry = join_entry(collection_id, peer_id, user_info)
+        await self._store.presence_set(entry, join_event(entry))
+        self._local_presence[(collection_id, peer_id)] = entry
+
+    async def presence_update(self, presence: types_pb2.Presence) -> None:
+        self._require_redis()
+        await self._store.presence_set(presence, sync_pb2.SyncResponse(presence=presence))
+        self._local_presence[(presence.collection_id, presence.peer_id)] = presence
+
+    async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
+        # Forgotten locally first: if Redis is away the entry simply expires there.
+        self._local_presence.pop((collection_id, peer_id), None)
+        self._require_redis()
+        await self._store.presence_leave(
+            collection_id, peer_id, leave_event(collection_id, peer_id, reason)
+        )
+
+    async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        self._require_redis()
+        return await self._store.presence_members(collection_id)
+
+    async def presence_refresh(self, entries: list[tuple[str, str]]) -> None:
+        """Extends this node's entries; re-creates (and announces) any Redis lost."""
+        wanted = set(entries)
+        for key in [key for key in self._local_presence if key not in wanted]:
+            del self._local_presence[key]
+        if not wanted or not self._fanout.connected:
+            return
+        peers: defaultdict[str, list[str]] = defaultdict(list)
+        for collection_id, peer_id in wanted:
+            peers[collection_id].append(peer_id)
+        try:
+            missing = await self._store.presence_refresh(peers)
+            for collection_id, lost in missing.items():
+                for peer_id in lost:
+                    entry = self._local_presence.get((collection_id, peer_id))
+                    if entry is None:
+                        entry = join_entry(collection_id, peer_id, None)
+                        self._local_presence[(collection_id, peer_id)] = entry
+                    await self._store.presence_set(entry, join_event(entry))
+        except BrokerError as exc:
+            log.warning("presence refresh failed: %s", exc)
+
+    async def maintenance(self) -> None:
+        """Removes expired presence entries of the collections this node serves and
+        announces each removal once (a crashed node's peers disappear this way)."""
+        if not self._fanout.connected:
+            return
+        collections = set(self.hub.collections())
+        collections.update(collection_id for collection_id, _ in self._local_presence)
+        if not collections:
+            return
+        try:
+            expired = await self._store.presence_expired(sorted(collections))
+            for collection_id, peer_ids in expired.items():
+                leaves = [
+                    (peer_id, leave_event(collection_id, peer_id, "expired"))
+                    for peer_id in peer_ids
+                ]
+                self.expired_peers += await self._store.presence_sweep(collection_id, leaves)
+        except BrokerError as exc:
+            log.warning("presence expiry failed: %s", exc)

@@ -1,0 +1,339 @@
+"""Node-side fan-out of the Redis broker: one pub/sub connection per node.
+
+The node subscribes to the channel of every collection that has local sinks (first
+local sink -> SUBSCRIBE, last one gone -> UNSUBSCRIBE), parses each event once and hands
+it to the `LocalHub`. Per collection it tracks the epoch and the last offset it
+dispatched, which makes delivery gap-free and duplicate-free across reconnects:
+
+- a delta at or below the last offset is dropped; one beyond `last + 1` (a message
+  lost on the wire) triggers a catch-up from history;
+- after a lost connection the node reconnects with jittered, capped exponential
+  backoff, re-subscribes and, per collection, reads history after its last offset:
+  deltas published meanwhile are dispatched; if the epoch changed (Redis lost its data)
+  the local sinks get an unsolicited `Subscribed(recovery=EPOCH_MISMATCH)`, and if
+  history no longer reaches back far enough one with `GAP_TOO_OLD`.
+
+Catch-up reads run inline in the reader right after a channel's subscription is
+confirmed, so everything read from the connection afterwards is newer than what the
+catch-up returned, and nothing is buffered in memory while Redis is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.backoff import AbstractBackoff
+from redis.exceptions import RedisError
+
+from syncwire.v1 import sync_pb2
+
+from .base import BrokerError
+from .hub import LocalHub
+from .redis_codec import decode_message
+from .redis_keys import KeySpace
+from .redis_store import RedisStore, connection_options
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_BATCH = 512
+RECOVERED = sync_pb2.RECOVERY_STATUS_RECOVERED
+EPOCH_MISMATCH = sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
+GAP_TOO_OLD = sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD
+OFFSET_AHEAD = sync_pb2.RECOVERY_STATUS_OFFSET_AHEAD
+
+
+@dataclass(eq=False, slots=True)
+class _Tracked:
+    """A collection with local sinks: what this node has dispatched of it."""
+
+    collection_id: str
+    channel: bytes
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    epoch: str = ""
+    previous_epoch: str = ""
+    last: int = 0
+
+
+@dataclass(slots=True)
+class FanoutStats:
+    """Counters for logs, metrics and tests."""
+
+    connects: int = 0
+    disconnects: int = 0
+    caught_up: int = 0
+    """Deltas dispatched from history because the live channel missed them."""
+    epoch_changes: int = 0
+    gaps: int = 0
+    malformed: int = 0
+
+
+class RedisFanout:
+    """Owns the node's pub/sub connection and dispatches what arrives on it."""
+
+    def __init__(
+        self,
+        url: str,
+        keys: KeySpace,
+        hub: LocalHub,
+        store: RedisStore,
+        *,
+        op_timeout: float,
+        ping_interval: float,
+        backoff: AbstractBackoff,
+    ) -> None:
+        self._pool = ConnectionPool.from_url(
+            url, max_connections=2, **connection_options(op_timeout)
+        )
+        self._client = Redis(connection_pool=self._pool)
+        self._keys = keys
+        self._hub = hub
+        self._store = store
+        self._op_timeout = op_timeout
+        self._ping_interval = ping_interval
+        self._backoff = backoff
+        self._tracked: dict[str, _Tracked] = {}
+        self._by_channel: dict[bytes, _Tracked] = {}
+        self._pending: dict[bytes, int] = {}
+        self._pubsub: PubSub | None = None
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._down.set()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = FanoutStats()
+
+    # --------------------------------------------------------------- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        return self._pubsub is not None
+
+    async def start(self, wait: float) -> None:
+        """Starts the connection loop; waits up to `wait` seconds for the first connect."""
+        self._task = asyncio.create_task(self._run(), name="syncwire-redis-fanout")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._up.wait()
+        if not self.connected:
+            log.warning("redis not reachable yet; retrying in the background")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._client.aclose()
+        await self._pool.disconnect()
+
+    async def wait_state(self, connected: bool) -> None:
+        """Waits until the node is connected (True) or disconnected (False)."""
+        await (self._up if connected else self._down).wait()
+
+    # ------------------------------------------------------------ collections
+
+    async def track(self, collection_id: str) -> None:
+        """Makes sure the collection's events reach the hub; returns once the channel
+        is subscribed and its position known, so a history read that follows misses
+        nothing. Raises BrokerError while Redis is away."""
+        tracked = self._tracked.get(collection_id)
+        if tracked is None:
+            tracked = _Tracked(collection_id, self._keys.channel(collection_id))
+            self._tracked[collection_id] = tracked
+            self._by_channel[tracked.channel] = tracked
+            if self._pubsub is not None:
+                await self._subscribe(self._pubsub, [tracked.channel])
+        if self._pubsub is None:
+            raise BrokerError("redis unavailable (reconnecting)")
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                await tracked.ready.wait()
+        except TimeoutError:
+            raise BrokerError(f"redis subscription to {collection_id!r} timed out") from None
+
+    async def untrack(self, collection_id: str) -> None:
+        tracked = self._tracked.pop(collection_id, None)
+        if tracked is None:
+            return
+        del self._by_channel[tracked.channel]
+        pubsub = self._pubsub
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.unsubscribe(tracked.channel)
+
+    async def _subscribe(self, pubsub: PubSub, channels: list[bytes]) -> None:
+        for channel in channels:
+            self._pending[channel] = self._pending.get(channel, 0) + 1
+        try:
+            await pubsub.subscribe(*channels)
+        except (RedisError, OSError) as exc:
+            raise BrokerError(f"redis subscribe failed: {exc}") from exc
+
+    # ------------------------------------------------------------- connection
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            pubsub = self._client.pubsub()
+            error: BaseException | None = None
+            try:
+                await self._serve(pubsub)
+            except (RedisError, OSError, TimeoutError, BrokerError) as exc:
+                error = exc
+            finally:
+                was_connected = self._pubsub is pubsub
+                self._set_connected(None)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
+            if was_connected:
+                failures = 0
+                self.stats.disconnects += 1
+                log.warning("redis connection lost (%s); reconnecting", error)
+                with contextlib.suppress(Exception):
+                    await self._store.drop_idle_connections()
+            elif failures == 0:
+                log.warning("redis connection failed (%s); retrying with backoff", error)
+            failures += 1
+            await asyncio.sleep(self._backoff.compute(failures))
+
+    def _set_connected(self, pubsub: PubSub | None) -> None:
+        self._pubsub = pubsub
+        self._pending.clear()
+        (self._up if pubsub else self._down).set()
+        (self._down if pubsub else self._up).clear()
+
+    async def _serve(self, pubsub: PubSub) -> None:
+        """Connects, re-subscribes every tracked collection and reads until failure."""
+        async with asyncio.timeout(self._op_timeout):
+            await pubsub.ping()
+            while (await pubsub.get_message(timeout=self._op_timeout)) is None:
+                pass
+        self._set_connected(pubsub)
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            log.warning("redis connection restored")
+        channels = [tracked.channel for tracked in self._tracked.values()]
+        for start in range(0, len(channels), SUBSCRIBE_BATCH):
+            await self._subscribe(pubsub, channels[start : start + SUBSCRIBE_BATCH])
+        await self._read(pubsub)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        """Reads messages; pings when the line is quiet and gives up without a pong."""
+        loop = asyncio.get_running_loop()
+        pong_due: float | None = None
+        while True:
+            wait = self._ping_interval if pong_due is None else pong_due - loop.time()
+            message = await pubsub.get_message(timeout=max(wait, 0.01))
+            if message is not None:
+                pong_due = None
+                await self._handle(message)
+            elif pong_due is None:
+                await pubsub.ping()
+                pong_due = loop.time() + self._op_timeout
+            elif loop.time() >= pong_due:
+                raise TimeoutError("redis did not answer a ping")
+
+    # -------------------------------------------------------------- messages
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            await self._on_event(message["channel"], message["data"])
+        elif kind == "subscribe":
+            await self._on_subscribed(message["channel"])
+
+    async def _on_subscribed(self, channel: bytes) -> None:
+        remaining = self._pending.get(channel, 0) - 1
+        if remaining > 0:
+            self._pending[channel] = remaining
+            return
+        self._pending.pop(channel, None)
+        tracked = self._by_channel.get(channel)
+        if tracked is not None:
+            await self._sync(tracked)
+
+    async def _on_event(self, channel: bytes, data: bytes) -> None:
+        tracked = self._by_channel.get(channel)
+        if tracked is None:
+            return
+        try:
+            decoded = decode_message(data)
+        except ValueError as exc:
+            self.stats.malformed += 1
+            log.warning("dropped malformed event on %r: %s", channel, exc)
+            return
+        collection_id = tracked.collection_id
+        if not decoded.offset:
+            self._hub.dispatch(collection_id, decoded.event)
+            return
+        if not tracked.ready.is_set() or decoded.epoch == tracked.previous_epoch:
+            return  # attaching sinks read history themselves / stale epoch
+        if decoded.epoch != tracked.epoch:
+            self._epoch_changed(tracked, decoded.epoch, decoded.offset - 1, 0)
+        elif decoded.offset <= tracked.last:
+            return
+        elif decoded.offset > tracked.last + 1:
+            await self._sync(tracked)  # the catch-up includes this delta
+            return
+        tracked.last = decoded.offset
+        self._hub.dispatch(collection_id, decoded.event)
+
+    # ---------------------------------------------------------------- catch-up
+
+    async def _sync(self, tracked: _Tracked) -> None:
+        """Learns the collection's position (first subscription) or catches up on what
+        the live channel missed (after a reconnect or a gap)."""
+        collection_id = tracked.collection_id
+        since = tracked.last if tracked.ready.is_set() else None
+        history = await self._store.history(collection_id, since, tracked.epoch, 0)
+        if self._tracked.get(collection_id) is not tracked:
+            return  # detached meanwhile
+        if since is None:
+            tracked.epoch, tracked.last = history.epoch, history.top_offset
+            tracked.ready.set()
+            return
+        recovery = history.recovery
+        if recovery == EPOCH_MISMATCH:
+            self._epoch_changed(tracked, history.epoch, history.top_offset, history.oldest_offset)
+        elif recovery == OFFSET_AHEAD:
+            epoch = await self._store.rotate_epoch(collection_id, tracked.epoch, tracked.last)
+            self._epoch_changed(tracked, epoch, history.top_offset, 0)
+        elif recovery == GAP_TOO_OLD:
+            self.stats.gaps += 1
+            tracked.last = history.top_offset
+            self._notify(
+                tracked, GAP_TOO_OLD, history.epoch, history.top_offset, history.oldest_offset
+            )
+        else:
+            for event in history.events:
+                if event.delta.offset > tracked.last:
+                    tracked.last = event.delta.offset
+                    self.stats.caught_up += 1
+                    self._hub.dispatch(collection_id, event)
+            tracked.last = max(tracked.last, history.top_offset)
+
+    def _epoch_changed(self, tracked: _Tracked, epoch: str, top: int, oldest: int) -> None:
+        log.warning(
+            "history of %r lost: epoch %s -> %s", tracked.collection_id, tracked.epoch, epoch
+        )
+        self.stats.epoch_changes += 1
+        tracked.previous_epoch, tracked.epoch, tracked.last = tracked.epoch, epoch, top
+        self._notify(tracked, EPOCH_MISMATCH, epoch, top, oldest)
+
+    def _notify(self, tracked: _Tracked, recovery: int, epoch: str, top: int, oldest: int) -> None:
+        """Tells the local sinks, unasked (request_id 0), where the collection stands."""
+        notice = sync_pb2.SyncResponse(
+            subscribed=sync_pb2.Subscribed(
+                collection_id=tracked.collection_id,
+                epoch=epoch,
+                offset=top,
+                recovery=recovery,  # type: ignore[arg-type]
+                oldest_offset=oldest,
+            )
+        )
+        self._hub.dispatch(tracked.collection_id, notice)

@@ -1,0 +1,319 @@
+"""RedisBroker beyond the common contract: several nodes in one process, presence
+expiry, outages and lost data, all against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from server.broker import BrokerError
+from server.broker.redis import RedisBroker, split_key_prefix
+from server.broker.redis_codec import decode_message
+from server.broker.redis_keys import KeySpace
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .broker_testing import Collector, delta
+from .redis_harness import RedisServer, redis_base_url, redis_server, redis_url  # noqa: F401
+
+pytestmark = pytest.mark.timeout(30)
+
+EPOCH_MISMATCH = sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
+MakeNode = Callable[..., Awaitable[RedisBroker]]
+
+
+def node_factory(url: str) -> tuple[MakeNode, list[RedisBroker]]:
+    made: list[RedisBroker] = []
+
+    async def make(**options: Any) -> RedisBroker:
+        node = RedisBroker(url, **options)
+        await node.start()
+        made.append(node)
+        return node
+
+    return make, made
+
+
+@pytest.fixture
+async def make_node(redis_url: str) -> AsyncIterator[MakeNode]:  # noqa: F811
+    """Nodes (brokers) sharing the shared test Redis, as separate processes would."""
+    make, made = node_factory(redis_url)
+    yield make
+    for node in made:
+        await node.close()
+
+
+@pytest.fixture
+async def make_private_node(redis_server: RedisServer) -> AsyncIterator[MakeNode]:  # noqa: F811
+    """Nodes on a private Redis the test may kill, restart or tamper with."""
+    make, made = node_factory(redis_server.url())
+    yield make
+    for node in made:
+        await node.close()
+
+
+@pytest.fixture
+async def raw_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:  # noqa: F811
+    client = Redis.from_url(redis_server.url())
+    yield client
+    await client.aclose()
+
+
+def notices(sink: Collector) -> list[sync_pb2.Subscribed]:
+    return [event.subscribed for event in sink.of_kind("subscribed")]
+
+
+# ------------------------------------------------------------------ many nodes
+
+
+async def test_nodes_deliver_every_delta_in_the_same_order(make_node: MakeNode) -> None:
+    nodes = [await make_node() for _ in range(3)]
+    sinks = [Collector() for _ in nodes]
+    for node, sink in zip(nodes, sinks, strict=True):
+        await node.attach("doc", sink)
+    results = await asyncio.gather(
+        *(nodes[i % 3].publish(delta("doc", f"{i}".encode())) for i in range(60))
+    )
+    assert sorted(r.offset for r in results) == list(range(1, 61))
+    expected = [d for _, d in sorted((r.offset, f"{i}".encode()) for i, r in enumerate(results))]
+    for sink in sinks:
+        received = await sink.wait_deltas(60)
+        assert [d.offset for d in received] == list(range(1, 61))
+        assert [d.delta for d in received] == expected
+
+
+async def test_dedupe_and_presence_are_shared_by_nodes(make_node: MakeNode) -> None:
+    alpha, beta = await make_node(), await make_node()
+    first = await alpha.publish(delta("doc", client_message_id="m"))
+    again = await beta.publish(delta("doc", client_message_id="m"))
+    assert (again.offset, again.epoch, again.duplicate) == (first.offset, first.epoch, True)
+    await alpha.presence_join("room", "peer-a", None)
+    await beta.presence_join("room", "peer-b", types_pb2.UserInfo(user_id="u"))
+    for node in (alpha, beta):
+        assert {m.peer_id for m in await node.presence_members("room")} == {"peer-a", "peer-b"}
+
+
+async def test_expired_presence_is_announced_once(make_node: MakeNode) -> None:
+    crashed = await make_node(presence_ttl=0.3)
+    survivors = [await make_node(presence_ttl=0.3) for _ in range(2)]
+    sinks = [Collector() for _ in survivors]
+    for node, sink in zip(survivors, sinks, strict=True):
+        await node.attach("room", sink)
+    await crashed.presence_join("room", "ghost", None)
+    await survivors[0].presence_join("room", "alive", None)
+    await sinks[0].wait_until(lambda c: len(c.of_kind("peer_join")) == 2)
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:  # "alive" is refreshed, "ghost" is not
+        await survivors[0].presence_refresh([("room", "alive")])
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(node.maintenance() for node in survivors))
+    for sink in sinks:
+        await sink.wait_until(lambda c: len(c.of_kind("peer_leave")) == 1)
+        await publish_marker(survivors[0], sink)
+        (leave,) = [event.peer_leave for event in sink.of_kind("peer_leave")]
+        assert (leave.peer_id, leave.reason) == ("ghost", "expired")
+    assert sum(node.expired_peers for node in survivors) == 1
+    assert [m.peer_id for m in await crashed.presence_members("room")] == ["alive"]
+
+
+async def test_members_hide_expired_entries_before_anyone_sweeps(make_node: MakeNode) -> None:
+    node = await make_node(presence_ttl=0.2)
+    await node.presence_join("room", "peer", None)
+    assert [m.peer_id for m in await node.presence_members("room")] == ["peer"]
+    await asyncio.sleep(0.3)  # expiry by time is what is tested
+    assert await node.presence_members("room") == []
+
+
+async def test_refresh_restores_presence_redis_lost(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    holder, watcher = await make_private_node(), await make_private_node()
+    sink = Collector()
+    await watcher.attach("room", sink)
+    user = types_pb2.UserInfo(user_id="u1")
+    await holder.presence_join("room", "peer", user)
+    await raw_redis.delete(holder.keys.presence("room"), holder.keys.presence_deadlines("room"))
+    assert await watcher.presence_members("room") == []
+    await holder.presence_refresh([("room", "peer"), ("room", "joined-while-away")])
+    members = {m.peer_id: m for m in await watcher.presence_members("room")}
+    assert set(members) == {"peer", "joined-while-away"}
+    assert members["peer"].user_info == user
+    await sink.wait_until(lambda c: len(c.of_kind("peer_join")) == 3)
+    await holder.presence_refresh([])  # the sessions are gone: nothing is restored again
+    await holder.presence_leave("room", "peer", "closed")
+    assert [m.peer_id for m in await watcher.presence_members("room")] == ["joined-while-away"]
+
+
+async def publish_marker(node: RedisBroker, sink: Collector, collection_id: str = "room") -> None:
+    result = await node.publish(delta(collection_id, b"marker"))
+    await sink.wait_until(lambda c: result.offset in c.offsets)
+
+
+# -------------------------------------------------------------------- failures
+
+
+async def test_outage_fails_fast_then_reports_the_new_epoch(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    node = await make_private_node(op_timeout=1.0, reconnect_cap=0.5)
+    sink = Collector()
+    await node.attach("doc", sink)
+    before = await node.publish(delta("doc"))
+    await sink.wait_deltas(1)
+
+    redis_server.kill()
+    await node.wait_connected(False)
+    assert not node.healthy
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: node.publish(delta("doc")),
+        lambda: node.history("doc", 0, "", 10),
+        lambda: node.presence_join("doc", "peer", None),
+        lambda: node.presence_members("doc"),
+        lambda: node.attach("new", Collector()),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(BrokerError):
+            await call()
+        assert time.monotonic() - started < 0.2
+    assert node.hub.collections() == ["doc"]  # nothing piles up while Redis is away
+    await node.presence_refresh([("doc", "peer")])  # upkeep stays quiet
+    await node.maintenance()
+
+    redis_server.start()
+    await node.wait_connected(True)
+    await sink.wait_until(lambda c: len(notices(c)) == 1)
+    (notice,) = notices(sink)
+    assert notice.recovery == EPOCH_MISMATCH
+    assert (notice.collection_id, notice.offset) == ("doc", 0)
+    assert notice.epoch != before.epoch
+    assert sink.events[-1].request_id == 0
+    after = await node.publish(delta("doc"))
+    assert (after.offset, after.epoch) == (1, notice.epoch)
+    received = await sink.wait_deltas(2)
+    assert [(d.offset, d.epoch) for d in received] == [(1, before.epoch), (1, notice.epoch)]
+    assert node.stats.disconnects == 1 and node.stats.epoch_changes == 1
+
+
+async def test_deltas_published_while_a_node_reconnects_are_caught_up(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    listener = await make_private_node(reconnect_base=0.4)
+    publisher = await make_private_node()  # subscribes nothing: CLIENT KILL spares it
+    sink = Collector()
+    await listener.attach("doc", sink)
+    await publisher.publish(delta("doc", b"0"))
+    await sink.wait_deltas(1)
+    await raw_redis.client_kill_filter(_type="pubsub")
+    await listener.wait_connected(False)
+    for i in range(1, 6):
+        await publisher.publish(delta("doc", f"{i}".encode()))
+    await listener.wait_connected(True)
+    for i in range(6, 9):
+        await publisher.publish(delta("doc", f"{i}".encode()))
+    received = await sink.wait_deltas(9)
+    await publish_marker(publisher, sink, "doc")
+    assert sink.offsets == list(range(1, 11))
+    assert [d.delta for d in received[:9]] == [f"{i}".encode() for i in range(9)]
+    assert listener.stats.caught_up >= 5
+    assert notices(sink) == []
+
+
+async def test_offsets_going_backwards_start_a_new_epoch(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    node = await make_private_node()
+    sink = Collector()
+    await node.attach("doc", sink)
+    for _ in range(5):
+        first = await node.publish(delta("doc"))
+    await sink.wait_deltas(5)
+    # Redis restored from an older snapshot: it has forgotten offsets 3..5.
+    await raw_redis.hset(node.keys.meta("doc"), "top", 2)
+    await raw_redis.client_kill_filter(_type="pubsub")
+    await sink.wait_until(lambda c: len(notices(c)) == 1)
+    (notice,) = notices(sink)
+    assert notice.recovery == EPOCH_MISMATCH and notice.epoch != first.epoch
+    history = await node.history("doc", 5, first.epoch, 10)
+    assert (history.recovery, history.epoch) == (EPOCH_MISMATCH, notice.epoch)
+
+
+async def test_live_epoch_change_is_announced_before_the_delta(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    node = await make_private_node()
+    sink = Collector()
+    await node.attach("doc", sink)
+    old = await node.publish(delta("doc"))
+    await raw_redis.delete(node.keys.meta("doc"), node.keys.history("doc"))  # evicted
+    new = await node.publish(delta("doc"))
+    await sink.wait_deltas(2)
+    kinds = [(e.WhichOneof("kind"), e.delta.offset) for e in sink.events]
+    assert kinds == [("delta", 1), ("subscribed", 0), ("delta", 1)]
+    assert new.epoch != old.epoch and notices(sink)[0].epoch == new.epoch
+
+
+async def test_malformed_channel_messages_are_dropped(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    node = await make_private_node()
+    sink = Collector()
+    await node.attach("doc", sink)
+    for garbage in (b"", b"X", b"D1\nepoch", b"Pnot-protobuf\xff\xff"):
+        await raw_redis.publish(node.keys.channel("doc"), garbage)
+    await publish_marker(node, sink, "doc")
+    assert node.stats.malformed == 4
+    assert [e.WhichOneof("kind") for e in sink.events] == ["delta"]
+
+
+async def test_start_without_redis_connects_later(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    redis_server.kill()
+    node = RedisBroker(redis_server.url(), op_timeout=0.3, reconnect_cap=0.3)
+    try:
+        started = time.monotonic()
+        await node.start()
+        assert time.monotonic() - started < 1.0
+        assert not node.healthy
+        redis_server.start()
+        await node.wait_connected(True)
+        assert (await node.publish(delta("doc"))).offset == 1
+    finally:
+        await node.close()
+
+
+# ------------------------------------------------------------------- plumbing
+
+
+def test_key_prefix_comes_from_the_url() -> None:
+    assert split_key_prefix("redis://h:1/2?key_prefix=app&db=3") == ("redis://h:1/2?db=3", "app")
+    assert split_key_prefix("redis://h:1/0") == ("redis://h:1/0", None)
+    assert RedisBroker("redis://h:1/0?key_prefix=app").keys.prefix == "app"
+    assert RedisBroker("redis://h:1/0").keys.prefix == "syncwire"
+
+
+def test_every_key_of_a_collection_shares_its_hash_tag() -> None:
+    keys = KeySpace("p")
+    names = [keys.meta("a}b"), keys.history("a}b"), keys.dedupe("a}b", "x}:meta")]
+    names += [keys.presence("a}b"), keys.presence_deadlines("a}b"), keys.channel("a}b").decode()]
+    assert all(name.startswith("p:{a}b}:") for name in names)
+    assert len(set(names)) == len(names)
+    assert keys.dedupe("a", "x}:meta") != keys.meta("a}:dedupe:x")
+    assert "}" not in keys.dedupe("c", "}}}").removeprefix("p:{c}:")
+
+
+def test_channel_messages_decode_or_fail_cleanly() -> None:
+    body = sync_pb2.SyncResponse(delta=types_pb2.Delta(collection_id="c")).SerializeToString()
+    decoded = decode_message(b"D7\nep\n" + body)
+    assert (decoded.offset, decoded.epoch, decoded.event.delta.offset) == (7, "ep", 7)
+    presence = sync_pb2.SyncResponse(peer_join=types_pb2.PeerJoin(peer_id="p"))
+    assert decode_message(b"P" + presence.SerializeToString()).event == presence
+    for bad in (b"", b"Q", b"D7", b"Dx\ne\n", b"D1\ne\n" + presence.SerializeToString()):
+        with pytest.raises(ValueError):
+            decode_message(bad)

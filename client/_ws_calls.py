@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
@@ -336,16 +336,16 @@ class _Call(Generic[RequestT, ResponseT]):
             await self._half_close()
 
 
-class UnaryUnaryCall(_Call[RequestT, ResponseT], grpc.aio.UnaryUnaryCall[RequestT, ResponseT]):
-    """One request, one response: ``await call``."""
+class _SingleResponse(_Call[RequestT, ResponseT]):
+    """``await call`` gives the one response."""
 
     def __await__(self) -> Any:
         response: ResponseT = yield from self._unary_response().__await__()
         return response
 
 
-class UnaryStreamCall(_Call[RequestT, ResponseT], grpc.aio.UnaryStreamCall[RequestT, ResponseT]):
-    """One request, a response stream: ``async for`` or ``read()``."""
+class _ResponseStream(_Call[RequestT, ResponseT]):
+    """``async for`` or ``read()`` give the responses."""
 
     _responses_iterator: AsyncIterator[ResponseT] | None = None
 
@@ -359,33 +359,40 @@ class UnaryStreamCall(_Call[RequestT, ResponseT], grpc.aio.UnaryStreamCall[Reque
         return await self._read()
 
 
-class StreamUnaryCall(_Call[RequestT, ResponseT], grpc.aio.StreamUnaryCall[RequestT, ResponseT]):
-    """A request stream, one response."""
+class UnaryUnaryCall(
+    _SingleResponse[RequestT, ResponseT], grpc.aio.UnaryUnaryCall[RequestT, ResponseT]
+):
+    """One request, one response."""
+
+
+class UnaryStreamCall(
+    _ResponseStream[RequestT, ResponseT], grpc.aio.UnaryStreamCall[RequestT, ResponseT]
+):
+    """One request, a response stream."""
+
+
+class StreamUnaryCall(
+    _SingleResponse[RequestT, ResponseT], grpc.aio.StreamUnaryCall[RequestT, ResponseT]
+):
+    """A request stream (an iterator, or write()/done_writing()), one response."""
 
     _request_streaming = True
 
-    def __await__(self) -> Any:
-        response: ResponseT = yield from self._unary_response().__await__()
-        return response
 
-
-class StreamStreamCall(_Call[RequestT, ResponseT], grpc.aio.StreamStreamCall[RequestT, ResponseT]):
+class StreamStreamCall(
+    _ResponseStream[RequestT, ResponseT], grpc.aio.StreamStreamCall[RequestT, ResponseT]
+):
     """Request and response streams."""
 
     _request_streaming = True
-    _responses_iterator: AsyncIterator[ResponseT] | None = None
-
-    def __aiter__(self) -> AsyncIterator[ResponseT]:
-        if self._responses_iterator is None:
-            self._responses_iterator = self._iterate()
-        return self._responses_iterator
-
-    async def read(self) -> Any:
-        """The next response, or grpc.aio.EOF."""
-        return await self._read()
 
 
 class _MultiCallable:
+    """Starts calls of one kind (``_call_class``) for one method; the four public
+    multi-callables differ only in their grpc.aio base and call class."""
+
+    _call_class: type[_Call[Any, Any]]
+
     def __init__(
         self,
         channel: MultiplexedChannel,
@@ -398,15 +405,20 @@ class _MultiCallable:
         self._serializer = serializer
         self._deserializer = deserializer
 
-    def _args(
+    def __call__(
         self,
-        request: Any,
-        timeout: float | None,
-        metadata: MetadataPairs | None,
-        wait_for_ready: bool | None,
-    ) -> tuple[Any, ...]:
+        request: Any = None,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        """Starts a call; ``request`` is the request, or for streaming requests an
+        (async) iterator of requests or None to use write()/done_writing().
+        ``credentials`` and ``compression`` are not supported per call and ignored."""
         self._channel._check_open()
-        return (
+        return self._call_class(
             self._channel,
             self._method,
             self._serializer,
@@ -423,16 +435,7 @@ class UnaryUnaryMultiCallable(
 ):
     """Starts unary-unary calls."""
 
-    def __call__(
-        self,
-        request: RequestT,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> UnaryUnaryCall[RequestT, ResponseT]:
-        return UnaryUnaryCall(*self._args(request, timeout, metadata, wait_for_ready))
+    _call_class = UnaryUnaryCall
 
 
 class UnaryStreamMultiCallable(
@@ -440,16 +443,7 @@ class UnaryStreamMultiCallable(
 ):
     """Starts unary-stream calls."""
 
-    def __call__(
-        self,
-        request: RequestT,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> UnaryStreamCall[RequestT, ResponseT]:
-        return UnaryStreamCall(*self._args(request, timeout, metadata, wait_for_ready))
+    _call_class = UnaryStreamCall
 
 
 class StreamUnaryMultiCallable(
@@ -457,19 +451,7 @@ class StreamUnaryMultiCallable(
 ):
     """Starts stream-unary calls."""
 
-    def __call__(
-        self,
-        request_iterator: AsyncIterator[RequestT]
-        | Iterator[RequestT]
-        | Iterable[RequestT]
-        | None = None,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> StreamUnaryCall[RequestT, ResponseT]:
-        return StreamUnaryCall(*self._args(request_iterator, timeout, metadata, wait_for_ready))
+    _call_class = StreamUnaryCall
 
 
 class StreamStreamMultiCallable(
@@ -477,19 +459,7 @@ class StreamStreamMultiCallable(
 ):
     """Starts stream-stream calls."""
 
-    def __call__(
-        self,
-        request_iterator: AsyncIterator[RequestT]
-        | Iterator[RequestT]
-        | Iterable[RequestT]
-        | None = None,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> StreamStreamCall[RequestT, ResponseT]:
-        return StreamStreamCall(*self._args(request_iterator, timeout, metadata, wait_for_ready))
+    _call_class = StreamStreamCall
 
 
 def _identity(value: Any) -> Any:

@@ -17,6 +17,7 @@ server frame).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import grpc
 
@@ -43,6 +44,9 @@ MAX_CALL_ID = 0xFFFFFFFF
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
+CallStateT = TypeVar("CallStateT")
+
+
 class CallStateError(RuntimeError):
     """Local misuse: sending on a call that is not open, or out of order."""
 
@@ -55,16 +59,30 @@ class CallIdsExhaustedError(RuntimeError):
     """The connection has used every call id; open a new connection."""
 
 
-class _Multiplexer:
-    """What both ends share: decoding, call-0 frames, size limits and the outbox."""
+class _Multiplexer(Generic[CallStateT]):
+    """What both ends share: open calls, decoding, call-0 frames, size limits, outbox."""
 
     def __init__(
-        self, *, max_receive_bytes: int | None, max_send_bytes: int | None, batch_bytes: int
+        self,
+        *,
+        max_receive_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+        max_send_bytes: int | None = None,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.outbox = Outbox(batch_bytes)
         self.max_receive_bytes = max_receive_bytes
         self.max_send_bytes = max_send_bytes
         self._events: list[Event] = []
+        self._calls: dict[int, CallStateT] = {}
+
+    def is_open(self, call_id: int) -> bool:
+        """Whether the call is still running (not ended, cancelled or failed)."""
+        return call_id in self._calls
+
+    @property
+    def open_calls(self) -> list[int]:
+        """Ids of the calls still running."""
+        return list(self._calls)
 
     def data_to_send(self) -> bytes | None:
         """The next WebSocket message to send (a batch of queued frames), if any."""
@@ -132,32 +150,10 @@ class _ServerCall:
     responded: bool = False  # headers or a message went out
 
 
-class ServerMultiplexer(_Multiplexer):
+class ServerMultiplexer(_Multiplexer[_ServerCall]):
     """The server end of one connection."""
 
-    def __init__(
-        self,
-        *,
-        max_receive_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
-        max_send_bytes: int | None = None,
-        batch_bytes: int = BATCH_BYTES,
-    ) -> None:
-        super().__init__(
-            max_receive_bytes=max_receive_bytes,
-            max_send_bytes=max_send_bytes,
-            batch_bytes=batch_bytes,
-        )
-        self._calls: dict[int, _ServerCall] = {}
-        self._last_call_id = 0
-
-    def is_open(self, call_id: int) -> bool:
-        """Whether the call is still running (not ended, cancelled or failed)."""
-        return call_id in self._calls
-
-    @property
-    def open_calls(self) -> list[int]:
-        """Ids of the calls still running."""
-        return list(self._calls)
+    _last_call_id = 0  # highest call id started so far
 
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
         """Queues the call's initial metadata; raises MetadataError for invalid entries."""
@@ -298,32 +294,10 @@ class _ClientCall:
     answered: bool = False  # headers or a message came in
 
 
-class ClientMultiplexer(_Multiplexer):
+class ClientMultiplexer(_Multiplexer[_ClientCall]):
     """The client end of one connection."""
 
-    def __init__(
-        self,
-        *,
-        max_receive_bytes: int | None = 4 * 1024 * 1024,
-        max_send_bytes: int | None = None,
-        batch_bytes: int = BATCH_BYTES,
-    ) -> None:
-        super().__init__(
-            max_receive_bytes=max_receive_bytes,
-            max_send_bytes=max_send_bytes,
-            batch_bytes=batch_bytes,
-        )
-        self._calls: dict[int, _ClientCall] = {}
-        self._next_call_id = 1
-
-    def is_open(self, call_id: int) -> bool:
-        """Whether the call is still running (no end received, not cancelled or failed)."""
-        return call_id in self._calls
-
-    @property
-    def open_calls(self) -> list[int]:
-        """Ids of the calls still running."""
-        return list(self._calls)
+    _next_call_id = 1
 
     @property
     def exhausted(self) -> bool:

@@ -185,6 +185,9 @@ class RedisFanout:
                 await self._serve(pubsub)
             except (RedisError, OSError, TimeoutError, BrokerError) as exc:
                 error = exc
+            except Exception as exc:  # a bug must not end fan-out for good: log, reconnect
+                log.exception("redis fan-out failed")
+                error = exc
             finally:
                 was_connected = self._pubsub is pubsub
                 self._set_connected(None)
@@ -318,9 +321,7 @@ class RedisFanout:
             tracked.last = max(tracked.last, history.top_offset)
 
     def _epoch_changed(self, tracked: _Tracked, epoch: str, top: int, oldest: int) -> None:
-        log.warning(
-            "history of %r lost: epoch %s -> %s", tracked.collection_id, tracked.epoch, epoch
-        )
+        log.info("history of %r lost: epoch %s -> %s", tracked.collection_id, tracked.epoch, epoch)
         self.stats.epoch_changes += 1
         tracked.previous_epoch, tracked.epoch, tracked.last = tracked.epoch, epoch, top
         self._notify(tracked, EPOCH_MISMATCH, epoch, top, oldest)

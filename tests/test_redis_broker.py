@@ -63,6 +63,15 @@ async def raw_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:  # noqa:
     await client.aclose()
 
 
+@pytest.fixture
+async def watched(make_private_node: MakeNode) -> tuple[RedisBroker, Collector]:
+    """A node on the private Redis with a sink attached to "doc"."""
+    node = await make_private_node()
+    sink = Collector()
+    await node.attach("doc", sink)
+    return node, sink
+
+
 def notices(sink: Collector) -> list[sync_pb2.Subscribed]:
     return [event.subscribed for event in sink.of_kind("subscribed")]
 
@@ -225,11 +234,9 @@ async def test_deltas_published_while_a_node_reconnects_are_caught_up(
 
 
 async def test_offsets_going_backwards_start_a_new_epoch(
-    make_private_node: MakeNode, raw_redis: Redis
+    watched: tuple[RedisBroker, Collector], raw_redis: Redis
 ) -> None:
-    node = await make_private_node()
-    sink = Collector()
-    await node.attach("doc", sink)
+    node, sink = watched
     for _ in range(5):
         first = await node.publish(delta("doc"))
     await sink.wait_deltas(5)
@@ -244,11 +251,9 @@ async def test_offsets_going_backwards_start_a_new_epoch(
 
 
 async def test_live_epoch_change_is_announced_before_the_delta(
-    make_private_node: MakeNode, raw_redis: Redis
+    watched: tuple[RedisBroker, Collector], raw_redis: Redis
 ) -> None:
-    node = await make_private_node()
-    sink = Collector()
-    await node.attach("doc", sink)
+    node, sink = watched
     old = await node.publish(delta("doc"))
     await raw_redis.delete(node.keys.meta("doc"), node.keys.history("doc"))  # evicted
     new = await node.publish(delta("doc"))
@@ -259,11 +264,9 @@ async def test_live_epoch_change_is_announced_before_the_delta(
 
 
 async def test_malformed_channel_messages_are_dropped(
-    make_private_node: MakeNode, raw_redis: Redis
+    watched: tuple[RedisBroker, Collector], raw_redis: Redis
 ) -> None:
-    node = await make_private_node()
-    sink = Collector()
-    await node.attach("doc", sink)
+    node, sink = watched
     for garbage in (b"", b"X", b"D1\nepoch", b"Pnot-protobuf\xff\xff"):
         await raw_redis.publish(node.keys.channel("doc"), garbage)
     await publish_marker(node, sink, "doc")

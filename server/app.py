@@ -11,8 +11,10 @@ import grpc
 
 from .config import ServerConfig
 from .core import SyncCore
-from .grpc_server import build_grpc_server, mark_serving
+from .grpc_server import build_grpc_server, mark_serving, register_services
+from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
+from .ws.server import WebSocketServer
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,16 @@ class SyncwireServer:
         self.config = config
         self.core = SyncCore(config)
         self.servicer = SyncServicer(self.core)
-        self.grpc_server, self._health = build_grpc_server(config, self.servicer)
+        self.grpc_server, grpc_health = build_grpc_server(config, self.servicer)
+        self.ws_server = WebSocketServer(
+            interceptors=[MalformedRequestInterceptor()],
+            max_message_bytes=config.max_message_bytes,
+            max_connections=config.max_connections,
+            ping_interval=config.ws_ping_interval or None,
+            ping_timeout=config.ws_ping_timeout or None,
+            compression=config.ws_compression,
+        )
+        self._health = [grpc_health, register_services(self.ws_server, self.servicer)]
         self.grpc_port = 0
         self.ws_port = 0
         self.metrics_port: int | None = None
@@ -38,9 +49,12 @@ class SyncwireServer:
         except RuntimeError as exc:  # grpcio reports bind failures this way
             raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
         await self.grpc_server.start()
+        self.ws_port = self.ws_server.add_insecure_port(f"{self.config.host}:{self.config.ws_port}")
+        await self.ws_server.start()
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
-        await mark_serving(self._health, True)
+        for health in self._health:
+            await mark_serving(health, True)
 
     @property
     def grpc_address(self) -> str:
@@ -61,9 +75,10 @@ class SyncwireServer:
         if self._stopped.is_set():
             return
         grace = self.config.shutdown_grace if grace is None else grace
-        await mark_serving(self._health, False)
+        for health in self._health:
+            await mark_serving(health, False)
         self.core.begin_shutdown()
-        await self.grpc_server.stop(grace)
+        await asyncio.gather(self.grpc_server.stop(grace), self.ws_server.stop(grace))
         await self.core.stop()
         self.core.metrics.stop_serving()
         self._stopped.set()

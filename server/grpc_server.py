@@ -37,6 +37,20 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def register_services(
+    server: grpc.aio.Server, servicer: sync_pb2_grpc.SyncServiceServicer
+) -> HealthServicer:
+    """Registers the sync service, health and reflection on any grpc.aio.Server (the
+    native one or the WebSocket adapter); returns the health servicer."""
+    sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
+    health_servicer = _health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SYNC_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return health_servicer
+
+
 def build_grpc_server(
     config: ServerConfig, servicer: sync_pb2_grpc.SyncServiceServicer
 ) -> tuple[grpc.aio.Server, HealthServicer]:
@@ -44,13 +58,7 @@ def build_grpc_server(
     server = grpc.aio.server(
         interceptors=[MalformedRequestInterceptor()], options=grpc_options(config)
     )
-    sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
-    health_servicer = _health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SYNC_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    return server, health_servicer
+    return server, register_services(server, servicer)
 
 
 async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:

@@ -25,6 +25,7 @@ from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
 from .session import Session
+from .ws.context import WebSocketServicerContext
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ Context = grpc.aio.ServicerContext[object, object]
 
 def transport_of(context: Context) -> str:
     """'websocket' for the framing adapter's contexts, else 'grpc'."""
-    return str(getattr(context, "transport", "grpc"))
+    return "websocket" if isinstance(context, WebSocketServicerContext) else "grpc"
 
 
 async def abort_with(context: Context, error: RequestError | BrokerError) -> NoReturn:

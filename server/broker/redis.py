@@ -187,7 +187,7 @@ class RedisBroker(Broker):
                     if entry is None:
                         entry = join_entry(collection_id, peer_id, None)
                         self._local_presence[(collection_id, peer_id)] = entry
-                    await self._store.presence_set(entry, join_event(entry))
+                    await self._store.presence_set(entry, join_event(entry), only_if_absent=True)
         except BrokerError as exc:
             log.warning("presence refresh failed: %s", exc)
 

@@ -137,9 +137,14 @@ PRESENCE_SET = (
     _PRELUDE
     + r"""
 -- KEYS: presence hash, deadlines zset
--- ARGV: peer, serialized Presence, ttl ms, channel, event message
+-- ARGV: peer, serialized Presence, ttl ms, channel, event message, only if absent (0/1)
+-- -> 1 when stored and announced
 local ttl = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[6] == '1' then
+  if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
 redis.call('ZADD', KEYS[2], now_ms() + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], 2 * ttl)
 redis.call('PEXPIRE', KEYS[2], 2 * ttl)

@@ -171,8 +171,16 @@ class RedisStore:
     def _presence_keys(self, collection_id: str) -> list[str]:
         return [self.keys.presence(collection_id), self.keys.presence_deadlines(collection_id)]
 
-    async def presence_set(self, entry: types_pb2.Presence, event: sync_pb2.SyncResponse) -> None:
-        """Stores `entry` with a fresh deadline and broadcasts `event` (join or update)."""
+    async def presence_set(
+        self,
+        entry: types_pb2.Presence,
+        event: sync_pb2.SyncResponse,
+        *,
+        only_if_absent: bool = False,
+    ) -> bool:
+        """Stores `entry` with a fresh deadline and broadcasts `event` (join or update).
+        With `only_if_absent` an entry someone else stored meanwhile wins (restores
+        never overwrite a newer join or update). Returns whether it was stored."""
         collection_id = entry.collection_id
         args: list[EncodableT] = [
             entry.peer_id,
@@ -180,8 +188,12 @@ class RedisStore:
             self.presence_ttl_ms,
             self.keys.channel(collection_id),
             presence_message(event),
+            int(only_if_absent),
         ]
-        await self._call("presence", self._presence_set(self._presence_keys(collection_id), args))
+        stored = await self._call(
+            "presence", self._presence_set(self._presence_keys(collection_id), args)
+        )
+        return bool(stored)
 
     async def presence_leave(
         self, collection_id: str, peer_id: str, event: sync_pb2.SyncResponse

@@ -42,6 +42,8 @@ from .redis_store import RedisStore, connection_options
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_BATCH = 512
+STABLE_CONNECTION = 5.0
+"""Seconds a connection must last before reconnect backoff starts over."""
 RECOVERED = sync_pb2.RECOVERY_STATUS_RECOVERED
 EPOCH_MISMATCH = sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
 GAP_TOO_OLD = sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD
@@ -101,6 +103,7 @@ class RedisFanout:
         self._by_channel: dict[bytes, _Tracked] = {}
         self._pending: dict[bytes, int] = {}
         self._pubsub: PubSub | None = None
+        self._connected_at = 0.0
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._down.set()
@@ -177,6 +180,7 @@ class RedisFanout:
     # ------------------------------------------------------------- connection
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
             pubsub = self._client.pubsub()
@@ -194,7 +198,8 @@ class RedisFanout:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
             if was_connected:
-                failures = 0
+                if loop.time() - self._connected_at >= STABLE_CONNECTION:
+                    failures = 0  # a flapping connection keeps backing off
                 self.stats.disconnects += 1
                 log.warning("redis connection lost (%s); reconnecting", error)
                 with contextlib.suppress(Exception):
@@ -206,6 +211,7 @@ class RedisFanout:
 
     def _set_connected(self, pubsub: PubSub | None) -> None:
         self._pubsub = pubsub
+        self._connected_at = asyncio.get_running_loop().time()
         self._pending.clear()
         (self._up if pubsub else self._down).set()
         (self._down if pubsub else self._up).clear()

@@ -1,0 +1,57 @@
+"""Event loop and process limits shared by the bench's parent, servers and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+UVLOOP_ENV = "SYNCWIRE_BENCH_UVLOOP"
+"""Set to 0 in the environment to run every bench process on the default asyncio loop."""
+
+
+def uvloop_wanted() -> bool:
+    """Whether uvloop should be used: installed and not switched off by the environment."""
+    if os.environ.get(UVLOOP_ENV, "1") == "0":
+        return False
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def install_uvloop() -> bool:
+    """Makes later ``asyncio.run`` calls use uvloop (for code that calls asyncio.run
+    itself, like the server's entry point); returns whether it did."""
+    if not uvloop_wanted():
+        return False
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Runs `main` on uvloop when wanted, else on the default loop."""
+    install_uvloop()
+    return asyncio.run(main)
+
+
+def raise_nofile_limit() -> int:
+    """Raises the soft open-file limit to the hard limit (children inherit it); returns
+    the new soft limit. Thousands of idle connections need thousands of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+        return hard
+    return soft

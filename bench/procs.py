@@ -1,0 +1,183 @@
+"""Child processes of the bench: start them, read their ready line, watch their RSS and
+CPU in /proc, stop them. Linux only (the bench measures a Linux server class)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_TIMEOUT = 30.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ProcessFailed(RuntimeError):
+    """A child process did not become ready or died; the message carries its stderr."""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ProcessFailed(f"process {pid} has no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def parse_ready(line: str, marker: str) -> dict[str, str] | None:
+    """`key=value` tokens after `marker` in a ready line, None if it is not one."""
+    if marker not in line:
+        return None
+    tail = line.split(marker, 1)[1]
+    return dict(token.split("=", 1) for token in tail.split() if "=" in token)
+
+
+@dataclass
+class ChildProcess:
+    """A started child with its ready-line endpoints; stderr goes to a temporary file
+    so a failure can be explained without the pipe ever filling up."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    endpoints: dict[str, str]
+    stderr_path: Path
+    _drain: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def stderr_tail(self, limit: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return self.stderr_path.read_text(errors="replace")[-limit:]
+        return ""
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within `timeout`."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+        with contextlib.suppress(OSError):
+            self.stderr_path.unlink()
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def start_module(
+    name: str, module: str, args: list[str], *, marker: str, env: dict[str, str] | None = None
+) -> ChildProcess:
+    """`start_child` for ``python -m module *args``."""
+    return await start_child(name, [sys.executable, "-m", module, *args], marker=marker, env=env)
+
+
+async def start_child(
+    name: str, argv: list[str], *, marker: str, env: dict[str, str] | None = None
+) -> ChildProcess:
+    """Runs `argv` and waits for the stdout line containing `marker`; its ``key=value``
+    tokens become the endpoints. Later stdout is discarded."""
+    handle, stderr_name = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
+    with os.fdopen(handle, "wb") as stderr_file:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr_file,
+            env={**os.environ, **(env or {})},
+        )
+    child = ChildProcess(name, process, {}, Path(stderr_name))
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            while True:
+                line = await process.stdout.readline()
+                if not line:
+                    await process.wait()
+                    raise ProcessFailed(
+                        f"{name} exited with {process.returncode} before it was ready: "
+                        f"{child.stderr_tail()}"
+                    )
+                endpoints = parse_ready(line.decode(errors="replace"), marker)
+                if endpoints is not None:
+                    child.endpoints = endpoints
+                    break
+    except BaseException:
+        await child.stop(timeout=2.0)
+        raise
+    child._drain = asyncio.create_task(_discard(process.stdout))
+    return child
+
+
+@dataclass
+class CpuWindow:
+    """CPU used by some processes between `begin` and `end`, as a share of one core."""
+
+    pids: list[int]
+    _start: dict[int, float] = field(default_factory=dict)
+    _wall: float = 0.0
+
+    def begin(self) -> None:
+        self._wall = _now()
+        self._start = {pid: _cpu_or_zero(pid) for pid in self.pids}
+
+    def end(self) -> float:
+        wall = _now() - self._wall
+        if wall <= 0:
+            return 0.0
+        used = sum(_cpu_or_zero(pid) - start for pid, start in self._start.items())
+        return used / wall
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+__all__ = [
+    "ChildProcess",
+    "CpuWindow",
+    "ProcessFailed",
+    "cpu_seconds",
+    "parse_ready",
+    "rss_bytes",
+    "start_child",
+    "start_module",
+]

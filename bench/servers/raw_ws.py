@@ -1,0 +1,79 @@
+"""Baseline: a raw `websockets` server, the least a WebSocket server can do.
+
+Paths: ``/broadcast/<room>`` rebroadcasts every message to every connection of that
+room (the sender included) with ``websockets.broadcast``; ``/echo`` answers each message with
+itself; anything else holds the connection idle. Run: ``python -m bench.servers.raw_ws``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from bench.loop import raise_nofile_limit, run
+from bench.servers import READY_MARKER
+
+
+class RawWebSocketServer:
+    """Connection handler of the baseline server."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, set[ServerConnection]] = {}
+
+    async def handle(self, websocket: ServerConnection) -> None:
+        path = websocket.request.path if websocket.request is not None else "/"
+        if path.startswith("/broadcast"):
+            room = self.rooms.setdefault(path, set())
+            room.add(websocket)
+            try:
+                async for message in websocket:
+                    broadcast(room, message)
+            finally:
+                room.discard(websocket)
+                if not room:
+                    self.rooms.pop(path, None)
+        elif path.startswith("/echo"):
+            async for message in websocket:
+                await websocket.send(message)
+        else:
+            await websocket.wait_closed()
+
+
+async def main(host: str, port: int, compression: bool) -> None:
+    handler = RawWebSocketServer()
+    async with serve(
+        handler.handle,
+        host,
+        port,
+        compression="deflate" if compression else None,
+        max_size=2**20,
+    ) as server:
+        bound = next(iter(server.sockets)).getsockname()[1]
+        print(f"{READY_MARKER} ws=ws://{host}:{bound}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="negotiate permessage-deflate when a client offers it (websockets' default)",
+    )
+    args = parser.parse_args()
+    raise_nofile_limit()
+    run(main(args.host, args.port, args.compression))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,229 @@
+"""The issue's performance targets, checked against a run's medians."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.results import ScenarioResult
+
+MET, MISSED = "met", "MISSED"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCheck:
+    name: str
+    measured: float | None
+    required: str
+    status: str
+    unit: str = "x"
+
+    @property
+    def measured_text(self) -> str:
+        if self.measured is None:
+            return "-"
+        if self.unit == "x":
+            return f"{self.measured:.2f}x"
+        return f"{self.measured:,.1f} {self.unit}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "measured": self.measured,
+            "unit": self.unit,
+            "required": self.required,
+            "status": self.status,
+        }
+
+
+def _not_measured(result: ScenarioResult | None, *subjects: tuple[str, str]) -> str:
+    if result is None:
+        return "not run"
+    if result.skipped is not None:
+        return f"not measured: {result.skipped}"
+    for subject, phase in subjects:
+        run = result.run(subject, phase)
+        if run is None:
+            return f"not measured: no {subject}"
+        if run.skipped is not None:
+            return f"not measured: {subject} skipped"
+        if not run.rounds:
+            return f"not measured: {subject} failed"
+    return "not measured"
+
+
+def ratio_check(
+    name: str,
+    result: ScenarioResult | None,
+    key: str,
+    subject: str,
+    baseline: str,
+    *,
+    phase: str = "",
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> TargetCheck:
+    required = f">= {at_least:g}x" if at_least is not None else f"<= {at_most:g}x"
+    value = base = None
+    if result is not None:
+        value = result.median(subject, key, phase)
+        base = result.median(baseline, key, phase)
+    if value is None or base is None or base <= 0:
+        reason = _not_measured(result, (subject, phase), (baseline, phase))
+        return TargetCheck(name, None, required, reason)
+    measured = value / base
+    ok = (at_least is None or measured >= at_least) and (at_most is None or measured <= at_most)
+    return TargetCheck(name, measured, required, MET if ok else MISSED)
+
+
+def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) -> list[TargetCheck]:
+    by_name = {r.name: r for r in results}
+    fanout, rpc = by_name.get("fanout"), by_name.get("rpc")
+    idle_result, redis = by_name.get("idle"), by_name.get("redis")
+    n_note = "" if subscribers == 100 else f" (run had N={subscribers}; target is for N=100)"
+    checks = [
+        ratio_check(
+            "fanout: syncwire-ws / raw-websockets",
+            fanout,
+            "delivered_per_s",
+            "syncwire-ws",
+            "raw-websockets",
+            phase="max",
+            at_least=0.8,
+        ),
+        ratio_check(
+            "fanout: syncwire-grpc / raw-grpc",
+            fanout,
+            "delivered_per_s",
+            "syncwire-grpc",
+            "raw-grpc",
+            phase="max",
+            at_least=0.8,
+        ),
+        ratio_check(
+            "fanout: legacy-json / raw-websockets",
+            fanout,
+            "delivered_per_s",
+            "legacy-json",
+            "raw-websockets",
+            phase="max",
+            at_least=0.6,
+        ),
+        ratio_check(
+            "fanout: syncwire-ws / python-socketio",
+            fanout,
+            "delivered_per_s",
+            "syncwire-ws",
+            "python-socketio",
+            phase="max",
+            at_least=3.0,
+        ),
+    ]
+    for subject, baseline in (
+        ("syncwire-ws", "raw-websockets"),
+        ("syncwire-grpc", "raw-grpc"),
+        ("legacy-json", "raw-websockets"),
+    ):
+        checks.append(
+            ratio_check(
+                f"latency p99 at half rate: {subject} / {baseline}{n_note}",
+                fanout,
+                "p99_ms",
+                subject,
+                baseline,
+                phase="half-rate",
+                at_most=1.25,
+            )
+        )
+    checks += [
+        ratio_check(
+            "rpc: syncwire-grpc Publish / raw-grpc echo",
+            rpc,
+            "calls_per_s",
+            "syncwire-grpc",
+            "raw-grpc",
+            at_least=0.8,
+        ),
+        ratio_check(
+            "rpc: syncwire-ws Publish / raw-websockets echo",
+            rpc,
+            "calls_per_s",
+            "syncwire-ws",
+            "raw-websockets",
+            at_least=0.8,
+        ),
+    ]
+    checks += _idle_checks(idle_result, idle)
+    checks += _redis_checks(redis)
+    return checks
+
+
+def _idle_checks(result: ScenarioResult | None, idle: int) -> list[TargetCheck]:
+    checks = []
+    for subject in ("syncwire-ws", "syncwire-ws+deflate"):
+        value = result.median(subject, "kib_per_conn") if result is not None else None
+        if value is None:
+            status = _not_measured(result, (subject, ""))
+        else:
+            status = MET if value <= 40 else MISSED
+        checks.append(
+            TargetCheck(
+                f"idle: server RSS per {subject} connection", value, "<= 40 KiB", status, unit="KiB"
+            )
+        )
+    held = None
+    if result is not None:
+        values = [
+            v
+            for s in ("syncwire-ws", "syncwire-grpc")
+            if (v := result.median(s, "held")) is not None
+        ]
+        held = min(values) if values else None
+    if held is None:
+        status = _not_measured(result, ("syncwire-ws", ""))
+    elif idle < 10_000:
+        status = f"not measured: run with --idle 10000 (this run: {idle})"
+    else:
+        status = MET if held >= 10_000 else MISSED
+    checks.append(
+        TargetCheck(
+            "idle: connections held by one syncwire process",
+            held,
+            ">= 10,000",
+            status,
+            unit="conns",
+        )
+    )
+    return checks
+
+
+def _redis_checks(result: ScenarioResult | None) -> list[TargetCheck]:
+    rate = ratio_check(
+        "redis: two nodes / one node",
+        result,
+        "delivered_per_s",
+        "two-nodes",
+        "one-node",
+        at_least=0.5,
+    )
+    run = result.run("two-nodes") if result is not None else None
+    if run is None or not run.rounds:
+        order = TargetCheck(
+            "redis: two nodes in-order, no loss",
+            None,
+            "0 missing, 0 reordered",
+            _not_measured(result, ("two-nodes", "")),
+            unit="msgs",
+        )
+    else:
+        bad = sum(r.get("missing", 0) + r.get("out_of_order", 0) for r in run.rounds)
+        order = TargetCheck(
+            "redis: two nodes in-order, no loss",
+            bad,
+            "0 missing, 0 reordered",
+            MET if bad == 0 else MISSED,
+            unit="msgs",
+        )
+    if rate.status == MET and order.status != MET:
+        rate = TargetCheck(rate.name, rate.measured, rate.required, MISSED)
+    return [rate, order]

@@ -1,0 +1,70 @@
+"""The syncwire client library.
+
+`SyncClient` is the high-level typed API (subscribe, publish, presence, events, state)
+over any channel: native gRPC, the WebSocket framing (`WebSocketChannel`) or an
+in-process server (`InProcessChannel`).
+"""
+
+from .backoff import Backoff
+from .config import ClientConfig
+from .endpoints import ChannelFactory, ChannelSettings, Endpoint, Transport, open_channel
+from .errors import (
+    ClientClosedError,
+    ConnectionLost,
+    HeartbeatTimeout,
+    NotConnectedError,
+    NotSubscribedError,
+    OutboxFullError,
+    RequestFailed,
+    ServerDisconnected,
+    SyncError,
+)
+from .events import (
+    DeltaEvent,
+    ErrorEvent,
+    PeerJoined,
+    PeerLeft,
+    PresenceChanged,
+    Recovery,
+    RecoveryEvent,
+    SyncEvent,
+)
+from .publishing import PendingPublish
+from .state import ConnectionState, StateChange
+from .stats import ClientStats
+from .subscription import Subscription
+from .sync_client import SwitchingEndpoint, SyncClient
+
+__all__ = [
+    "Backoff",
+    "ChannelFactory",
+    "ChannelSettings",
+    "ClientClosedError",
+    "ClientConfig",
+    "ClientStats",
+    "ConnectionLost",
+    "ConnectionState",
+    "DeltaEvent",
+    "Endpoint",
+    "ErrorEvent",
+    "HeartbeatTimeout",
+    "NotConnectedError",
+    "NotSubscribedError",
+    "OutboxFullError",
+    "PeerJoined",
+    "PeerLeft",
+    "PendingPublish",
+    "PresenceChanged",
+    "Recovery",
+    "RecoveryEvent",
+    "RequestFailed",
+    "ServerDisconnected",
+    "StateChange",
+    "Subscription",
+    "SwitchingEndpoint",
+    "SyncClient",
+    "SyncError",
+    "SyncEvent",
+    "Transport",
+    "open_channel",
+]

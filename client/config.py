@@ -1,0 +1,97 @@
+"""Everything a SyncClient can be told, in one typed place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .backoff import Backoff
+from .endpoints import ChannelFactory, ChannelSettings, open_channel
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Client settings; the defaults suit a long-lived application.
+
+    Connection:
+        backoff: Reconnect delays (full jitter, 0.5 s .. 20 s, unlimited attempts).
+        connect_timeout: Seconds allowed to open a stream and receive the Welcome.
+        request_timeout: Seconds allowed for a reply (subscribe, unary calls), and how
+            long a unary call waits for a connection before raising NotConnectedError.
+        probe_interval: With several endpoints, seconds between checks whether a more
+            preferred endpoint (gRPC) is back while connected to a fallback.
+        metadata: Sent with every call (for example an authorization header).
+
+    Liveness:
+        heartbeat_interval: Seconds between client heartbeats; None follows the
+            server's advertised interval (Welcome.server_info).
+        heartbeat_timeout: Seconds of silence from the server after which the connection
+            counts as dead; None means 2 x the server's interval + `heartbeat_margin`.
+        heartbeat_margin: Slack added to the derived timeout.
+        fallback_heartbeat_interval: Used when the server advertises no interval.
+
+    Publishing:
+        outbox_limit: Unacknowledged publishes kept at most (OutboxFullError beyond).
+        outbox_path: SQLite file that keeps the outbox across process restarts
+            (None: memory only).
+        max_in_flight: Publishes sent and not yet acknowledged, at most, per connection.
+        close_flush_timeout: Seconds `close()` waits for the outbox to drain.
+        replica_id: Replica id put on published deltas ("" picks a random one).
+
+    Delivery:
+        event_buffer: Events buffered for `events()` before the connection waits for the
+            application to catch up (back-pressure; 0 = unbounded).
+
+    Channels:
+        channel: gRPC keepalive and size settings for the default channel factory.
+        channel_factory: Builds a channel for an endpoint (override for credentials).
+    """
+
+    backoff: Backoff = field(default_factory=Backoff)
+    connect_timeout: float = 10.0
+    request_timeout: float = 10.0
+    probe_interval: float = 30.0
+    metadata: tuple[tuple[str, str], ...] = ()
+    heartbeat_interval: float | None = None
+    heartbeat_timeout: float | None = None
+    heartbeat_margin: float = 2.0
+    fallback_heartbeat_interval: float = 25.0
+    outbox_limit: int = 10_000
+    outbox_path: str | os.PathLike[str] | None = None
+    max_in_flight: int = 1000
+    close_flush_timeout: float = 5.0
+    replica_id: str = ""
+    event_buffer: int = 10_000
+    channel: ChannelSettings = field(default_factory=ChannelSettings)
+    channel_factory: ChannelFactory = open_channel
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "request_timeout", "probe_interval"):
+            _positive(name, getattr(self, name))
+        for name in ("heartbeat_interval", "heartbeat_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+        _positive("fallback_heartbeat_interval", self.fallback_heartbeat_interval)
+        if self.heartbeat_margin < 0:
+            raise ValueError(f"heartbeat_margin must be >= 0, got {self.heartbeat_margin}")
+        if self.close_flush_timeout < 0:
+            raise ValueError(f"close_flush_timeout must be >= 0, got {self.close_flush_timeout}")
+        for name in ("outbox_limit", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.event_buffer < 0:
+            raise ValueError(f"event_buffer must be >= 0, got {self.event_buffer}")
+
+    def liveness(self, advertised: int | None) -> tuple[float, float]:
+        """(send interval, dead-after timeout) for a server advertising `advertised` s."""
+        server_interval = float(advertised) if advertised else None
+        interval = self.heartbeat_interval or server_interval or self.fallback_heartbeat_interval
+        silence = server_interval or interval
+        timeout = self.heartbeat_timeout or 2 * silence + self.heartbeat_margin
+        return interval, timeout
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")

@@ -1,0 +1,167 @@
+"""Typed errors of the sync client; each carries the gRPC status code it stands for.
+
+Applications catch `SyncError` for everything the client raises, or one of the
+subclasses when they care why (a request the server refused, a full outbox, a closed
+client, a connection that is not there).
+"""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+
+from syncwire.v1 import sync_pb2
+from wire.status import number_to_code
+
+
+class SyncError(Exception):
+    """Base of every client error.
+
+    Attributes:
+        code: The gRPC status code of the failure.
+        reason_code: Machine-readable reason (server reason codes such as
+            "rate_limited", or a client one such as "outbox_full").
+        retry_after: Seconds to wait before retrying, when the server said so.
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason_code: str = "",
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason_code = reason_code
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        reason = f" [{self.reason_code}]" if self.reason_code else ""
+        return f"{self.code.name}{reason}: {self.message}"
+
+
+class RequestFailed(SyncError):
+    """The server answered a request (subscribe, publish, ...) with an Error."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason_code: str = "",
+        retry_after: float = 0.0,
+        collection_id: str = "",
+    ) -> None:
+        super().__init__(code, message, reason_code=reason_code, retry_after=retry_after)
+        self.collection_id = collection_id
+
+    @classmethod
+    def from_proto(cls, error: sync_pb2.Error) -> RequestFailed:
+        return cls(
+            number_to_code(error.code),
+            error.message,
+            reason_code=error.reason_code,
+            retry_after=error.retry_after_ms / 1000,
+            collection_id=error.collection_id,
+        )
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same request may succeed later (the server gave a delay)."""
+        return self.retry_after > 0 or self.code in _RETRYABLE
+
+
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+
+
+class ConnectionLost(SyncError):
+    """The connection to the server failed or ended; the client reconnects by itself."""
+
+
+class HeartbeatTimeout(ConnectionLost):
+    """Nothing arrived from the server within the liveness bound (a half-open
+    connection); the client drops the connection and reconnects."""
+
+    def __init__(self, silence: float) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE,
+            f"no message from the server for {silence:.1f} s",
+            reason_code="heartbeat_timeout",
+        )
+        self.silence = silence
+
+
+class ServerDisconnected(ConnectionLost):
+    """The server announced the end of the stream (a `Disconnect` message)."""
+
+    def __init__(self, disconnect: sync_pb2.Disconnect) -> None:
+        super().__init__(
+            number_to_code(disconnect.code),
+            disconnect.reason or "server ended the stream",
+            reason_code="server_disconnect",
+        )
+        self.reconnect = disconnect.reconnect
+
+
+class NotConnectedError(SyncError):
+    """The operation needs a live connection and there is none right now."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE, f"{what} needs a connection", reason_code="not_connected"
+        )
+
+
+class NotSubscribedError(SyncError):
+    """The operation needs a subscription to the collection first."""
+
+    def __init__(self, collection_id: str) -> None:
+        super().__init__(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"not subscribed to {collection_id!r}",
+            reason_code="not_subscribed",
+        )
+        self.collection_id = collection_id
+
+
+class OutboxFullError(SyncError):
+    """The outbox holds its maximum number of unacknowledged publishes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"outbox is full ({limit} unacknowledged publishes); wait for the connection "
+            "to flush it or raise outbox_limit",
+            reason_code="outbox_full",
+        )
+        self.limit = limit
+
+
+class ClientClosedError(SyncError):
+    """The client is closed (or closed before the operation completed)."""
+
+    def __init__(self, message: str = "the client is closed") -> None:
+        super().__init__(grpc.StatusCode.CANCELLED, message, reason_code="client_closed")
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError, *, what: str = "call") -> SyncError:
+    """A SyncError (ConnectionLost for transport failures) for a failed gRPC call."""
+    code = error.code()
+    message = f"{what} failed: {error.details() or code.name}"
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return ConnectionLost(code, message)
+    return SyncError(code, message)
+
+
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+"""Stream-level statuses that reconnecting cannot fix: the client goes OFFLINE."""

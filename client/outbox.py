@@ -1,0 +1,225 @@
+"""The outbox: every publish waits here, in order, until the server acknowledges it.
+
+Publishes made while offline queue up and are flushed in order on reconnect; publishes
+in flight when a connection drops are sent again with the same client message id, which
+the server de-duplicates (at-least-once transport, exactly-once effect). The outbox is
+bounded, and optionally kept in a SQLite file so it survives a process restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .errors import ClientClosedError, OutboxFullError, SyncError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class OutboxEntry:
+    """One publish waiting for its acknowledgement.
+
+    `waiter` is None for entries an earlier process left in the outbox file.
+    """
+
+    seq: int
+    delta: types_pb2.Delta
+    waiter: asyncio.Future[sync_pb2.PublishAck] | None = None
+    attempts: int = field(default=0)
+
+    @property
+    def client_message_id(self) -> str:
+        return self.delta.client_message_id
+
+
+class OutboxStore(Protocol):
+    """Where outbox entries live: `add` returns increasing sequence numbers."""
+
+    def load(self) -> list[tuple[int, bytes]]:
+        """Entries left by an earlier run, as (seq, serialized Delta), in order."""
+        ...
+
+    def add(self, client_message_id: str, delta: bytes) -> int: ...
+
+    def remove(self, seq: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryOutboxStore:
+    """Keeps nothing beyond the process."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def load(self) -> list[tuple[int, bytes]]:
+        return []
+
+    def add(self, client_message_id: str, delta: bytes) -> int:
+        del client_message_id, delta
+        self._next += 1
+        return self._next
+
+    def remove(self, seq: int) -> None:
+        del seq
+
+    def close(self) -> None:
+        return None
+
+
+class SqliteOutboxStore:
+    """Keeps entries in a SQLite file (WAL mode: an insert is a short append, no fsync
+    per publish; a crash of the process loses nothing, a power loss at most the last
+    moments). One client at a time should use a file; two would both flush it, which the
+    server's de-duplication makes harmless."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " client_message_id TEXT NOT NULL UNIQUE,"
+            " delta BLOB NOT NULL,"
+            " created REAL NOT NULL)"
+        )
+
+    def load(self) -> list[tuple[int, bytes]]:
+        rows = self._db.execute("SELECT seq, delta FROM outbox ORDER BY seq").fetchall()
+        return [(int(seq), bytes(delta)) for seq, delta in rows]
+
+    def add(self, client_message_id: str, delta: bytes) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO outbox (client_message_id, delta, created) VALUES (?, ?, ?)",
+            (client_message_id, delta, time.time()),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return seq
+
+    def remove(self, seq: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Outbox:
+    """Ordered, bounded publishes awaiting acknowledgement."""
+
+    def __init__(self, store: OutboxStore, limit: int) -> None:
+        self._store = store
+        self.limit = limit
+        self._entries: dict[int, OutboxEntry] = {}
+        self._order: list[int] = []  # seqs, ascending
+        self._changed = asyncio.Event()
+        self._empty = asyncio.Event()
+        for seq, blob in store.load():
+            self._insert(OutboxEntry(seq, types_pb2.Delta.FromString(blob)))
+        self._update_empty()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None, limit: int) -> Outbox:
+        store: OutboxStore = MemoryOutboxStore() if path is None else SqliteOutboxStore(path)
+        return cls(store, limit)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def _insert(self, entry: OutboxEntry) -> None:
+        self._entries[entry.seq] = entry
+        self._order.append(entry.seq)
+
+    def _update_empty(self) -> None:
+        if self._order:
+            self._empty.clear()
+        else:
+            self._empty.set()
+
+    def add(self, delta: types_pb2.Delta) -> OutboxEntry:
+        """Queues `delta` (its client_message_id set); raises OutboxFullError."""
+        if len(self._order) >= self.limit:
+            raise OutboxFullError(self.limit)
+        seq = self._store.add(delta.client_message_id, delta.SerializeToString())
+        waiter: asyncio.Future[sync_pb2.PublishAck] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(_mark_retrieved)
+        entry = OutboxEntry(seq, delta, waiter)
+        self._insert(entry)
+        self._update_empty()
+        self._changed.set()
+        return entry
+
+    def after(self, seq: int) -> Iterator[OutboxEntry]:
+        """Entries with a sequence number above `seq`, in order."""
+        index = bisect.bisect_right(self._order, seq)
+        while index < len(self._order):
+            current = self._order[index]
+            yield self._entries[current]
+            index = bisect.bisect_right(self._order, current)
+
+    def first_after(self, seq: int) -> OutboxEntry | None:
+        return next(self.after(seq), None)
+
+    async def wait_for_entry_after(self, seq: int) -> OutboxEntry:
+        """The first entry above `seq`, waiting for one to be added."""
+        while (entry := self.first_after(seq)) is None:
+            self._changed.clear()
+            await self._changed.wait()
+        return entry
+
+    def contains(self, entry: OutboxEntry) -> bool:
+        return self._entries.get(entry.seq) is entry
+
+    def _remove(self, entry: OutboxEntry) -> bool:
+        if not self.contains(entry):
+            return False
+        del self._entries[entry.seq]
+        index = bisect.bisect_left(self._order, entry.seq)
+        del self._order[index]
+        self._store.remove(entry.seq)
+        self._update_empty()
+        return True
+
+    def acknowledge(self, entry: OutboxEntry, ack: sync_pb2.PublishAck) -> None:
+        """The server accepted the entry (or recognised it as a duplicate)."""
+        if self._remove(entry) and entry.waiter is not None and not entry.waiter.done():
+            entry.waiter.set_result(ack)
+
+    def reject(self, entry: OutboxEntry, error: SyncError) -> None:
+        """The server refused the entry for good; it leaves the outbox."""
+        if self._remove(entry) and entry.waiter is not None and not entry.waiter.done():
+            entry.waiter.set_exception(error)
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+    def close(self) -> None:
+        """Fails every waiter; persisted entries stay in the file for the next run."""
+        kept = isinstance(self._store, SqliteOutboxStore)
+        message = "client closed before the publish was acknowledged" + (
+            "; it stays in the outbox file" if kept else ""
+        )
+        for entry in self._entries.values():
+            if entry.waiter is not None and not entry.waiter.done():
+                entry.waiter.set_exception(ClientClosedError(message))
+        with contextlib.suppress(sqlite3.Error):
+            self._store.close()
+
+
+def _mark_retrieved(future: asyncio.Future[sync_pb2.PublishAck]) -> None:
+    """Publishes nobody awaits must not log 'exception was never retrieved'."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,120 @@
+"""Sending the outbox: in order, a bounded window in flight, retries with the same id.
+
+A `PublishPump` lives for one connection. It sends outbox entries in sequence order and
+removes each from the outbox when its acknowledgement arrives. When the connection
+drops, unacknowledged entries simply stay in the outbox and the next connection's pump
+sends them again from the start; the server answers a repeat with the first offset and
+`duplicate=True`, so each delta takes effect once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+from syncwire.v1 import sync_pb2
+
+from .errors import RequestFailed, SyncError
+from .link import SyncLink
+from .outbox import Outbox, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+
+class PendingPublish:
+    """A publish in the outbox; `await` it for the server's acknowledgement.
+
+    Cancelling the wait does not withdraw the publish: it stays in the outbox until
+    acknowledged (or refused for good).
+    """
+
+    def __init__(self, entry: OutboxEntry) -> None:
+        assert entry.waiter is not None
+        self._entry = entry
+        self._waiter = entry.waiter
+
+    @property
+    def client_message_id(self) -> str:
+        return self._entry.client_message_id
+
+    @property
+    def collection_id(self) -> str:
+        return self._entry.delta.collection_id
+
+    def done(self) -> bool:
+        return self._waiter.done()
+
+    async def wait(self) -> sync_pb2.PublishAck:
+        """The acknowledgement (offset, epoch, duplicate flag); raises RequestFailed if
+        the server refused the delta, ClientClosedError if the client closed first."""
+        return await asyncio.shield(self._waiter)
+
+    def __await__(self) -> Generator[Any, None, sync_pb2.PublishAck]:
+        return self.wait().__await__()
+
+
+RejectHandler = Callable[[OutboxEntry, RequestFailed], None]
+
+
+class PublishPump:
+    """Sends one connection's share of the outbox."""
+
+    def __init__(
+        self, outbox: Outbox, link: SyncLink, window: int, on_reject: RejectHandler
+    ) -> None:
+        self._outbox = outbox
+        self._link = link
+        self._slots = asyncio.Semaphore(window)
+        self._on_reject = on_reject
+        self._cursor = 0  # highest seq sent on this link
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self.sent = 0
+
+    async def run(self) -> None:
+        while self._link.alive:
+            await self._resume.wait()
+            entry = await self._outbox.wait_for_entry_after(self._cursor)
+            await self._slots.acquire()
+            if not self._resume.is_set() or not self._outbox.contains(entry):
+                self._slots.release()
+                continue
+            self._cursor = entry.seq
+            entry.attempts += 1
+            try:
+                reply = self._link.request(publish=sync_pb2.Publish(delta=entry.delta))
+            except SyncError:
+                self._slots.release()
+                return  # the link ended; the next one resends
+            self.sent += 1
+            reply.add_done_callback(functools.partial(self._answered, entry))
+
+    def _answered(self, entry: OutboxEntry, future: asyncio.Future[sync_pb2.SyncResponse]) -> None:
+        self._slots.release()
+        if future.cancelled() or future.exception() is not None:
+            return  # connection lost: the entry stays and is sent again
+        response = future.result()
+        if response.HasField("publish_ack"):
+            self._outbox.acknowledge(entry, response.publish_ack)
+            return
+        error = RequestFailed.from_proto(response.error)
+        if error.retryable:
+            self._retry_from(entry, error.retry_after or 1.0)
+            return
+        log.warning("publish refused: %s", error, extra={"collection_id": error.collection_id})
+        self._outbox.reject(entry, error)
+        self._on_reject(entry, error)
+
+    def _retry_from(self, entry: OutboxEntry, delay: float) -> None:
+        """Sends `entry` and everything after it again once `delay` has passed (the
+        server de-duplicates whatever it already accepted)."""
+        self._resume.clear()
+
+        def resume() -> None:
+            self._cursor = min(self._cursor, entry.seq - 1)
+            self._resume.set()
+
+        asyncio.get_running_loop().call_later(delay, resume)

@@ -1,0 +1,25 @@
+"""Counters a SyncClient keeps about itself (for tests, logs and dashboards)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Monotonic counters since the client was created."""
+
+    connect_attempts: int = 0
+    """Streams opened or tried, on any endpoint."""
+    connections: int = 0
+    """Connections that reached CONNECTED."""
+    disconnects: int = 0
+    """Connections that ended while the client was open."""
+    deltas: int = 0
+    """Deltas delivered to the application."""
+    duplicates_dropped: int = 0
+    """Deltas dropped because their offset was already delivered."""
+    gaps: int = 0
+    """Recovery outcomes that lost deltas (epoch mismatch, gap too old, offset ahead)."""
+    heartbeats_sent: int = 0
+    """Heartbeats sent on connections that have ended."""

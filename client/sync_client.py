@@ -1,0 +1,716 @@
+"""SyncClient: the typed, reconnecting client an application uses.
+
+One background task owns the connection: it connects (trying endpoints in order of
+preference), rejoins every subscription from its last offset and epoch, flushes the
+outbox in order, keeps the link alive with heartbeats, and on any failure reconnects
+with full-jitter backoff. The application sees typed events, acknowledgements and state
+changes; it never sees a duplicate delta, and never misses a gap without being told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import TypeAlias
+
+import grpc
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .channels import ChannelPool
+from .config import ClientConfig
+from .endpoints import Endpoint, as_endpoint
+from .errors import (
+    FATAL_CODES,
+    ClientClosedError,
+    ConnectionLost,
+    NotConnectedError,
+    NotSubscribedError,
+    RequestFailed,
+    ServerDisconnected,
+    SyncError,
+    from_rpc_error,
+)
+from .events import (
+    DeltaEvent,
+    ErrorEvent,
+    PeerJoined,
+    PeerLeft,
+    PresenceChanged,
+    RecoveryEvent,
+    SyncEvent,
+)
+from .hybrid import EndpointSelector, probe
+from .inbox import Inbox
+from .link import SyncLink
+from .outbox import Outbox, OutboxEntry
+from .publishing import PendingPublish, PublishPump
+from .state import ConnectionState, StateChange, StateTracker
+from .stats import ClientStats
+from .subscription import Subscription, to_recovery
+
+log = logging.getLogger(__name__)
+
+CrdtType: TypeAlias = types_pb2.CrdtType.ValueType
+PayloadEncoding: TypeAlias = types_pb2.PayloadEncoding.ValueType
+PresenceAction: TypeAlias = types_pb2.PresenceAction.ValueType
+
+
+class SwitchingEndpoint(ConnectionLost):
+    """The client leaves a fallback endpoint because a preferred one is back."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(
+            grpc.StatusCode.CANCELLED,
+            f"moving to preferred endpoint {endpoint.url}",
+            reason_code="switching_endpoint",
+        )
+        self.endpoint = endpoint
+
+
+class SyncClient:
+    """A connection to a syncwire server over gRPC, WebSocket or in-process.
+
+    Args:
+        endpoints: One endpoint, or several in order of preference (hybrid mode), as
+            URLs (``grpc://host:port``, ``ws://host:port``) or `Endpoint` objects.
+        config: Timeouts, backoff, heartbeats, outbox and channel settings.
+
+    Use it as an async context manager (``async with SyncClient(...) as client:``);
+    entering starts connecting in the background, leaving closes everything.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Endpoint | Sequence[str | Endpoint],
+        config: ClientConfig | None = None,
+    ) -> None:
+        if isinstance(endpoints, str | Endpoint):
+            endpoints = [endpoints]
+        self.config = config or ClientConfig()
+        self._selector = EndpointSelector([as_endpoint(e) for e in endpoints])
+        self._pool = ChannelPool(self.config.channel_factory, self.config.channel)
+        self._replica_id = self.config.replica_id or str(uuid.uuid4())
+        self._outbox = Outbox.open(self.config.outbox_path, self.config.outbox_limit)
+        self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer)
+        self._tracker = StateTracker()
+        self._subscriptions: dict[str, Subscription] = {}
+        self._link: SyncLink | None = None
+        self._connected_link: SyncLink | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._ever_connected = False
+        self.stats = ClientStats()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> SyncClient:
+        await self.connect(wait=False)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self, *, wait: bool = True) -> None:
+        """Starts the connection task. With `wait`, returns once CONNECTED and raises the
+        last error if the client goes OFFLINE first (bound it with asyncio.timeout)."""
+        self._check_open()
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="syncwire-client")
+        if not wait:
+            return
+        state = await self._tracker.wait_for(
+            ConnectionState.CONNECTED, ConnectionState.OFFLINE, ConnectionState.CLOSED
+        )
+        if state is ConnectionState.CONNECTED:
+            return
+        last = self._tracker.last_change
+        if state is ConnectionState.OFFLINE and last is not None and last.error is not None:
+            raise last.error
+        raise ClientClosedError()
+
+    async def close(self, *, flush_timeout: float | None = None) -> None:
+        """Waits up to `flush_timeout` (default: config.close_flush_timeout) for the outbox
+        to drain while connected, then closes the stream and every channel. Publishes
+        still unacknowledged fail with ClientClosedError (and stay in the outbox file,
+        if there is one)."""
+        if self._closed:
+            return
+        timeout = self.config.close_flush_timeout if flush_timeout is None else flush_timeout
+        if timeout > 0 and len(self._outbox) and self.state is ConnectionState.CONNECTED:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.wait_empty(), timeout)
+        self._closed = True
+        self._wake.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._link is not None:
+            await self._link.close()
+        await self._pool.close()
+        self._outbox.close()
+        for subscription in self._subscriptions.values():
+            subscription.detach()
+            if not subscription.activated.done():
+                subscription.activated.set_exception(ClientClosedError())
+                subscription.activated.exception()
+        self._tracker.set(ConnectionState.CLOSED)
+        self._inbox.close()
+
+    async def reconnect(self) -> None:
+        """Reconnects now: from OFFLINE, during a backoff wait, or dropping the current
+        connection."""
+        self._check_open()
+        if self._runner is None:
+            await self.connect(wait=False)
+            return
+        link = self._link
+        if link is not None:
+            link.fail(ConnectionLost(grpc.StatusCode.CANCELLED, "reconnect requested"))
+        self._wake.set()
+
+    # ------------------------------------------------------------ observation
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._tracker.state
+
+    def state_changes(self) -> AsyncIterator[StateChange]:
+        """Every state change from now on (ends after CLOSED)."""
+        return self._tracker.changes()
+
+    def on_state_change(self, callback: Callable[[StateChange], None]) -> Callable[[], None]:
+        """Calls `callback` on every state change; returns a function that stops it."""
+        return self._tracker.add_listener(callback)
+
+    async def wait_for_state(self, *states: ConnectionState) -> ConnectionState:
+        """Returns once the state is one of `states` (or CLOSED)."""
+        return await self._tracker.wait_for(*states)
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint of the live connection, if any."""
+        link = self._connected_link
+        return link.endpoint if link is not None and link.alive else None
+
+    @property
+    def peer_id(self) -> str:
+        """This connection's peer id as the server assigned it ("" when offline)."""
+        link = self._connected_link
+        return link.welcome.peer_id if link is not None else ""
+
+    @property
+    def server_info(self) -> types_pb2.ServerInfo | None:
+        link = self._connected_link
+        return link.welcome.server_info if link is not None else None
+
+    @property
+    def replica_id(self) -> str:
+        return self._replica_id
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        return dict(self._subscriptions)
+
+    @property
+    def outbox_size(self) -> int:
+        """Publishes not yet acknowledged (queued or in flight)."""
+        return len(self._outbox)
+
+    def events(self) -> AsyncIterator[SyncEvent]:
+        """Deltas, presence, recovery notices and unclaimed errors, in arrival order.
+        Meant for one consumer; ends when the client is closed and drained."""
+        return aiter(self._inbox)
+
+    def __aiter__(self) -> AsyncIterator[SyncEvent]:
+        return self.events()
+
+    # ---------------------------------------------------------- subscriptions
+
+    async def subscribe(
+        self,
+        collection_id: str,
+        *,
+        join_presence: bool = False,
+        user_info: types_pb2.UserInfo | None = None,
+        last_offset: int | None = None,
+        epoch: str = "",
+    ) -> Subscription:
+        """Joins a collection and returns its handle once the server confirmed it.
+
+        Pass `last_offset` and `epoch` to resume from a position the application saved;
+        the handle's `recovery` says whether everything after it was replayed. Offline,
+        this waits for the connection (bound it with asyncio.timeout). After reconnects
+        the client rejoins by itself. Raises RequestFailed if the server refuses.
+        """
+        self._check_open()
+        if collection_id in self._subscriptions:
+            raise SyncError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"already subscribed to {collection_id!r}",
+                reason_code="already_subscribed",
+            )
+        subscription = Subscription(
+            self,
+            collection_id,
+            join_presence=join_presence,
+            user_info=user_info,
+            last_offset=last_offset,
+            epoch=epoch,
+        )
+        self._subscriptions[collection_id] = subscription
+        link = self._link
+        if link is not None and link.alive:
+            self._send_subscribe(link, subscription)
+        try:
+            await asyncio.shield(subscription.activated)
+        except asyncio.CancelledError:
+            if self._subscriptions.get(collection_id) is subscription:
+                await self._forget(subscription)
+            raise
+        return subscription
+
+    async def unsubscribe(self, collection_id: str) -> None:
+        """Leaves a collection; no event of it is delivered afterwards."""
+        subscription = self._subscriptions.get(collection_id)
+        if subscription is None:
+            raise NotSubscribedError(collection_id)
+        await self._forget(subscription)
+
+    async def _forget(self, subscription: Subscription) -> None:
+        del self._subscriptions[subscription.collection_id]
+        if not subscription.activated.done():
+            subscription.activated.set_exception(
+                SyncError(
+                    grpc.StatusCode.CANCELLED,
+                    f"unsubscribed from {subscription.collection_id!r} before it was confirmed",
+                    reason_code="unsubscribed",
+                )
+            )
+            subscription.activated.exception()
+        link = self._link
+        if subscription.sent_on(link) and link is not None and link.alive:
+            reply = link.request(
+                unsubscribe=sync_pb2.Unsubscribe(collection_id=subscription.collection_id)
+            )
+            with contextlib.suppress(SyncError, TimeoutError):
+                await asyncio.wait_for(reply, self.config.request_timeout)
+        subscription.detach()
+
+    def _send_subscribe(
+        self, link: SyncLink, subscription: Subscription
+    ) -> asyncio.Future[sync_pb2.SyncResponse] | None:
+        """Sends the Subscribe unless it already went out on this link."""
+        if subscription.sent_on(link):
+            return None
+        subscription.mark_sent(link)
+        reply = link.request(subscribe=subscription.subscribe_message())
+        reply.add_done_callback(lambda future: self._subscribe_answered(link, subscription, future))
+        return reply
+
+    def _subscribe_answered(
+        self,
+        link: SyncLink,
+        subscription: Subscription,
+        future: asyncio.Future[sync_pb2.SyncResponse],
+    ) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the link ended; the next one rejoins
+        if self._subscriptions.get(subscription.collection_id) is not subscription:
+            return
+        response = future.result()
+        if response.HasField("error"):
+            error = RequestFailed.from_proto(response.error)
+            del self._subscriptions[subscription.collection_id]
+            subscription.detach()
+            if subscription.activated.done():
+                self._inbox.put_always(ErrorEvent(error, "subscribe"))
+            else:
+                subscription.activated.set_exception(error)
+            return
+        if not subscription.activated.done():
+            subscription.activated.set_result(None)
+        if subscription.presence is not None and link.alive:
+            link.send(presence=subscription.presence)
+
+    # ------------------------------------------------------------- publishing
+
+    def submit(
+        self,
+        collection_id: str,
+        data: bytes,
+        *,
+        crdt_type: CrdtType = types_pb2.CRDT_TYPE_UNSPECIFIED,
+        encoding: PayloadEncoding = types_pb2.PAYLOAD_ENCODING_UNSPECIFIED,
+        replica_id: str | None = None,
+    ) -> PendingPublish:
+        """Queues a delta in the outbox and returns at once; `await` the result for the
+        acknowledgement. Raises OutboxFullError when the outbox is at its limit."""
+        self._check_open()
+        timestamp = Timestamp()
+        timestamp.GetCurrentTime()
+        delta = types_pb2.Delta(
+            collection_id=collection_id,
+            crdt_type=crdt_type,
+            delta=data,
+            timestamp=timestamp,
+            replica_id=self._replica_id if replica_id is None else replica_id,
+            encoding=encoding,
+            client_message_id=str(uuid.uuid4()),
+        )
+        return PendingPublish(self._outbox.add(delta))
+
+    async def publish(
+        self,
+        collection_id: str,
+        data: bytes,
+        *,
+        crdt_type: CrdtType = types_pb2.CRDT_TYPE_UNSPECIFIED,
+        encoding: PayloadEncoding = types_pb2.PAYLOAD_ENCODING_UNSPECIFIED,
+        replica_id: str | None = None,
+    ) -> sync_pb2.PublishAck:
+        """Publishes a delta and returns the server's acknowledgement (its offset).
+
+        Offline, the delta waits in the outbox and this returns after the reconnect
+        flushed it. Cancelling the wait does not withdraw the delta."""
+        pending = self.submit(
+            collection_id, data, crdt_type=crdt_type, encoding=encoding, replica_id=replica_id
+        )
+        return await pending
+
+    async def flush(self) -> None:
+        """Returns once every queued publish has been acknowledged."""
+        await self._outbox.wait_empty()
+
+    def _publish_rejected(self, entry: OutboxEntry, error: RequestFailed) -> None:
+        if entry.waiter is None:  # left by an earlier process: nobody else will hear of it
+            self._inbox.put_always(ErrorEvent(error, "publish"))
+
+    # --------------------------------------------------------------- presence
+
+    def set_presence(
+        self,
+        collection_id: str,
+        *,
+        status: str = "",
+        action: PresenceAction = types_pb2.PRESENCE_ACTION_UPDATE,
+        user_info: types_pb2.UserInfo | None = None,
+    ) -> None:
+        """Sets this client's presence in a subscribed collection. Offline, it is sent
+        after the reconnect; errors arrive as ErrorEvent."""
+        subscription = self._subscriptions.get(collection_id)
+        if subscription is None:
+            raise NotSubscribedError(collection_id)
+        message = sync_pb2.SetPresence(collection_id=collection_id, action=action, status=status)
+        if user_info is not None:
+            message.user_info.CopyFrom(user_info)
+        subscription.presence = None if action == types_pb2.PRESENCE_ACTION_LEAVE else message
+        link = self._link
+        if link is not None and link.alive and subscription.active and subscription.sent_on(link):
+            link.send(presence=message)
+
+    async def presence(self, collection_id: str) -> list[types_pb2.Presence]:
+        """Who is present in a collection (a unary call on the current connection)."""
+        link = await self._ready_link("presence")
+        try:
+            response = await link.stub.GetPresence(
+                sync_pb2.GetPresenceRequest(collection_id=collection_id),
+                timeout=self.config.request_timeout,
+                metadata=self.config.metadata or None,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, what="GetPresence") from None
+        return list(response.members)
+
+    async def history(
+        self, collection_id: str, *, since_offset: int = 0, epoch: str = "", limit: int = 0
+    ) -> sync_pb2.GetHistoryResponse:
+        """A slice of a collection's history (to resynchronise after a gap)."""
+        link = await self._ready_link("history")
+        try:
+            return await link.stub.GetHistory(
+                sync_pb2.GetHistoryRequest(
+                    collection_id=collection_id, since_offset=since_offset, epoch=epoch, limit=limit
+                ),
+                timeout=self.config.request_timeout,
+                metadata=self.config.metadata or None,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, what="GetHistory") from None
+
+    async def send_blob(self, data: bytes) -> types_pb2.BinaryAck:
+        """Sends an opaque blob on the stream; returns the server's BinaryAck."""
+        link = await self._ready_link("send_blob")
+        response = await asyncio.wait_for(
+            link.request(blob=sync_pb2.Blob(data=data)), self.config.request_timeout
+        )
+        if response.HasField("error"):
+            raise RequestFailed.from_proto(response.error)
+        return response.binary_ack
+
+    async def _ready_link(self, what: str) -> SyncLink:
+        """The connected link, waiting up to request_timeout for one."""
+        self._check_open()
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                while True:
+                    link = self._connected_link
+                    if link is not None and link.alive:
+                        return link
+                    await self._tracker.wait_for(ConnectionState.CONNECTED)
+                    self._check_open()
+        except TimeoutError:
+            raise NotConnectedError(what) from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError()
+
+    # -------------------------------------------------------- connection loop
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closed:
+            try:
+                link = await self._connect_any()
+            except SyncError as error:
+                failures += 1
+                await self._after_failure(error, failures, endpoint=None)
+                continue
+            end, reached = await self._serve(link)
+            if self._closed:
+                return
+            self.stats.disconnects += 1
+            if isinstance(end, SwitchingEndpoint):
+                self._tracker.set(
+                    ConnectionState.RECONNECTING,
+                    endpoint=link.endpoint.url,
+                    transport=link.endpoint.transport,
+                    error=end,
+                    delay=0.0,
+                )
+                failures = 0
+                continue
+            # A connection that never got its subscriptions back counts as a failure.
+            failures = 1 if reached else failures + 1
+            await self._after_failure(end, failures, endpoint=link.endpoint)
+
+    async def _after_failure(
+        self, error: SyncError, failures: int, *, endpoint: Endpoint | None
+    ) -> None:
+        """Goes OFFLINE (and waits for `reconnect()`) or waits out a backoff delay."""
+        url = endpoint.url if endpoint is not None else None
+        transport = endpoint.transport if endpoint is not None else None
+        give_up = (
+            error.code in FATAL_CODES
+            or (isinstance(error, ServerDisconnected) and not error.reconnect)
+            or self.config.backoff.exhausted(failures)
+        )
+        self._wake.clear()
+        if give_up:
+            log.warning("giving up reconnecting: %s", error)
+            self._tracker.set(
+                ConnectionState.OFFLINE, endpoint=url, transport=transport, error=error
+            )
+            await self._wake.wait()
+            return
+        delay = self.config.backoff.delay(failures)
+        state = ConnectionState.RECONNECTING if self._ever_connected else ConnectionState.CONNECTING
+        self._tracker.set(state, endpoint=url, transport=transport, error=error, delay=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _connect_any(self) -> SyncLink:
+        """A link to the most preferred endpoint that answers."""
+        last_error: SyncError | None = None
+        for endpoint in self._selector.candidates():
+            self.stats.connect_attempts += 1
+            link = SyncLink(
+                self._pool.get(endpoint),
+                endpoint,
+                self._on_response,
+                metadata=self.config.metadata,
+            )
+            try:
+                await link.open(self.config.connect_timeout)
+            except SyncError as error:
+                log.info("cannot connect to %s: %s", endpoint.url, error)
+                last_error = error
+                await link.close()
+                await self._pool.discard(endpoint)
+                continue
+            except asyncio.CancelledError:
+                await link.close()
+                raise
+            return link
+        assert last_error is not None
+        raise last_error
+
+    async def _serve(self, link: SyncLink) -> tuple[SyncError, bool]:
+        """Runs one connection until it ends; returns why, and whether it got as far
+        as CONNECTED."""
+        self._link = link
+        info = link.welcome.server_info
+        advertised = (
+            info.heartbeat_interval_seconds if info.HasField("heartbeat_interval_seconds") else None
+        )
+        interval, timeout = self.config.liveness(advertised)
+        link.start_heartbeats(interval, timeout)
+        background: list[asyncio.Task[None]] = []
+        reached = False
+        try:
+            try:
+                await self._restore(link)
+            except SyncError as error:
+                link.fail(error)
+            if link.alive:
+                reached = True
+                self._connected_link = link
+                self._ever_connected = True
+                self.stats.connections += 1
+                self._tracker.set(
+                    ConnectionState.CONNECTED,
+                    endpoint=link.endpoint.url,
+                    transport=link.endpoint.transport,
+                )
+                pump = PublishPump(
+                    self._outbox, link, self.config.max_in_flight, self._publish_rejected
+                )
+                background.append(asyncio.create_task(pump.run(), name="syncwire-outbox"))
+                preferred = self._selector.preferred_over(link.endpoint)
+                if preferred:
+                    background.append(asyncio.create_task(self._probe_preferred(link, preferred)))
+            end = await asyncio.shield(link.ended)
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.stats.heartbeats_sent += link.heartbeats_sent
+            await link.close()
+            self._link = None
+            self._connected_link = None
+            for subscription in self._subscriptions.values():
+                subscription.detach()
+            # Never reuse a channel whose connection failed (it may be half-open), and
+            # leave a fallback endpoint's channel behind when switching back.
+            await self._pool.discard(link.endpoint)
+        log.info("connection to %s ended: %s", link.endpoint.url, end)
+        return end, reached
+
+    async def _restore(self, link: SyncLink) -> None:
+        """Rejoins every subscription from its position; returns once all answered."""
+        replies = [
+            reply
+            for subscription in list(self._subscriptions.values())
+            if (reply := self._send_subscribe(link, subscription)) is not None
+        ]
+        if not replies:
+            return
+        _, unanswered = await asyncio.wait(replies, timeout=self.config.request_timeout)
+        if unanswered and link.alive:
+            raise ConnectionLost(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{len(unanswered)} subscriptions not confirmed within "
+                f"{self.config.request_timeout:g} s",
+            )
+
+    async def _probe_preferred(self, link: SyncLink, preferred: tuple[Endpoint, ...]) -> None:
+        """While on a fallback, moves back to a preferred endpoint once it answers."""
+        while link.alive:
+            await asyncio.sleep(self.config.probe_interval)
+            for endpoint in preferred:
+                channel = self._pool.get(endpoint)
+                if await probe(channel, self.config.connect_timeout, self.config.metadata):
+                    log.info("preferred endpoint %s is back", endpoint.url)
+                    link.fail(SwitchingEndpoint(endpoint))
+                    return
+                await self._pool.discard(endpoint)
+
+    # -------------------------------------------------------- incoming stream
+
+    async def _on_response(self, link: SyncLink, response: sync_pb2.SyncResponse) -> None:
+        """Handles every server message in order (called by the link's reader)."""
+        kind = response.WhichOneof("kind")
+        if kind == "delta":
+            await self._on_delta(response.delta)
+        elif kind == "subscribed":
+            await self._on_subscribed(response.subscribed, solicited=response.request_id != 0)
+        elif kind == "peer_join":
+            if response.peer_join.collection_id in self._subscriptions:
+                await self._inbox.put(PeerJoined(response.peer_join))
+        elif kind == "peer_leave":
+            if response.peer_leave.collection_id in self._subscriptions:
+                await self._inbox.put(PeerLeft(response.peer_leave))
+        elif kind == "presence":
+            if response.presence.collection_id in self._subscriptions:
+                await self._inbox.put(PresenceChanged(response.presence))
+        elif kind == "error" and not link.is_pending(response.request_id):
+            self._inbox.put_always(ErrorEvent(RequestFailed.from_proto(response.error)))
+
+    async def _on_delta(self, delta: types_pb2.Delta) -> None:
+        subscription = self._subscriptions.get(delta.collection_id)
+        if subscription is None or not subscription.active:
+            return
+        if delta.epoch != subscription.epoch:
+            # A new epoch without a notice: history moved on under us. Say so.
+            self._inbox.put_always(
+                RecoveryEvent(
+                    delta.collection_id,
+                    to_recovery(sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH),
+                    epoch=delta.epoch,
+                    offset=delta.offset,
+                    previous_epoch=subscription.epoch,
+                    previous_offset=subscription.offset,
+                    unsolicited=True,
+                )
+            )
+            self.stats.gaps += 1
+            await self._inbox.put(DeltaEvent(delta))
+            subscription.advance(delta)
+            self.stats.deltas += 1
+            return
+        if not subscription.accept(delta):
+            self.stats.duplicates_dropped += 1
+            return
+        await self._inbox.put(DeltaEvent(delta))
+        subscription.advance(delta)
+        self.stats.deltas += 1
+
+    async def _on_subscribed(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
+        subscription = self._subscriptions.get(subscribed.collection_id)
+        if subscription is None:
+            return
+        first = solicited and not subscription.activated.done()
+        recovery = to_recovery(subscribed.recovery)
+        if not first:
+            self._inbox.put_always(
+                RecoveryEvent(
+                    subscribed.collection_id,
+                    recovery,
+                    epoch=subscribed.epoch,
+                    offset=subscribed.offset,
+                    previous_epoch=subscription.epoch,
+                    previous_offset=subscription.offset,
+                    replayed=subscribed.replayed,
+                    oldest_offset=subscribed.oldest_offset,
+                    unsolicited=not solicited,
+                )
+            )
+            if recovery.lost_deltas:
+                self.stats.gaps += 1
+        subscription.apply_joined(subscribed, solicited=solicited)

@@ -1,0 +1,150 @@
+"""A real asyncio TCP proxy on loopback that tests use to break connections on demand.
+
+Clients connect to the proxy, the proxy connects to the server and copies bytes both
+ways. Tests can cut every connection (abort: the client sees a reset), stall them
+(stop forwarding without closing: a half-open connection), or refuse new connections
+(stop listening: the port is unreachable) and later accept again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.Flag):
+    """Which way a stall stops the bytes."""
+
+    NONE = 0
+    UPSTREAM = enum.auto()  # client -> server
+    DOWNSTREAM = enum.auto()  # server -> client
+    BOTH = UPSTREAM | DOWNSTREAM
+
+
+@dataclass(eq=False)
+class _Connection:
+    client: asyncio.StreamWriter
+    server: asyncio.StreamWriter
+    stalled: Direction = Direction.NONE
+
+    def abort(self) -> None:
+        for writer in (self.client, self.server):
+            writer.transport.abort()
+
+
+class TcpProxy:
+    """Forwards ``host:port`` (ephemeral by default) to ``target_host:target_port``."""
+
+    def __init__(
+        self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0
+        self.cuts = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Starts listening (again, on the same port once it has one)."""
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _accept(
+        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
+    ) -> None:
+        self.accepted += 1
+        try:
+            server_reader, server = await asyncio.open_connection(
+                self.target_host, self.target_port
+            )
+        except OSError:
+            client.transport.abort()
+            return
+        connection = _Connection(client, server)
+        self._connections.add(connection)
+        for reader, writer, direction in (
+            (client_reader, server, Direction.UPSTREAM),
+            (server_reader, client, Direction.DOWNSTREAM),
+        ):
+            task = asyncio.create_task(self._pump(reader, writer, connection, direction))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        connection: _Connection,
+        direction: Direction,
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if direction & connection.stalled:
+                    continue  # swallowed: neither forwarded nor refused
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if not connection.stalled:
+                connection.abort()
+                self._connections.discard(connection)
+
+    def cut(self) -> int:
+        """Aborts every open connection (both sides see a reset); returns how many."""
+        connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            connection.stalled = Direction.NONE
+            connection.abort()
+        self.cuts += 1
+        return len(connections)
+
+    def stall(self, direction: Direction = Direction.BOTH) -> int:
+        """Stops forwarding on every open connection without closing it (new
+        connections forward normally); returns how many were stalled."""
+        for connection in self._connections:
+            connection.stalled = direction
+        return len(self._connections)
+
+    async def refuse(self) -> None:
+        """Stops listening and cuts every connection: the port refuses connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        self.cut()
+
+    async def close(self) -> None:
+        """Stops listening, aborts every connection and waits for the copying to stop."""
+        await self.refuse()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

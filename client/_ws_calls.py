@@ -66,7 +66,7 @@ class _Call(Generic[RequestT, ResponseT]):
         self._headers = asyncio.Event()
         self._initial_metadata = grpc.aio.Metadata()
         self._responses: deque[bytes] = deque()
-        self._response_bytes = 0
+        self._window = asyncio.Event()  # set when the call's send window reopens
         self._response_ready = asyncio.Event()
         self._done = asyncio.Event()
         self._code = grpc.StatusCode.UNKNOWN
@@ -87,21 +87,18 @@ class _Call(Generic[RequestT, ResponseT]):
 
     def on_message(self, payload: bytes) -> None:
         self._headers.set()
-        self._response_bytes += len(payload)
-        if self._response_bytes > self._channel._call_buffer_bytes:
-            self._fail(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"more than {self._channel._call_buffer_bytes} bytes of unread responses",
-            )
-            return
-        self._responses.append(payload)
+        self._responses.append(payload)  # flow control bounds how many wait here
         self._response_ready.set()
+
+    def on_window_opened(self) -> None:
+        self._window.set()
 
     def on_end(self, code: grpc.StatusCode, details: str, trailers: grpc.aio.Metadata) -> None:
         if self._done.is_set():
             return
         self._code, self._details, self._trailers = code, details, trailers
         self._done.set()
+        self._window.set()
         self._headers.set()
         self._started.set()
         self._response_ready.set()
@@ -170,7 +167,7 @@ class _Call(Generic[RequestT, ResponseT]):
             self._fail(grpc.StatusCode.INTERNAL, f"Exception serializing request: {exc!r}")
             self._raise_if_done()
         try:
-            await self._connection.send_message(self._call_id, payload)
+            await self._connection.send_message(self._call_id, payload, self._window)
         except MessageTooLargeError as exc:
             self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except CallStateError:
@@ -233,7 +230,8 @@ class _Call(Generic[RequestT, ResponseT]):
                 raise self._error()
             return EOF
         payload = self._responses.popleft()
-        self._response_bytes -= len(payload)
+        if self._connection is not None:
+            self._connection.consumed(self._call_id, len(payload))
         try:
             return self._deserialize(payload)
         except Exception as exc:

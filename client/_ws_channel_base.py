@@ -41,12 +41,10 @@ class MultiplexedChannel(grpc.aio.Channel):
         max_receive_message_bytes: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
         max_send_message_bytes: int | None = None,
         send_buffer_bytes: int = 256 * 1024,
-        call_buffer_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._max_receive = max_receive_message_bytes
         self._max_send = max_send_message_bytes
         self._send_buffer_bytes = send_buffer_bytes
-        self._call_buffer_bytes = call_buffer_bytes
         self._connection: ClientConnection | None = None
         self._connect_lock = asyncio.Lock()
         self._calls: set[_Call[Any, Any]] = set()

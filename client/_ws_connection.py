@@ -21,6 +21,7 @@ from wire.events import (
     HeadersReceived,
     MessageReceived,
     PeerProtocolError,
+    WindowOpened,
 )
 from wire.metadata import MetadataPairs
 from wire.mux import CallStateError, ClientMultiplexer
@@ -36,6 +37,8 @@ class CallSink(Protocol):
     def on_headers(self, metadata: grpc.aio.Metadata) -> None: ...
 
     def on_message(self, payload: bytes) -> None: ...
+
+    def on_window_opened(self) -> None: ...
 
     def on_end(self, code: grpc.StatusCode, details: str, trailers: grpc.aio.Metadata) -> None: ...
 
@@ -93,15 +96,24 @@ class ClientConnection:
         self._data_ready.set()
         return call_id
 
-    async def send_message(self, call_id: int, payload: bytes) -> None:
-        """Queues a request, waiting while the send buffer is full; raises
-        MessageTooLargeError, or CallStateError once the call or connection is over."""
+    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
+        """Queues a request, waiting for the call's flow-control window (``window`` is set
+        when it reopens) and while the send buffer is full; raises MessageTooLargeError,
+        or CallStateError once the call or connection is over."""
+        while not self.mux.can_send(call_id) and not self.closed:
+            window.clear()
+            await window.wait()
         while self.mux.outbox.pending_bytes >= self._send_buffer_bytes and not self.closed:
             self._space.clear()
             await self._space.wait()
         if self.closed:
             raise CallStateError("connection closed")
         self.mux.send_message(call_id, payload)
+        self._data_ready.set()
+
+    def consumed(self, call_id: int, payload_bytes: int) -> None:
+        """The application read a response: widen the server's window for the call."""
+        self.mux.consumed(call_id, payload_bytes)
         self._data_ready.set()
 
     def half_close(self, call_id: int) -> None:
@@ -167,6 +179,8 @@ class ClientConnection:
             sink.on_headers(event.metadata)
         elif isinstance(event, MessageReceived):
             sink.on_message(event.payload)
+        elif isinstance(event, WindowOpened):
+            sink.on_window_opened()
 
     async def _write_loop(self) -> None:
         try:

@@ -57,13 +57,11 @@ class WebSocketChannel(MultiplexedChannel):
         open_timeout: float | None = 10.0,
         proxy: str | Literal[True] | None = True,
         send_buffer_bytes: int = 256 * 1024,
-        call_buffer_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         super().__init__(
             max_receive_message_bytes=max_receive_message_bytes,
             max_send_message_bytes=max_send_message_bytes,
             send_buffer_bytes=send_buffer_bytes,
-            call_buffer_bytes=call_buffer_bytes,
         )
         self.url = url
         if ca_file is not None and ssl_context is None:

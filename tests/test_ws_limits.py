@@ -253,6 +253,9 @@ async def test_a_slow_reader_makes_the_servicer_wait_instead_of_growing_memory()
             call = mux.start("/test.Flood/Flood", None, None)
             mux.send_message(call, Int32Value(value=total).SerializeToString())
             mux.half_close(call)
+            # Open the call's flow-control window wide: only the socket may push back here.
+            grant = frame_pb2.CallWindowUpdate(bytes=2**31)
+            mux.outbox.push(encode_record(frame_pb2.Frame(call_id=call, window_update=grant)))
             await ws.send(mux.data_to_send() or b"")
             (driver,) = servers.ws_server.connections
             # Nobody reads: the socket fills up, then the send buffer, then yields block.
@@ -266,9 +269,57 @@ async def test_a_slow_reader_makes_the_servicer_wait_instead_of_growing_memory()
             assert driver.max_pending_bytes <= 64 * 1024 + in_flight
             received = 0
             while received < total:
-                for event in mux.receive(await asyncio.wait_for(ws.recv(), 5)):
-                    received += isinstance(event, MessageReceived)
+                raw = await asyncio.wait_for(ws.recv(), 5)
+                assert isinstance(raw, bytes)
+                received += sum(
+                    f.WhichOneof("kind") == "message"
+                    for f in frame_pb2.FrameBatch.FromString(raw).frames
+                )
             assert produced == total
+
+
+@pytest.mark.timeout(30)
+async def test_a_call_nobody_reads_blocks_its_own_handler_but_not_other_calls() -> None:
+    produced = 0
+
+    async def flood(request: Int32Value, context: Any) -> Any:
+        nonlocal produced
+        for _ in range(request.value):
+            produced += 1
+            yield _Chunk(b"y" * 16384)
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Flood",
+        {
+            "Flood": grpc.unary_stream_rpc_method_handler(
+                flood,
+                request_deserializer=Int32Value.FromString,
+                response_serializer=_Chunk.serialize,
+            )
+        },
+    )
+    async with running_servers() as servers:
+        servers.ws_server.add_generic_rpc_handlers((handler,))
+        channel = servers.channel("ws")
+        flood_call = channel.unary_stream(
+            "/test.Flood/Flood",
+            request_serializer=Int32Value.SerializeToString,
+            response_deserializer=bytes,
+        )(Int32Value(value=200))
+        await flood_call.wait_for_connection()
+        stalled_at = -1
+        while produced != stalled_at:  # the handler stops once the call's window is used up
+            stalled_at = produced
+            await asyncio.sleep(0.2)
+        assert produced < 40  # 256 KiB window / 16 KiB messages, plus what is in flight
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        for i in range(20):  # the shared connection still carries other calls
+            response = await stub.GetPresence(sync_pb2.GetPresenceRequest(collection_id=str(i)))
+            assert response.collection_id == str(i)
+        count = 0
+        async for _ in flood_call:  # reading reopens the window: everything arrives
+            count += 1
+        assert count == produced == 200
 
 
 class _Chunk:
@@ -351,7 +402,7 @@ async def test_wss_with_a_server_ssl_context_and_a_client_ca_file(tmp_path: Path
         secure = WebSocketServer()
         sync_pb2_grpc.add_SyncServiceServicer_to_server(servers.servicer, secure)
         port = secure.add_secure_port("127.0.0.1:0", context)
-        assert secure.ports == [port]
+        assert secure.ports() == [port]
         await secure.start()
         channel = WebSocketChannel(f"wss://127.0.0.1:{port}", ca_file=str(cert))
         try:

@@ -25,9 +25,10 @@ from wire.events import (
     HeadersReceived,
     MessageReceived,
     PeerProtocolError,
+    WindowOpened,
 )
 from wire.metadata import MetadataError, decode_metadata, encode_metadata
-from wire.mux import ClientMultiplexer, MessageTooLargeError, ServerMultiplexer
+from wire.mux import INITIAL_WINDOW, ClientMultiplexer, MessageTooLargeError, ServerMultiplexer
 from wire.outbox import Outbox
 from wire.status import code_to_number, number_to_code
 
@@ -292,3 +293,39 @@ def test_client_rejects_server_frames_out_of_order() -> None:
     server.send_message(big_call, b"12345")
     (event,) = client.receive(_drain(server))
     assert isinstance(event, CallFailed) and event.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_flow_control_windows_close_and_reopen_per_call() -> None:
+    server, client = (
+        ServerMultiplexer(max_receive_bytes=None),
+        ClientMultiplexer(max_receive_bytes=None),
+    )
+    call_id, other = _start(server, client), _start(server, client)
+    big = b"x" * (INITIAL_WINDOW // 4)
+    sent = 0
+    while server.can_send(call_id):  # the last message may overdraw the window
+        server.send_message(call_id, big)
+        sent += 1
+    assert sent == 4 and server.can_send(other)
+    received = [e for e in client.receive(_drain(server)) if isinstance(e, MessageReceived)]
+    assert len(received) == 4
+    client.consumed(call_id, len(big))
+    assert server.receive(_drain(client)) == []  # under half a window consumed: no grant yet
+    client.consumed(call_id, len(big))
+    assert server.receive(_drain(client)) == [WindowOpened(call_id)]
+    assert server.can_send(call_id)
+
+
+def test_a_message_beyond_the_window_fails_its_call() -> None:
+    server, client = ServerMultiplexer(max_receive_bytes=None), ClientMultiplexer()
+    call_id = _start(server, client)
+    payload = b"x" * INITIAL_WINDOW
+    events = server.receive(
+        encode_message_record(call_id, payload) + encode_message_record(call_id, b"")
+    )
+    assert events[0] == MessageReceived(call_id, payload)
+    assert events[1] == CallFailed(
+        call_id,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"call {call_id}: message beyond the flow-control window",
+    )

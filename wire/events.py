@@ -35,6 +35,13 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowOpened:
+    """Either side: the call's flow-control window reopened; blocked writers may go on."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class HalfClosed:
     """Server side: the client will send no more messages on the call."""
 
@@ -95,4 +102,5 @@ Event = (
     | CallFailed
     | FrameDiscarded
     | PeerProtocolError
+    | WindowOpened
 )

@@ -35,6 +35,7 @@ from wire.events import (
     HeadersReceived,
     MessageReceived,
     PeerProtocolError,
+    WindowOpened,
 )
 from wire.metadata import MetadataError, MetadataPairs, decode_metadata, encode_metadata
 from wire.outbox import BATCH_BYTES, Outbox
@@ -42,9 +43,24 @@ from wire.status import code_to_number, number_to_code
 
 MAX_CALL_ID = 0xFFFFFFFF
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+# Flow control, per call and direction: a message costs its payload length plus
+# MESSAGE_OVERHEAD; it may be sent while the window is positive (so one message larger
+# than the window still goes); the receiver grants consumed costs back in batches of at
+# least half the initial window.
+INITIAL_WINDOW = 256 * 1024
+MESSAGE_OVERHEAD = 32
 
 
-CallStateT = TypeVar("CallStateT")
+@dataclass(slots=True)
+class _CallState:
+    """Per-call flow-control windows, shared by both ends."""
+
+    send_window: int = INITIAL_WINDOW
+    recv_window: int = INITIAL_WINDOW
+    ungranted: int = 0  # consumed by the application, not yet granted back
+
+
+CallStateT = TypeVar("CallStateT", bound=_CallState)
 
 
 class CallStateError(RuntimeError):
@@ -83,6 +99,52 @@ class _Multiplexer(Generic[CallStateT]):
     def open_calls(self) -> list[int]:
         """Ids of the calls still running."""
         return list(self._calls)
+
+    def can_send(self, call_id: int) -> bool:
+        """Whether the call's flow-control window lets a message go now (True for calls
+        that are not open: sending then raises CallStateError)."""
+        call = self._calls.get(call_id)
+        return call is None or call.send_window > 0
+
+    def consumed(self, call_id: int, payload_bytes: int) -> None:
+        """The application took one received message of the call: grant its cost back to
+        the peer once enough has accumulated."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        call.ungranted += payload_bytes + MESSAGE_OVERHEAD
+        if call.ungranted >= INITIAL_WINDOW // 2:
+            update = frame_pb2.CallWindowUpdate(bytes=call.ungranted)
+            self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, window_update=update)))
+            call.recv_window += call.ungranted
+            call.ungranted = 0
+
+    def _queue_message(self, call_id: int, call: CallStateT, payload: bytes) -> None:
+        if call.send_window <= 0:
+            raise CallStateError(f"call {call_id}: flow-control window closed")
+        self._check_send_size(payload)
+        call.send_window -= len(payload) + MESSAGE_OVERHEAD
+        self.outbox.push(encode_message_record(call_id, payload))
+
+    def _accept_message(
+        self, call_id: int, call: CallStateT, payload: bytes, violation: grpc.StatusCode
+    ) -> bool:
+        """Checks a received message against the size limit and the call's window."""
+        if call.recv_window <= 0:
+            self._fail(
+                call_id, violation, f"call {call_id}: message beyond the flow-control window"
+            )
+            return False
+        call.recv_window -= len(payload) + MESSAGE_OVERHEAD
+        return self._payload_fits(call_id, payload)
+
+    def _on_window_update(
+        self, call_id: int, call: CallStateT, update: frame_pb2.CallWindowUpdate
+    ) -> None:
+        was_closed = call.send_window <= 0
+        call.send_window += update.bytes
+        if was_closed and call.send_window > 0:
+            self._events.append(WindowOpened(call_id))
 
     def data_to_send(self) -> bytes | None:
         """The next WebSocket message to send (a batch of queued frames), if any."""
@@ -145,7 +207,7 @@ class _Multiplexer(Generic[CallStateT]):
 
 
 @dataclass(slots=True)
-class _ServerCall:
+class _ServerCall(_CallState):
     half_closed: bool = False
     responded: bool = False  # headers or a message went out
 
@@ -168,9 +230,8 @@ class ServerMultiplexer(_Multiplexer[_ServerCall]):
     def send_message(self, call_id: int, payload: bytes) -> None:
         """Queues one response message; raises MessageTooLargeError over the peer's limit."""
         call = self._open(call_id)
-        self._check_send_size(payload)
+        self._queue_message(call_id, call, payload)
         call.responded = True
-        self.outbox.push(encode_message_record(call_id, payload))
 
     def end(
         self,
@@ -270,8 +331,12 @@ class ServerMultiplexer(_Multiplexer[_ServerCall]):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"call {call_id}: message after half-close",
                 )
-            elif self._payload_fits(call_id, frame.message.payload):
+            elif self._accept_message(
+                call_id, call, frame.message.payload, grpc.StatusCode.INVALID_ARGUMENT
+            ):
                 self._events.append(MessageReceived(call_id, frame.message.payload))
+        elif kind == "window_update":
+            self._on_window_update(call_id, call, frame.window_update)
         elif kind == "half_close":
             if call.half_closed:
                 self._fail(
@@ -289,7 +354,7 @@ class ServerMultiplexer(_Multiplexer[_ServerCall]):
 
 
 @dataclass(slots=True)
-class _ClientCall:
+class _ClientCall(_CallState):
     half_closed: bool = False
     answered: bool = False  # headers or a message came in
 
@@ -321,9 +386,7 @@ class ClientMultiplexer(_Multiplexer[_ClientCall]):
 
     def send_message(self, call_id: int, payload: bytes) -> None:
         """Queues one request message; raises MessageTooLargeError over the server's limit."""
-        self._sending(call_id)
-        self._check_send_size(payload)
-        self.outbox.push(encode_message_record(call_id, payload))
+        self._queue_message(call_id, self._sending(call_id), payload)
 
     def half_close(self, call_id: int) -> None:
         """Queues the end of the call's requests."""
@@ -378,9 +441,11 @@ class ClientMultiplexer(_Multiplexer[_ClientCall]):
             call.answered = True
             self._events.append(HeadersReceived(call_id, metadata))
         elif kind == "message":
-            if self._payload_fits(call_id, frame.message.payload):
+            if self._accept_message(call_id, call, frame.message.payload, internal):
                 call.answered = True
                 self._events.append(MessageReceived(call_id, frame.message.payload))
+        elif kind == "window_update":
+            self._on_window_update(call_id, call, frame.window_update)
         elif kind == "end":
             del self._calls[call_id]
             end = frame.end

@@ -53,7 +53,7 @@ class ServerCall:
             self, metadata, connection
         )
         self._requests: deque[bytes] = deque()
-        self._request_bytes = 0
+        self.window = asyncio.Event()  # set when the call's send window reopens
         self._half_closed = False
         self._request_ready = asyncio.Event()
         self._deserialize: Callable[[bytes], Any] = _identity
@@ -76,14 +76,7 @@ class ServerCall:
     # Events from the connection.
 
     def deliver(self, payload: bytes) -> None:
-        """Queues one request message; a handler that falls too far behind fails the call."""
-        self._request_bytes += len(payload)
-        if self._request_bytes > self._driver.limits.call_buffer_bytes:
-            self.terminate(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"more than {self._driver.limits.call_buffer_bytes} bytes of unread requests",
-            )
-            return
+        """Queues one request message (flow control bounds how many wait here)."""
         self._requests.append(payload)
         self._request_ready.set()
 
@@ -124,14 +117,12 @@ class ServerCall:
     async def read_request(self) -> Any:
         """The next deserialized request, or EOF after half-close."""
         while not self._requests:
-            if self._half_closed:
-                return EOF
-            if self.finished:
-                raise CallTerminated()
+            if self._half_closed or self.finished:
+                return EOF  # as grpc.aio: a finished call's request stream just ends
             self._request_ready.clear()
             await self._request_ready.wait()
         payload = self._requests.popleft()
-        self._request_bytes -= len(payload)
+        self._driver.consumed(self.call_id, len(payload))
         try:
             return self._deserialize(payload)
         except Exception:
@@ -152,7 +143,7 @@ class ServerCall:
             _LOG.exception("exception serializing response of %s", self.method)
             self._fail_now(grpc.StatusCode.INTERNAL, "Exception serializing response!")
         try:
-            await self._driver.send_message(self.call_id, payload)
+            await self._driver.send_message(self.call_id, payload, self.window)
         except MessageTooLargeError as exc:
             self._fail_now(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except CallStateError:
@@ -190,6 +181,7 @@ class ServerCall:
             self._timer.cancel()
             self._timer = None
         self._request_ready.set()  # wake a reader blocked on a finished call
+        self.window.set()  # and a writer waiting for flow control
         self._driver.forget(self.call_id)
         for callback in self._done_callbacks:
             self._loop.call_soon(callback, self.context)

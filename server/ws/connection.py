@@ -32,6 +32,7 @@ from wire.events import (
     HalfClosed,
     MessageReceived,
     PeerProtocolError,
+    WindowOpened,
 )
 from wire.metadata import MetadataPairs
 from wire.mux import CallStateError, ServerMultiplexer
@@ -45,7 +46,6 @@ class ServerLimits:
     """Per-connection bounds."""
 
     max_message_bytes: int
-    call_buffer_bytes: int
     send_buffer_bytes: int
 
 
@@ -130,8 +130,12 @@ class ServerConnectionDriver:
         """Serializes a response, once per object across broadcast writes."""
         return self._cache.serialize(message, serializer, call)
 
-    async def send_message(self, call_id: int, payload: bytes) -> None:
-        """Queues a response message, first waiting while the send buffer is full."""
+    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
+        """Queues a response message, first waiting for the call's flow-control window
+        (``window`` is set when it reopens) and while the connection's send buffer is full."""
+        while not self.mux.can_send(call_id) and not self._closed:
+            window.clear()
+            await window.wait()
         while self.mux.outbox.pending_bytes >= self.limits.send_buffer_bytes and not self._closed:
             self._space.clear()
             await self._space.wait()
@@ -139,6 +143,11 @@ class ServerConnectionDriver:
             raise CallStateError("connection closed")
         self.mux.send_message(call_id, payload)
         self.max_pending_bytes = max(self.max_pending_bytes, self.mux.outbox.pending_bytes)
+        self._data_ready.set()
+
+    def consumed(self, call_id: int, payload_bytes: int) -> None:
+        """The handler read a request: widen the client's window for the call."""
+        self.mux.consumed(call_id, payload_bytes)
         self._data_ready.set()
 
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
@@ -176,6 +185,8 @@ class ServerConnectionDriver:
             call.deliver(event.payload)
         elif isinstance(event, HalfClosed):
             call.deliver_half_close()
+        elif isinstance(event, WindowOpened):
+            call.window.set()
         elif isinstance(event, CallCancelled):
             call.terminate(grpc.StatusCode.CANCELLED, "Cancelled by the client", notify_peer=False)
         elif isinstance(event, CallFailed):

@@ -75,7 +75,6 @@ class WebSocketServer(grpc.aio.Server):
         ping_timeout: float | None = PING_TIMEOUT_SECONDS,
         compression: bool = True,
         send_buffer_bytes: int = 256 * 1024,
-        call_buffer_bytes: int | None = None,
         serialization_cache_size: int = 128,
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
@@ -84,7 +83,6 @@ class WebSocketServer(grpc.aio.Server):
         self._legacy_handler = legacy_handler
         self._limits = ServerLimits(
             max_message_bytes=max_message_bytes,
-            call_buffer_bytes=call_buffer_bytes or 4 * max_message_bytes,
             send_buffer_bytes=send_buffer_bytes,
         )
         self._max_connections = max_connections
@@ -144,7 +142,6 @@ class WebSocketServer(grpc.aio.Server):
         port: int = sock.getsockname()[1]
         return port
 
-    @property
     def ports(self) -> list[int]:
         """The bound ports, in the order they were added."""
         return [sock.getsockname()[1] for sock, _ in self._pending]
@@ -209,7 +206,7 @@ class WebSocketServer(grpc.aio.Server):
 
     async def _calls_finished(self) -> None:
         while busy := [driver for driver in self._drivers if driver.call_count]:
-            await asyncio.wait([asyncio.create_task(driver.idle.wait()) for driver in busy])
+            await asyncio.gather(*(driver.idle.wait() for driver in busy))
 
     # Connections.
 

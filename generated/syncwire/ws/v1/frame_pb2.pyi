@@ -162,6 +162,30 @@ class CallCancel(_message.Message):
 Global___CallCancel: _TypeAlias = CallCancel  # noqa: Y015
 
 @_typing.final
+class CallWindowUpdate(_message.Message):
+    """Flow control: the sender of this frame grants its peer more room for call messages on
+    this call. Either side sends it for the messages it receives.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_FIELD_NUMBER: _builtins.int
+    bytes: _builtins.int
+    """Additional window, in the same units as message costs (payload length + 32)."""
+    def __init__(
+        self,
+        *,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallWindowUpdate: _TypeAlias = CallWindowUpdate  # noqa: Y015
+
+@_typing.final
 class ProtocolError(_message.Message):
     """Reports a frame the receiver discarded because it could not be attributed to an open
     call (undecodable with no recoverable call id, or naming a call id that was never
@@ -237,6 +261,7 @@ class Frame(_message.Message):
     CANCEL_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     PROTOCOL_ERROR_FIELD_NUMBER: _builtins.int
+    WINDOW_UPDATE_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
     """Call id chosen by the client: odd, and strictly greater than every id the client
     started before on this connection (so 1, 3, 5, ...). 0 is reserved for
@@ -270,6 +295,10 @@ class Frame(_message.Message):
     def protocol_error(self) -> Global___ProtocolError:
         """A frame was discarded (call_id 0 only)."""
 
+    @_builtins.property
+    def window_update(self) -> Global___CallWindowUpdate:
+        """More flow-control window for the call's messages towards the frame's sender."""
+
     def __init__(
         self,
         *,
@@ -281,12 +310,13 @@ class Frame(_message.Message):
         cancel: Global___CallCancel | None = ...,
         end: Global___CallEnd | None = ...,
         protocol_error: Global___ProtocolError | None = ...,
+        window_update: Global___CallWindowUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end", "protocol_error"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end", "protocol_error", "window_update"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

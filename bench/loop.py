@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import signal
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -55,3 +58,18 @@ def raise_nofile_limit() -> int:
             return soft
         return hard
     return soft
+
+
+def exit_with_parent() -> None:
+    """Sends this process SIGTERM once its stdin reaches EOF: the bench keeps a pipe to
+    every child's stdin open, so children stop even if the bench itself is killed."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -13,6 +13,7 @@ SCENARIO_NAMES = ("fanout", "rpc", "idle", "translate", "redis")
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     scenarios: tuple[str, ...]
+    subjects: tuple[str, ...]
     quick: bool
     subscribers: int
     seconds: float
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCENARIO_NAMES,
         metavar="NAME",
         help=f"run only these scenarios ({', '.join(SCENARIO_NAMES)}); repeatable",
+    )
+    parser.add_argument(
+        "--subject",
+        action="append",
+        metavar="NAME",
+        help="measure only these subjects (e.g. raw-websockets); repeatable",
     )
     parser.add_argument("--subscribers", type=int, help="fan-out subscribers (default 100)")
     parser.add_argument("--seconds", type=float, help="measured seconds per round (default 10)")
@@ -96,13 +103,14 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
 
     options = BenchOptions(
         scenarios=tuple(args.scenario or SCENARIO_NAMES),
+        subjects=tuple(args.subject or ()),
         quick=quick,
         subscribers=pick(args.subscribers, 100, 20),
-        seconds=pick(args.seconds, 10.0, 1.0),
-        warmup=pick(args.warmup, 1.0, 0.25),
+        seconds=pick(args.seconds, 10.0, 0.75),
+        warmup=pick(args.warmup, 1.0, 0.2),
         rounds=pick(args.rounds, 3, 1),
         idle=pick(args.idle, 5000, 200),
-        idle_hold=pick(args.idle_hold, 12.0, 1.0),
+        idle_hold=pick(args.idle_hold, 12.0, 0.5),
         workers=pick(args.workers, 3, 2),
         window=args.window,
         rpc_concurrency=args.rpc_concurrency,

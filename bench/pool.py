@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from bench.procs import ProcessFailed, parse_ready
+from bench.progress import ProgressBoard
 from bench.worker import READY_MARKER
 
 
@@ -77,13 +78,19 @@ class Worker:
             self.stderr_path.unlink()
 
 
-async def start_worker(index: int) -> Worker:
+async def start_worker(index: int, board: ProgressBoard) -> Worker:
     handle, name = tempfile.mkstemp(prefix=f"bench-worker{index}-", suffix=".log")
     with os.fdopen(handle, "wb") as stderr_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bench.worker",
+            "--board",
+            board.path,
+            "--slots",
+            str(board.slots),
+            "--slot",
+            str(index),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr_file,
@@ -101,20 +108,23 @@ async def start_worker(index: int) -> Worker:
 class WorkerPool:
     """Worker 0 publishes; the others hold subscribers (all of them hold idle clients)."""
 
-    def __init__(self, workers: list[Worker]) -> None:
+    def __init__(self, workers: list[Worker], board: ProgressBoard) -> None:
         self.workers = workers
+        self.board = board
 
     @classmethod
     async def start(cls, count: int) -> WorkerPool:
+        board = ProgressBoard.create(count)
         started = await asyncio.gather(
-            *(start_worker(index) for index in range(count)), return_exceptions=True
+            *(start_worker(index, board) for index in range(count)), return_exceptions=True
         )
         workers = [w for w in started if isinstance(w, Worker)]
         failures = [f for f in started if not isinstance(f, Worker)]
         if failures:
             await asyncio.gather(*(w.stop() for w in workers))
+            board.remove()
             raise failures[0]
-        return cls(workers)
+        return cls(workers, board)
 
     @property
     def publisher(self) -> Worker:
@@ -130,6 +140,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers))
+        self.board.remove()
 
 
 def split(total: int, parts: int) -> list[int]:

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class ChildProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self._drain is not None:
             self._drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,12 +110,13 @@ async def start_child(
     name: str, argv: list[str], *, marker: str, env: dict[str, str] | None = None
 ) -> ChildProcess:
     """Runs `argv` and waits for the stdout line containing `marker`; its ``key=value``
-    tokens become the endpoints. Later stdout is discarded."""
+    tokens become the endpoints. Later stdout is discarded. The child's stdin is a pipe
+    that stays open while it runs (bench servers exit when it closes)."""
     handle, stderr_name = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
     with os.fdopen(handle, "wb") as stderr_file:
         process = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr_file,
             env={**os.environ, **(env or {})},
@@ -140,24 +144,36 @@ async def start_child(
     return child
 
 
-@dataclass
-class CpuWindow:
-    """CPU used by some processes between `begin` and `end`, as a share of one core."""
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine have spent busy (not idle or waiting on I/O)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
 
-    pids: list[int]
-    _start: dict[int, float] = field(default_factory=dict)
-    _wall: float = 0.0
+
+class CpuWindow:
+    """Cores used by groups of processes, and by the whole machine, between `begin`
+    and `end` (1.0 = one core fully busy)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._start: dict[int, float] = {}
+        self._machine = 0.0
+        self._wall = 0.0
 
     def begin(self) -> None:
-        self._wall = _now()
-        self._start = {pid: _cpu_or_zero(pid) for pid in self.pids}
+        self._wall = time.monotonic()
+        self._machine = machine_busy_seconds()
+        self._start = {pid: _cpu_or_zero(pid) for pids in self.groups.values() for pid in pids}
 
-    def end(self) -> float:
-        wall = _now() - self._wall
-        if wall <= 0:
-            return 0.0
-        used = sum(_cpu_or_zero(pid) - start for pid, start in self._start.items())
-        return used / wall
+    def end(self) -> dict[str, float]:
+        wall = max(time.monotonic() - self._wall, 1e-9)
+        used = {
+            name: sum(_cpu_or_zero(pid) - self._start[pid] for pid in pids) / wall
+            for name, pids in self.groups.items()
+        }
+        used["machine"] = (machine_busy_seconds() - self._machine) / wall
+        return used
 
 
 def _cpu_or_zero(pid: int) -> float:
@@ -165,10 +181,6 @@ def _cpu_or_zero(pid: int) -> float:
         return cpu_seconds(pid)
     except OSError:
         return 0.0
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 __all__ = [

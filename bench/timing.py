@@ -18,11 +18,17 @@ async def sleep_until(deadline_ns: int) -> None:
 
 async def cpu_during(
     server_pids: tuple[int, ...], client_pids: list[int], t0: int, t1: int
-) -> tuple[float, float]:
-    """Cores used by the server processes and by the client processes over [t0, t1)."""
-    server, clients = CpuWindow(list(server_pids)), CpuWindow(client_pids)
+) -> dict[str, float]:
+    """Cores used over [t0, t1) by the server processes (``server_cpu``), the client
+    workers (``client_cpu``) and everything else on the machine (``other_cpu``: other
+    bench servers, the bench parent, and anything not ours, which makes figures noisy)."""
+    window = CpuWindow({"server": list(server_pids), "client": client_pids})
     await sleep_until(t0)
-    server.begin()
-    clients.begin()
+    window.begin()
     await sleep_until(t1)
-    return server.end(), clients.end()
+    used = window.end()
+    return {
+        "server_cpu": used["server"],
+        "client_cpu": used["client"],
+        "other_cpu": max(0.0, used["machine"] - used["server"] - used["client"]),
+    }

@@ -9,6 +9,7 @@ connections. See `WorkerState` for the commands.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -25,12 +26,14 @@ from bench.clients import fanout_client, idle_client, rpc_target
 from bench.clients.base import FanoutClient, IdleClient, RpcTarget
 from bench.histogram import Histogram
 from bench.loop import raise_nofile_limit, run
-from bench.recorder import EchoTracker, Tracker, Window, summarize
+from bench.progress import ProgressBoard
+from bench.recorder import NEVER, EchoTracker, Tracker, Window, summarize
 from bench.timing import sleep_until
 
 READY_MARKER = "bench-worker ready"
 OPEN_CONCURRENCY = 64
 MAX_IN_FLIGHT_PACED = 5000
+PROGRESS_INTERVAL = 0.001
 ECHO_DRAIN_SECONDS = 30.0
 COMMANDS = frozenset(
     {
@@ -75,7 +78,10 @@ def _describe(exc: BaseException) -> str:
 class WorkerState:
     """What one worker holds between commands, and the commands themselves."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: ProgressBoard, slot: int) -> None:
+        self.board = board
+        self.slot = slot
+        self._progress: asyncio.Task[None] | None = None
         self.window = Window()
         self.subscribers: list[tuple[FanoutClient, Tracker]] = []
         self.publisher: FanoutClient | None = None
@@ -127,12 +133,29 @@ class WorkerState:
     async def arm(self, t0: int, t1: int) -> dict[str, Any]:
         self.window.t0, self.window.t1 = t0, t1
         self.cpu_mark = time.process_time()
+        self.board.post(self.slot, 0)
+        self._stop_progress()
+        self._progress = asyncio.create_task(self._post_progress())
         return {}
+
+    async def _post_progress(self) -> None:
+        """Posts the lowest sequence every live subscriber here has received."""
+        board, slot, subscribers = self.board, self.slot, self.subscribers
+        while True:
+            live = [t.last for c, t in subscribers if c.running]
+            board.post(slot, min(live) if live else NEVER)
+            await asyncio.sleep(PROGRESS_INTERVAL)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.cancel()
+            self._progress = None
 
     async def collect(self, last_seq: int, drain_seconds: float) -> dict[str, Any]:
         """Waits until every subscriber saw `last_seq` (or failed, or `drain_seconds`
         passed), then reports and closes the subscribers."""
         cpu = time.process_time() - self.cpu_mark
+        self._stop_progress()
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
             if all(t.last >= last_seq or not c.running for c, t in self.subscribers):
@@ -168,38 +191,42 @@ class WorkerState:
         return {}
 
     async def publish(
-        self, t_start: int, t0: int, t1: int, window: int, rate: float
+        self, t_start: int, t0: int, t1: int, window: int, rate: float, slots: list[int]
     ) -> dict[str, Any]:
-        """Publishes from `t_start` until `t1`: as fast as the echo window allows when
-        `rate` is 0, else paced at `rate` per second with each payload stamped with its
-        scheduled time (so a stalled publisher shows up as latency)."""
+        """Publishes from `t_start` until `t1`. With `rate` 0, as fast as flow control
+        allows: at most `window` messages ahead of the slowest subscriber (the minimum
+        of the progress `slots`). Otherwise paced at `rate` per second, each payload
+        stamped with its scheduled time so a stalled publisher shows up as latency."""
         client = self.publisher
         assert client is not None
-        echo, loop = self.echo, asyncio.get_running_loop()
+        echo, loop, board = self.echo, asyncio.get_running_loop(), self.board
         seq = in_window = stalls = 0
         cpu_start = time.process_time()
+        limit = window if rate <= 0 else MAX_IN_FLIGHT_PACED
+        floor = 0
         await sleep_until(t_start)
-        if rate <= 0:
-            while (now := time.monotonic_ns()) < t1:
-                if seq - echo.last >= window:
-                    await self._wait_echo(seq - window + 1, t1, loop)
+        interval = 1e9 / rate if rate > 0 else 0.0
+        scheduled = float(t_start)
+        while (now := time.monotonic_ns()) < t1:
+            if seq - floor >= limit:
+                floor = board.minimum(slots)
+                if seq - floor >= limit:
+                    stalls += 1
+                    await asyncio.sleep(PROGRESS_INTERVAL)
                     continue
-                seq += 1
-                in_window += t0 <= now
-                await client.publish(seq, now)
-        else:
-            interval = 1e9 / rate
-            scheduled = float(t_start)
-            while scheduled < t1:
-                await sleep_until(int(scheduled))
-                while scheduled < t1 and scheduled <= time.monotonic_ns():
-                    if seq - echo.last >= MAX_IN_FLIGHT_PACED:
-                        stalls += 1
-                        await self._wait_echo(seq - MAX_IN_FLIGHT_PACED + 1, t1, loop)
-                    seq += 1
-                    in_window += t0 <= scheduled
-                    await client.publish(seq, int(scheduled))
-                    scheduled += interval
+            if rate > 0:
+                if scheduled > now:
+                    await sleep_until(int(scheduled))
+                    continue
+                stamp = int(scheduled)
+                scheduled += interval
+            else:
+                stamp = now
+            seq += 1
+            in_window += t0 <= stamp < t1
+            await client.publish(seq, stamp)
+            if client.failure is not None:
+                break
         if client.failure is not None:
             raise RuntimeError(f"publisher failed: {_describe(client.failure)}")
         # Closing the stream right away could drop writes still in flight; the echo of
@@ -335,12 +362,12 @@ class _Protocol:
         self.out.flush()
 
 
-async def serve(out: BinaryIO) -> None:
+async def serve(out: BinaryIO, board: ProgressBoard, slot: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     protocol = _Protocol(out)
-    state = WorkerState()
+    state = WorkerState(board, slot)
     out.write(f"{READY_MARKER} pid={os.getpid()}\n".encode())
     out.flush()
     while line := await reader.readline():
@@ -365,11 +392,20 @@ async def serve(out: BinaryIO) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="bench client worker (driven by the bench)")
+    parser.add_argument("--board", required=True, help="progress board file")
+    parser.add_argument("--slots", type=int, required=True)
+    parser.add_argument("--slot", type=int, required=True)
+    args = parser.parse_args()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     raise_nofile_limit()
-    run(serve(out))
+    board = ProgressBoard(args.board, args.slots)
+    try:
+        run(serve(out, board, args.slot))
+    finally:
+        board.close()
 
 
 if __name__ == "__main__":

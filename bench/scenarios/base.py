@@ -27,6 +27,13 @@ class BenchContext:
     pool: WorkerPool
     progress: Callable[[str], None]
 
+    def new_run(self, subject: str, phase: str = "", role: str = "syncwire") -> SubjectRun:
+        """A subject's run, skipped up front when ``--subject`` left it out."""
+        run = SubjectRun(subject, phase, role)
+        if self.options.subjects and subject not in self.options.subjects:
+            run.skipped = "not selected (--subject)"
+        return run
+
 
 class Scenario(ABC):
     name: ClassVar[str]

@@ -67,8 +67,10 @@ class FanoutScenario(Scenario):
             )
             targets: dict[str, FanoutTarget] = {}
             for subject in SUBJECTS:
-                run = SubjectRun(subject.name, MAX, subject.role)
+                run = ctx.new_run(subject.name, MAX, subject.role)
                 result.runs.append(run)
+                if run.skipped is not None:
+                    continue
                 target = await self._target(ctx, servers, subject, run)
                 if target is not None:
                     targets[subject.name] = target
@@ -118,9 +120,11 @@ class FanoutScenario(Scenario):
         for baseline, partners in HALF_RATE_PAIRS.items():
             max_rate = result.median(baseline, "published_per_s", MAX)
             for name in (baseline, *partners):
-                run = SubjectRun(name, HALF, BY_NAME[name].role)
+                run = ctx.new_run(name, HALF, BY_NAME[name].role)
                 result.runs.append(run)
                 half_runs.append(run)
+                if run.skipped is not None:
+                    continue
                 if name not in targets:
                     run.skipped = next(r.skipped for r in max_runs if r.subject == name)
                 elif max_rate is None or max_rate <= 0:

@@ -23,6 +23,7 @@ FANOUT_COLUMNS = (
     Column("p99_ms", "p99 ms", "{:,.2f}"),
     Column("server_cpu", "server CPU", "{:.0%}"),
     Column("client_cpu", "clients CPU", "{:.0%}"),
+    Column("other_cpu", "other CPU", "{:.0%}"),
     Column("server_us_per_msg", "server us/msg", "{:,.1f}"),
     Column("client_us_per_msg", "clients us/msg", "{:,.1f}"),
     Column("missing", "missing"),
@@ -60,6 +61,7 @@ async def fanout_round(
     options, pool = ctx.options, ctx.pool
     workers = pool.subscribers
     counts = split(options.subscribers, len(workers))
+    slots = [w.index for w, count in zip(workers, counts, strict=True) if count]
     endpoints = target.subscriber_endpoints
     await asyncio.gather(
         *(
@@ -98,9 +100,10 @@ async def fanout_round(
             t1=t1,
             window=options.window,
             rate=rate,
+            slots=slots,
             timeout=options.warmup + options.seconds + 60,
         )
-        server_cpu, client_cpu = await cpu
+        cpu_used = await cpu
     except WorkerError:
         await asyncio.gather(
             *(w.request("collect", last_seq=0, drain_seconds=0) for w in workers),
@@ -118,15 +121,14 @@ async def fanout_round(
             for w in workers
         )
     )
-    return summarize_round(reports, published, options.seconds, server_cpu, client_cpu)
+    return summarize_round(reports, published, options.seconds, cpu_used)
 
 
 def summarize_round(
     reports: list[dict[str, Any]],
     published: dict[str, Any],
     seconds: float,
-    server_cpu: float,
-    client_cpu: float,
+    cpu_used: dict[str, float],
 ) -> dict[str, float]:
     latency = Histogram()
     for report in reports:
@@ -144,10 +146,9 @@ def summarize_round(
         "published_per_s": published["in_window"] / seconds,
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
-        "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
-        "server_us_per_msg": server_cpu / delivered_per_s * 1e6,
-        "client_us_per_msg": client_cpu / delivered_per_s * 1e6,
+        **cpu_used,
+        "server_us_per_msg": cpu_used["server_cpu"] / delivered_per_s * 1e6,
+        "client_us_per_msg": cpu_used["client_cpu"] / delivered_per_s * 1e6,
         "received": sum(r["received"] for r in reports),
         "expected": sum(r["expected"] for r in reports),
         "missing": sum(r["missing"] for r in reports),

@@ -60,7 +60,7 @@ class IdleScenario(Scenario):
         )
         config = {s.name: (s, deflate) for s, deflate in SUBJECTS}
         for subject, _ in SUBJECTS:
-            result.runs.append(SubjectRun(subject.name, role=subject.role))
+            result.runs.append(ctx.new_run(subject.name, role=subject.role))
 
         async def do_round(run: SubjectRun, index: int) -> dict[str, float]:
             subject, deflate = config[run.subject]
@@ -104,7 +104,7 @@ class IdleScenario(Scenario):
             if warm["failed"]:
                 raise SubjectUnavailable(f"{subject.name} unavailable: {warm['first_error']}")
             await workers[0].request("idle_close")
-            await asyncio.sleep(SETTLE_SECONDS)
+            await asyncio.sleep(SETTLE_SECONDS / 3 if options.quick else SETTLE_SECONDS)
             before = server.rss_bytes()
             started = time.monotonic()
             opened = await asyncio.gather(

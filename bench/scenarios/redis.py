@@ -51,7 +51,7 @@ class RedisScenario(Scenario):
                 f"N={options.subscribers} subscribers, syncwire-grpc clients, max-rate "
                 f"publisher ({options.window} in flight); server CPU = both nodes + redis"
             )
-            result.runs = [SubjectRun(ONE, role="baseline"), SubjectRun(TWO)]
+            result.runs = [ctx.new_run(ONE, role="baseline"), ctx.new_run(TWO)]
 
             async def do_round(run: SubjectRun, index: int) -> dict[str, float]:
                 collection = collection_name("redis", run.subject, index)

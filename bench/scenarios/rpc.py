@@ -45,6 +45,7 @@ class RpcScenario(Scenario):
         Column("p99_ms", "p99 ms", "{:,.2f}"),
         Column("server_cpu", "server CPU", "{:.0%}"),
         Column("client_cpu", "clients CPU", "{:.0%}"),
+        Column("other_cpu", "other CPU", "{:.0%}"),
         Column("errors", "errors"),
     )
 
@@ -67,8 +68,10 @@ class RpcScenario(Scenario):
             )
             by_name = {s.name: s for s in SUBJECTS}
             for subject in SUBJECTS:
-                run = SubjectRun(subject.name, role=subject.role)
+                run = ctx.new_run(subject.name, role=subject.role)
                 result.runs.append(run)
+                if run.skipped is not None:
+                    continue
                 if subject.server in servers.failed:
                     run.skipped = (
                         f"{subject.server} did not start: {servers.failed[subject.server]}"
@@ -130,7 +133,7 @@ class RpcScenario(Scenario):
                 for worker in pool.workers
             )
         )
-        server_cpu, client_cpu = await cpu
+        cpu_used = await cpu
         latency = Histogram()
         for report in reports:
             latency.merge(Histogram.from_json(report["latency"]))
@@ -145,7 +148,6 @@ class RpcScenario(Scenario):
             "calls_per_s": calls / seconds,
             "p50_ms": p50 / 1000,
             "p99_ms": p99 / 1000,
-            "server_cpu": server_cpu,
-            "client_cpu": client_cpu,
+            **cpu_used,
             "errors": float(errors),
         }

@@ -31,7 +31,7 @@ class TranslateScenario(Scenario):
         )
         for case in CASES:
             result.runs.append(
-                SubjectRun(case, role="baseline" if case == REFERENCE else "syncwire")
+                ctx.new_run(case, role="baseline" if case == REFERENCE else "syncwire")
             )
         worker = ctx.pool.publisher
 

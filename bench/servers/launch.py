@@ -14,7 +14,17 @@ SYNCWIRE_READY = "syncwire ready"
 async def start_syncwire(name: str, *args: str) -> ChildProcess:
     """The syncwire server (``python -m server`` flags) on uvloop, ports picked freely.
     Endpoints: ``grpc`` (host:port) and ``ws`` (URL)."""
-    argv = ["--grpc-port", "0", "--ws-port", "0", "--log-level", "error", *args]
+    argv = [
+        "--grpc-port",
+        "0",
+        "--ws-port",
+        "0",
+        "--log-level",
+        "error",
+        "--shutdown-grace",
+        "1",
+        *args,
+    ]
     return await start_module(name, "bench.servers.syncwire", argv, marker=SYNCWIRE_READY)
 
 

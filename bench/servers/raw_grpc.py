@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from bench.loop import raise_nofile_limit, run
+from bench.loop import exit_with_parent, raise_nofile_limit, run
 from bench.servers import READY_MARKER
 
 FANOUT_METHOD = "/bench.Raw/Fanout"
@@ -123,6 +123,7 @@ def cli() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     raise_nofile_limit()
+    exit_with_parent()
     run(main(args.host, args.port))
 
 

@@ -13,7 +13,7 @@ import signal
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bench.loop import raise_nofile_limit, run
+from bench.loop import exit_with_parent, raise_nofile_limit, run
 from bench.servers import READY_MARKER
 
 
@@ -72,6 +72,7 @@ def cli() -> None:
     )
     args = parser.parse_args()
     raise_nofile_limit()
+    exit_with_parent()
     run(main(args.host, args.port, args.compression))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from bench.loop import raise_nofile_limit, run
+from bench.loop import exit_with_parent, raise_nofile_limit, run
 from bench.servers import READY_MARKER
 
 
@@ -59,6 +59,7 @@ def cli() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     raise_nofile_limit()
+    exit_with_parent()
     run(main(args.host, args.port))
 
 

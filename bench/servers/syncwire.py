@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from bench.loop import install_uvloop, raise_nofile_limit
+from bench.loop import exit_with_parent, install_uvloop, raise_nofile_limit
 
 
 def cli() -> None:
     raise_nofile_limit()
     install_uvloop()
+    exit_with_parent()
     from server.__main__ import main
 
     sys.exit(main(sys.argv[1:]))

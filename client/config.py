@@ -58,7 +58,7 @@ class ClientConfig:
     fallback_heartbeat_interval: float = 25.0
     outbox_limit: int = 10_000
     outbox_path: str | os.PathLike[str] | None = None
-    max_in_flight: int = 1000
+    max_in_flight: int = 128
     close_flush_timeout: float = 5.0
     replica_id: str = ""
     event_buffer: int = 10_000

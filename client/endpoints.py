@@ -107,6 +107,9 @@ class ChannelSettings:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_receive_message_length", self.max_receive_message_bytes),
+            # A channel owns its connection: a replacement channel must not pick up the
+            # old (possibly half-open) connection from grpc's global subchannel pool.
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         return options + list(self.extra_grpc_options)
 

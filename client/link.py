@@ -29,6 +29,7 @@ from .errors import (
     SyncError,
     from_rpc_error,
 )
+from .stats import ClientStats
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class SyncLink:
         handler: ResponseHandler,
         *,
         metadata: tuple[tuple[str, str], ...] = (),
+        stats: ClientStats | None = None,
     ) -> None:
         self.channel = channel
         self.endpoint = endpoint
@@ -66,7 +68,7 @@ class SyncLink:
         self.last_received = self._loop.time()
         self.welcome = types_pb2.Welcome()
         self.ended: asyncio.Future[SyncError] = self._loop.create_future()
-        self.heartbeats_sent = 0
+        self._stats = stats or ClientStats()
 
     # ------------------------------------------------------------------ opening
 
@@ -200,7 +202,7 @@ class SyncLink:
                 stamp.GetCurrentTime()
                 with contextlib.suppress(SyncError):
                     self.send(heartbeat=types_pb2.Heartbeat(timestamp=stamp))
-                    self.heartbeats_sent += 1
+                    self._stats.heartbeats_sent += 1
 
     # ------------------------------------------------------------------ ending
 

@@ -20,6 +20,7 @@ from syncwire.v1 import sync_pb2
 from .errors import RequestFailed, SyncError
 from .link import SyncLink
 from .outbox import Outbox, OutboxEntry
+from .stats import ClientStats
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,12 @@ class PublishPump:
     """Sends one connection's share of the outbox."""
 
     def __init__(
-        self, outbox: Outbox, link: SyncLink, window: int, on_reject: RejectHandler
+        self,
+        outbox: Outbox,
+        link: SyncLink,
+        window: int,
+        on_reject: RejectHandler,
+        stats: ClientStats,
     ) -> None:
         self._outbox = outbox
         self._link = link
@@ -72,7 +78,7 @@ class PublishPump:
         self._cursor = 0  # highest seq sent on this link
         self._resume = asyncio.Event()
         self._resume.set()
-        self.sent = 0
+        self._stats = stats
 
     async def run(self) -> None:
         while self._link.alive:
@@ -89,7 +95,7 @@ class PublishPump:
             except SyncError:
                 self._slots.release()
                 return  # the link ended; the next one resends
-            self.sent += 1
+            self._stats.publishes_sent += 1
             reply.add_done_callback(functools.partial(self._answered, entry))
 
     def _answered(self, entry: OutboxEntry, future: asyncio.Future[sync_pb2.SyncResponse]) -> None:

@@ -121,14 +121,16 @@ class StateTracker:
 
         return remove
 
-    async def changes(self) -> AsyncIterator[StateChange]:
-        """Every change from now on; ends after CLOSED."""
+    def changes(self) -> AsyncIterator[StateChange]:
+        """Every change from the moment of this call on; ends after CLOSED."""
         queue: asyncio.Queue[StateChange] = asyncio.Queue()
-        if self._state is ConnectionState.CLOSED:
-            return
-        self._queues.add(queue)
+        if self._state is not ConnectionState.CLOSED:
+            self._queues.add(queue)
+        return self._drain(queue)
+
+    async def _drain(self, queue: asyncio.Queue[StateChange]) -> AsyncIterator[StateChange]:
         try:
-            while True:
+            while queue in self._queues or not queue.empty():
                 change = await queue.get()
                 yield change
                 if change.state is ConnectionState.CLOSED:

@@ -21,5 +21,7 @@ class ClientStats:
     """Deltas dropped because their offset was already delivered."""
     gaps: int = 0
     """Recovery outcomes that lost deltas (epoch mismatch, gap too old, offset ahead)."""
+    publishes_sent: int = 0
+    """Publish requests sent, retries included (minus acknowledged = resent)."""
     heartbeats_sent: int = 0
-    """Heartbeats sent on connections that have ended."""
+    """Heartbeats sent."""

@@ -543,6 +543,7 @@ class SyncClient:
                 endpoint,
                 self._on_response,
                 metadata=self.config.metadata,
+                stats=self.stats,
             )
             try:
                 await link.open(self.config.connect_timeout)
@@ -587,7 +588,11 @@ class SyncClient:
                     transport=link.endpoint.transport,
                 )
                 pump = PublishPump(
-                    self._outbox, link, self.config.max_in_flight, self._publish_rejected
+                    self._outbox,
+                    link,
+                    self.config.max_in_flight,
+                    self._publish_rejected,
+                    self.stats,
                 )
                 background.append(asyncio.create_task(pump.run(), name="syncwire-outbox"))
                 preferred = self._selector.preferred_over(link.endpoint)
@@ -600,7 +605,6 @@ class SyncClient:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            self.stats.heartbeats_sent += link.heartbeats_sent
             await link.close()
             self._link = None
             self._connected_link = None

@@ -1,0 +1,222 @@
+"""SyncClient's API against a real in-process server, over gRPC, WebSocket and in-process
+channels: subscribe/publish/events, presence, errors, state, channel reuse, outbox bounds."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from client import (
+    Backoff,
+    ClientClosedError,
+    ClientConfig,
+    ConnectionState,
+    DeltaEvent,
+    Endpoint,
+    NotSubscribedError,
+    OutboxFullError,
+    PeerJoined,
+    PeerLeft,
+    PresenceChanged,
+    Recovery,
+    RequestFailed,
+    SyncClient,
+    SyncError,
+)
+from server.app import SyncwireServer
+from syncwire.v1 import types_pb2
+
+from .client_harness import next_event
+from .service_harness import running_server
+
+pytestmark = pytest.mark.timeout(30)
+
+CLIENT_TRANSPORTS = ["grpc", "websocket", "inprocess"]
+
+
+def endpoint_of(server: SyncwireServer, transport: str) -> Endpoint:
+    if transport == "grpc":
+        return Endpoint.parse(f"grpc://{server.grpc_address}")
+    if transport == "websocket":
+        return Endpoint.parse(server.ws_url)
+    return Endpoint.in_process(server.ws_server)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SyncwireServer]:
+    async with running_server() as running:
+        yield running
+
+
+@pytest.fixture(params=CLIENT_TRANSPORTS)
+def endpoint(request: pytest.FixtureRequest, server: SyncwireServer) -> Endpoint:
+    return endpoint_of(server, str(request.param))
+
+
+async def test_publish_subscribe_and_deltas_in_order(endpoint: Endpoint) -> None:
+    async with SyncClient(endpoint) as alice, SyncClient(endpoint) as bob:
+        await alice.connect()
+        assert alice.state is ConnectionState.CONNECTED
+        assert alice.endpoint == endpoint
+        assert len(alice.peer_id) == 36
+        info = alice.server_info
+        assert info is not None and info.heartbeat_interval_seconds == 30
+        sub = await bob.subscribe("doc")
+        assert (sub.offset, sub.recovery, sub.active) == (0, Recovery.NONE, True)
+        acks = [
+            await alice.publish("doc", f"d{i}".encode(), crdt_type=types_pb2.CRDT_TYPE_RGA)
+            for i in range(20)
+        ]
+        assert [ack.offset for ack in acks] == list(range(1, 21))
+        assert all(ack.epoch == sub.epoch and not ack.duplicate for ack in acks)
+        assert all(ack.client_message_id for ack in acks)
+        received = [await next_event(bob, DeltaEvent) for _ in range(20)]
+        assert [e.offset for e in received] == list(range(1, 21))
+        assert [e.data for e in received] == [f"d{i}".encode() for i in range(20)]
+        assert received[0].delta.peer_id == alice.peer_id
+        assert received[0].delta.replica_id == alice.replica_id
+        assert received[0].delta.crdt_type == types_pb2.CRDT_TYPE_RGA
+        assert sub.offset == 20
+        assert bob.stats.deltas == 20
+
+
+async def test_presence_join_update_leave(endpoint: Endpoint) -> None:
+    async with SyncClient(endpoint) as alice, SyncClient(endpoint) as bob:
+        await bob.subscribe("room", join_presence=True)
+        await alice.subscribe(
+            "room", join_presence=True, user_info=types_pb2.UserInfo(user_id="alice")
+        )
+        joined = await next_event(bob, PeerJoined, lambda e: e.join.peer_id == alice.peer_id)
+        assert joined.join.user_info.user_id == "alice"
+        assert joined.collection_id == "room"
+        alice.set_presence("room", status="typing")
+        changed = await next_event(bob, PresenceChanged)
+        assert changed.presence.status == "typing"
+        members = await bob.presence("room")
+        assert {m.peer_id for m in members} == {alice.peer_id, bob.peer_id}
+        await alice.unsubscribe("room")
+        left = await next_event(bob, PeerLeft)
+        assert left.leave.peer_id == alice.peer_id
+        assert [m.peer_id for m in await bob.presence("room")] == [bob.peer_id]
+        with pytest.raises(NotSubscribedError):
+            alice.set_presence("room", status="gone")
+
+
+async def test_unsubscribe_stops_delivery_and_history_reads(endpoint: Endpoint) -> None:
+    async with SyncClient(endpoint) as client:
+        sub = await client.subscribe("notes")
+        await client.publish("notes", b"one")
+        assert (await next_event(client, DeltaEvent)).data == b"one"
+        await sub.unsubscribe()
+        assert "notes" not in client.subscriptions
+        await client.publish("notes", b"two")
+        history = await client.history("notes")
+        assert [d.delta for d in history.deltas] == [b"one", b"two"]
+        blob = await client.send_blob(b"\x00" * 10)
+        assert blob.size == 10
+        with pytest.raises(NotSubscribedError):
+            await client.unsubscribe("notes")
+
+
+async def test_server_refusals_are_typed_errors(endpoint: Endpoint) -> None:
+    async with SyncClient(endpoint) as client:
+        with pytest.raises(RequestFailed) as refused:
+            await client.subscribe("")
+        assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.reason_code
+        assert "" not in client.subscriptions
+        with pytest.raises(RequestFailed) as bad_publish:
+            await client.publish("", b"x")
+        assert bad_publish.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert client.outbox_size == 0  # refused for good: not retried
+        await client.subscribe("ok")
+        with pytest.raises(SyncError) as twice:
+            await client.subscribe("ok")
+        assert twice.value.code is grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_one_channel_serves_every_call(server: SyncwireServer) -> None:
+    async with SyncClient(f"grpc://{server.grpc_address}") as client:
+        await client.subscribe("a")
+        await client.subscribe("b")
+        for _ in range(10):
+            await client.publish("a", b"x")
+            await client.presence("a")
+            await client.history("b")
+        assert client._pool.opened == 1
+        assert client.stats.connect_attempts == 1
+
+
+async def test_state_changes_and_closed_client(server: SyncwireServer) -> None:
+    client = SyncClient(f"grpc://{server.grpc_address}")
+    seen: list[ConnectionState] = []
+    remove = client.on_state_change(lambda change: seen.append(change.state))
+    changes = client.state_changes()
+    await client.connect()
+    await client.close()
+    assert seen == [ConnectionState.CONNECTED, ConnectionState.CLOSED]
+    assert [c.state async for c in changes] == [
+        ConnectionState.CONNECTED,
+        ConnectionState.CLOSED,
+    ]
+    remove()
+    with pytest.raises(ClientClosedError):
+        client.submit("doc", b"x")
+    with pytest.raises(ClientClosedError):
+        await client.subscribe("doc")
+    assert [e async for e in client.events()] == []
+
+
+async def test_outbox_is_bounded_while_offline() -> None:
+    # Nothing listens on this port: the client stays offline and queues.
+    config = ClientConfig(outbox_limit=3, backoff=Backoff(base=0.05, cap=0.1))
+    async with SyncClient("grpc://127.0.0.1:9", config) as client:
+        pending = [client.submit("doc", f"{i}".encode()) for i in range(3)]
+        with pytest.raises(OutboxFullError) as full:
+            client.submit("doc", b"overflow")
+        assert full.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert client.outbox_size == 3
+        assert client.state is ConnectionState.CONNECTING
+        await client.close(flush_timeout=0)
+    for item in pending:
+        with pytest.raises(ClientClosedError):
+            await item
+
+
+async def test_attempts_exhausted_goes_offline_until_reconnect(server: SyncwireServer) -> None:
+    config = ClientConfig(backoff=Backoff(base=0.01, cap=0.02, max_attempts=2))
+    async with SyncClient("grpc://127.0.0.1:9", config) as client:
+        with pytest.raises(SyncError) as failed:
+            await client.connect()
+        assert failed.value.code is grpc.StatusCode.UNAVAILABLE
+        assert client.state is ConnectionState.OFFLINE
+        assert client.stats.connect_attempts == 2
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    backoff = Backoff(base=0.5, cap=20.0, rng=random.Random(7))
+    assert [backoff.bound(n) for n in (1, 2, 3, 6, 7, 100, 10_000)] == [
+        0.5,
+        1.0,
+        2.0,
+        16.0,
+        20.0,
+        20.0,
+        20.0,
+    ]
+    delays = [backoff.delay(3) for _ in range(2000)]
+    assert 0 <= min(delays) < 0.1 and 1.9 < max(delays) <= 2.0  # the whole [0, bound] range
+    assert not backoff.exhausted(10**6)
+    assert Backoff(max_attempts=3).exhausted(3)
+    with pytest.raises(ValueError):
+        Backoff(base=2, cap=1)
+
+
+def test_liveness_follows_the_server_unless_overridden() -> None:
+    assert ClientConfig().liveness(30) == (30.0, 62.0)
+    assert ClientConfig(heartbeat_interval=5).liveness(30) == (5.0, 62.0)
+    assert ClientConfig(heartbeat_timeout=7).liveness(1) == (1.0, 7.0)
+    assert ClientConfig().liveness(None) == (25.0, 52.0)

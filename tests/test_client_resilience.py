@@ -1,0 +1,173 @@
+"""SyncClient through a real TCP proxy that breaks connections: repeated cuts under load,
+half-open connections, lost acknowledgements, refused ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from client import (
+    Backoff,
+    ClientConfig,
+    ConnectionState,
+    DeltaEvent,
+    HeartbeatTimeout,
+    Recovery,
+    RecoveryEvent,
+    SyncClient,
+    SyncError,
+)
+from server.app import SyncwireServer
+
+from .client_harness import RestartableServer, next_change
+from .service_harness import running_server
+from .tcp_proxy import Direction, TcpProxy
+
+FAST = ClientConfig(
+    backoff=Backoff(base=0.02, cap=0.2),
+    connect_timeout=2.0,
+    request_timeout=5.0,
+    heartbeat_margin=0.5,
+)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SyncwireServer]:
+    async with running_server(history_size=10_000, heartbeat_interval=1.0) as running:
+        yield running
+
+
+@pytest.fixture
+async def proxy(server: SyncwireServer) -> AsyncIterator[TcpProxy]:
+    async with TcpProxy("127.0.0.1", server.grpc_port) as running:
+        yield running
+
+
+async def collect(client: SyncClient, count: int) -> list[DeltaEvent]:
+    deltas: list[DeltaEvent] = []
+    async for event in client.events():
+        if isinstance(event, DeltaEvent):
+            deltas.append(event)
+            if len(deltas) == count:
+                break
+    return deltas
+
+
+@pytest.mark.timeout(60)
+async def test_repeated_cuts_lose_and_duplicate_nothing() -> None:
+    """5,000 deltas while the proxy cuts every connection every 150 ms. The server runs
+    in its own process (a core of its own)."""
+    total = 5000
+    server = RestartableServer("--history-size", "10000")
+    await server.start()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            proxy = await stack.enter_async_context(TcpProxy("127.0.0.1", server.grpc_port))
+            endpoint = f"grpc://{proxy.address}"
+            publisher = await stack.enter_async_context(SyncClient(endpoint, FAST))
+            subscribers = [
+                await stack.enter_async_context(SyncClient(endpoint, FAST)) for _ in range(3)
+            ]
+            for subscriber in subscribers:
+                await subscriber.subscribe("doc")
+            collectors = [asyncio.create_task(collect(s, total)) for s in subscribers]
+
+            async def cut_repeatedly() -> None:
+                while True:
+                    await asyncio.sleep(0.15)
+                    proxy.cut()
+
+            cutter = asyncio.create_task(cut_repeatedly())
+            pending = [publisher.submit("doc", str(i).encode()) for i in range(total)]
+            acks = [await item for item in pending]
+            async with asyncio.timeout(30):
+                received = await asyncio.gather(*collectors)
+            cutter.cancel()
+            direct = await stack.enter_async_context(SyncClient(server.grpc_endpoint, FAST))
+            history = await direct.history("doc", limit=total + 10)
+    finally:
+        await server.stop()
+
+    assert proxy.cuts >= 10, "the connection was not cut often enough to mean anything"
+    assert publisher.stats.disconnects >= 5
+    assert publisher.stats.publishes_sent > total  # retries happened...
+    expected = [str(i).encode() for i in range(total)]
+    assert [d.delta for d in history.deltas] == expected  # ...and each took effect once
+    assert sorted(ack.offset for ack in acks) == list(range(1, total + 1))
+    for subscriber, deltas in zip(subscribers, received, strict=True):
+        assert [d.data for d in deltas] == expected  # all, in order, no duplicates
+        assert [d.offset for d in deltas] == list(range(1, total + 1))
+        assert subscriber.stats.disconnects >= 5
+
+
+@pytest.mark.timeout(30)
+async def test_half_open_connection_is_detected_and_recovered(
+    server: SyncwireServer, proxy: TcpProxy
+) -> None:
+    async with (
+        SyncClient(f"grpc://{proxy.address}", FAST) as client,
+        SyncClient(f"grpc://{server.grpc_address}", FAST) as direct,
+    ):
+        sub = await client.subscribe("doc")
+        await direct.publish("doc", b"before")
+        assert [d.data for d in await collect(client, 1)] == [b"before"]
+        lost = asyncio.create_task(next_change(client, ConnectionState.RECONNECTING))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert proxy.stall() == 1  # nothing flows, nothing closes
+        await direct.publish("doc", b"during")
+        change = await lost
+        detected = loop.time() - started
+        # Bound: 2 x the server's 1 s heartbeat interval + the 0.5 s margin.
+        assert isinstance(change.error, HeartbeatTimeout)
+        assert 1.5 < detected < 3.0, detected
+        recovered = await asyncio.wait_for(anext(client.events()), 5)
+        assert isinstance(recovered, RecoveryEvent)
+        assert (recovered.recovery, recovered.replayed) == (Recovery.RECOVERED, 1)
+        assert [d.data for d in await collect(client, 1)] == [b"during"]
+        assert sub.offset == 2 and client.state is ConnectionState.CONNECTED
+
+
+@pytest.mark.timeout(30)
+async def test_lost_acks_are_retried_with_the_same_id_exactly_once(
+    server: SyncwireServer, proxy: TcpProxy
+) -> None:
+    async with (
+        SyncClient(f"grpc://{proxy.address}", FAST) as publisher,
+        SyncClient(f"grpc://{server.grpc_address}", FAST) as watcher,
+    ):
+        await watcher.subscribe("doc")
+        await publisher.connect()
+        proxy.stall(Direction.DOWNSTREAM)  # requests reach the server, answers vanish
+        pending = [publisher.submit("doc", f"{i}".encode()) for i in range(50)]
+        seen = await asyncio.wait_for(collect(watcher, 50), 10)  # the server took them all
+        acks = [await item for item in pending]  # after the reconnect, from the retries
+        assert [ack.offset for ack in acks] == list(range(1, 51))
+        assert all(ack.duplicate for ack in acks)
+        assert [d.data for d in seen] == [f"{i}".encode() for i in range(50)]
+        history = await watcher.history("doc")
+        assert len(history.deltas) == 50 and history.offset == 50
+        assert watcher.stats.deltas == 50
+
+
+@pytest.mark.timeout(30)
+async def test_offline_after_max_attempts_until_reconnect(
+    server: SyncwireServer, proxy: TcpProxy
+) -> None:
+    config = ClientConfig(backoff=Backoff(base=0.01, cap=0.05, max_attempts=3))
+    await proxy.refuse()
+    async with SyncClient(f"grpc://{proxy.address}", config) as client:
+        with pytest.raises(SyncError) as failed:
+            await client.connect()
+        assert failed.value.code is grpc.StatusCode.UNAVAILABLE
+        assert client.state is ConnectionState.OFFLINE
+        assert client.stats.connect_attempts == 3
+        pending = client.submit("doc", b"queued while offline")
+        await proxy.start()
+        await client.reconnect()
+        await asyncio.wait_for(client.wait_for_state(ConnectionState.CONNECTED), 5)
+        assert (await asyncio.wait_for(pending.wait(), 5)).offset == 1

@@ -12,6 +12,7 @@ import grpc
 from .config import ServerConfig
 from .core import SyncCore
 from .grpc_server import build_grpc_server, mark_serving, register_services
+from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
 from .ws.server import WebSocketServer
@@ -29,6 +30,7 @@ class SyncwireServer:
         self.grpc_server, grpc_health = build_grpc_server(config, self.servicer)
         self.ws_server = WebSocketServer(
             interceptors=[MalformedRequestInterceptor()],
+            legacy_handler=LegacyGateway(self.core),
             max_message_bytes=config.max_message_bytes,
             max_connections=config.max_connections,
             ping_interval=config.ws_ping_interval or None,

@@ -25,9 +25,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from server import __version__
 from server.app import SyncwireServer
 from server.legacy import parse_rfc3339
-from server.legacy_gateway import ROOM_ID_RULE
+from server.legacy_gateway import ROOM_ID_RULE, LegacyRenderCache
 from server.logs import JsonFormatter
-from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_strategies import canonical, exact_json
 from tests.legacy_ws_client import JsonObject, LegacyClient, open_pair
 from tests.service_harness import SyncStream, open_channel, running_server
@@ -45,6 +45,7 @@ pytestmark = pytest.mark.timeout(30)
 ROOM_SAFE: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 PRESENCE_ACTION_WORDS: Final = {"Join": "connected", "Leave": "disconnected", "Update": ""}
 """What a wrapper PresenceAction reads as in shape A (an UPDATE carries no status)."""
+REPLICA: Final = "550e8400-e29b-41d4-a716-446655440000"
 WS_MAX_SIZE_OVERHEAD: Final = 64 * 1024
 """The listener's WebSocket max_size is max_message_bytes plus this batching headroom."""
 
@@ -399,6 +400,34 @@ async def test_welcome_presence_sequence_and_prompt_disconnected() -> None:
         started = loop.time()
         await first.expect_presence(dead.peer_id, "disconnected")
         assert loop.time() - started < 1.0
+
+        sample = server.core.metrics.registry.get_sample_value
+        assert sample("syncwire_sessions_opened_total", {"transport": "legacy"}) == 3
+        assert sample("syncwire_connections", {"transport": "legacy"}) == 1
+        assert (sample("syncwire_messages_out_total", {"transport": "legacy"}) or 0) >= 7
+
+
+def test_render_cache_renders_each_broadcast_once_per_form() -> None:
+    cache = LegacyRenderCache(size=2)
+    delta = sync_pb2.SyncResponse(
+        delta=types_pb2.Delta(
+            collection_id="c", crdt_type=types_pb2.CRDT_TYPE_RGA, delta=b"\x01", replica_id=REPLICA
+        )
+    )
+    plain = cache.render(delta, wrapper=False)
+    assert plain is not None and cache.render(delta, wrapper=False) is plain
+    wrapped = cache.render(delta, wrapper=True)
+    assert wrapped is not None and wrapped != plain and b'"Delta"' in wrapped
+    assert cache.hits == 1 and len(cache) == 2
+    # Direct replies reach one connection: rendered, never cached.
+    ack = sync_pb2.SyncResponse(binary_ack=types_pb2.BinaryAck(peer_id=REPLICA, size=1))
+    assert cache.render(ack, wrapper=False) is not None and len(cache) == 2
+    # Bounded: a third broadcast evicts the oldest entry, which is then rendered afresh.
+    beat = sync_pb2.SyncResponse(heartbeat=types_pb2.Heartbeat(server_id="s"))
+    cache.render(beat, wrapper=False)
+    assert len(cache) == 2
+    again = cache.render(delta, wrapper=False)
+    assert again == plain and again is not plain
 
 
 async def test_server_heartbeat_has_a_stable_server_id() -> None:

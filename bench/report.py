@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -65,9 +66,19 @@ def _rows(result: ScenarioResult) -> list[list[str]]:
     return rows
 
 
+BUSY_MACHINE_CORES = 0.25
+
+
 def _remarks(result: ScenarioResult) -> list[str]:
-    """Notes, skip reasons and round errors, one line each."""
+    """Notes, skip reasons, round errors and load warnings, one line each."""
     lines = list(result.notes)
+    others = [o for run in result.runs for r in run.rounds if (o := r.get("other_cpu")) is not None]
+    if others and max(others) > BUSY_MACHINE_CORES:
+        lines.append(
+            f"WARNING: processes outside the measured server and clients used up to "
+            f"{max(others):.0%} of a core during rounds (median {statistics.median(others):.0%}); "
+            "figures from a busy machine are noisy, rerun on an idle one"
+        )
     for run in result.runs:
         label = run.subject + (f" [{run.phase}]" if run.phase else "")
         if run.skipped is not None:

@@ -80,7 +80,7 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
     by_name = {r.name: r for r in results}
     fanout, rpc = by_name.get("fanout"), by_name.get("rpc")
     idle_result, redis = by_name.get("idle"), by_name.get("redis")
-    n_note = "" if subscribers == 100 else f" (run had N={subscribers}; target is for N=100)"
+    n_note = "" if subscribers == 100 else f" (N={subscribers}; target is for N=100)"
     checks = [
         ratio_check(
             "fanout: syncwire-ws / raw-websockets",

@@ -5,6 +5,7 @@ same frame as the floor any JSON relay pays."""
 from __future__ import annotations
 
 from bench.pool import WorkerError
+from bench.procs import CpuWindow
 from bench.results import Column, ScenarioResult, SubjectRun
 from bench.scenarios.base import BenchContext, Scenario, SubjectUnavailable, alternate
 from bench.translate_cases import CASES
@@ -36,15 +37,19 @@ class TranslateScenario(Scenario):
         worker = ctx.pool.publisher
 
         async def do_round(run: SubjectRun, index: int) -> dict[str, float]:
+            window = CpuWindow({"worker": [worker.pid]})
+            window.begin()
             try:
                 report = await worker.request("translate", case=run.subject, seconds=seconds)
             except WorkerError as exc:
                 if "No module named" in str(exc) or "ImportError" in str(exc):
                     raise SubjectUnavailable(f"translator unavailable: {exc}") from None
                 raise
+            used = window.end()
             return {
                 "ops_per_s": report["ops"] / report["seconds"],
                 "us_per_op": report["seconds"] / report["ops"] * 1e6,
+                "other_cpu": max(0.0, used["machine"] - used["worker"]),
             }
 
         await alternate(ctx, self.name, result.runs, ctx.options.rounds, do_round)

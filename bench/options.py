@@ -26,10 +26,12 @@ class BenchOptions:
     rpc_concurrency: int
     compression: bool
     json_path: Path
+    markdown_path: Path | None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["json_path"] = str(self.json_path)
+        data["markdown_path"] = None if self.markdown_path is None else str(self.markdown_path)
         return data
 
 
@@ -92,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("bench-results.json"),
         help="where to write every figure as JSON (default bench-results.json)",
     )
+    parser.add_argument(
+        "--markdown",
+        dest="markdown_path",
+        type=Path,
+        help="also write the tables as Markdown (the format of bench/RESULTS.md)",
+    )
     return parser
 
 
@@ -116,6 +124,7 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
         rpc_concurrency=args.rpc_concurrency,
         compression=bool(args.compression),
         json_path=args.json_path,
+        markdown_path=args.markdown_path,
     )
     for name in ("subscribers", "rounds", "idle", "workers", "window", "rpc_concurrency"):
         if getattr(options, name) < 1:

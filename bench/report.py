@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import statistics
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +17,28 @@ from bench.results import ScenarioResult
 from bench.targets import TargetCheck
 
 _PACKAGES = ("grpcio", "protobuf", "websockets", "python-socketio", "aiohttp", "uvloop", "orjson")
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit of the server under test, and whether its code had uncommitted
+    changes (server/, client/, wire/), so a figure can be traced to the code."""
+    import server
+
+    root = Path(server.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server", "client", "wire"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "uncommitted_changes": None}
+    return {"commit": commit or None, "uncommitted_changes": bool(changed) if commit else None}
 
 
 def environment() -> dict[str, Any]:
@@ -33,6 +56,7 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "uvloop": uvloop_wanted(),
         "packages": versions,
+        "source": source_revision(),
     }
 
 

@@ -105,6 +105,7 @@ class WorkerState:
     async def subscribe(
         self, kind: str, endpoint: str, collection: str, count: int, compression: bool
     ) -> dict[str, Any]:
+        await self.close_subscribers()
         self.window = Window()
         opened: list[tuple[FanoutClient, Tracker]] = []
 
@@ -273,27 +274,27 @@ class WorkerState:
         latency = Histogram()
         done_in_window = 0
         errors: list[str] = []
+
+        async def loop_calls(call: Callable[[], Awaitable[None]]) -> None:
+            nonlocal done_in_window
+            while (start := time.monotonic_ns()) < t1:
+                try:
+                    await call()
+                except Exception as exc:
+                    errors.append(_describe(exc))
+                    if len(errors) > 100:
+                        return
+                    continue
+                end = time.monotonic_ns()
+                if t0 <= start and end < t1:
+                    done_in_window += 1
+                    latency.add((end - start) // 1000)
+
         try:
             callers = await asyncio.wait_for(target.open(collection, concurrency), 30)
             await callers[0]()  # connect and warm up before the clock starts
             await sleep_until(t_start)
             cpu_start = time.process_time()
-
-            async def loop_calls(call: Callable[[], Awaitable[None]]) -> None:
-                nonlocal done_in_window
-                while (start := time.monotonic_ns()) < t1:
-                    try:
-                        await call()
-                    except Exception as exc:
-                        errors.append(_describe(exc))
-                        if len(errors) > 100:
-                            return
-                        continue
-                    end = time.monotonic_ns()
-                    if t0 <= start and end < t1:
-                        done_in_window += 1
-                        latency.add((end - start) // 1000)
-
             await asyncio.gather(*(loop_calls(call) for call in callers))
             cpu = time.process_time() - cpu_start
         finally:

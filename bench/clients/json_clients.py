@@ -79,7 +79,7 @@ class SocketIoFanout(FanoutClient):
                 self._sink(seq, sent_ns)
 
         self._sio.on("delta", on_delta)
-        self._sio.on("disconnect", self._gone.set)
+        self._sio.on("disconnect", lambda *reason: self._gone.set())
         await self._sio.connect(self.endpoint, transports=["websocket"])
         await self._sio.call("join", collection, timeout=10)
 

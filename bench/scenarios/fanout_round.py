@@ -57,27 +57,54 @@ async def probe(ctx: BenchContext, target: FanoutTarget, collection: str) -> Non
 async def fanout_round(
     ctx: BenchContext, target: FanoutTarget, collection: str, rate: float
 ) -> dict[str, float]:
-    """Runs one round; `rate` 0 publishes as fast as the echo window allows."""
+    """Runs one round; `rate` 0 publishes as fast as flow control allows."""
     options, pool = ctx.options, ctx.pool
     workers = pool.subscribers
     counts = split(options.subscribers, len(workers))
-    slots = [w.index for w, count in zip(workers, counts, strict=True) if count]
-    endpoints = target.subscriber_endpoints
-    await asyncio.gather(
-        *(
-            worker.request(
-                "subscribe",
-                kind=target.kind,
-                endpoint=endpoints[i % len(endpoints)],
-                collection=collection,
-                count=count,
-                compression=target.compression,
-                timeout=120,
+    try:
+        await asyncio.gather(
+            *(
+                worker.request(
+                    "subscribe",
+                    kind=target.kind,
+                    endpoint=target.subscriber_endpoints[i % len(target.subscriber_endpoints)],
+                    collection=collection,
+                    count=count,
+                    compression=target.compression,
+                    timeout=120,
+                )
+                for i, (worker, count) in enumerate(zip(workers, counts, strict=True))
+                if count
             )
-            for i, (worker, count) in enumerate(zip(workers, counts, strict=True))
-            if count
         )
-    )
+        slots = [w.index for w, count in zip(workers, counts, strict=True) if count]
+        published, cpu_used = await _publish(ctx, target, collection, rate, slots)
+        drain = max(5.0, options.seconds)
+        reports = await asyncio.gather(
+            *(
+                w.request(
+                    "collect",
+                    last_seq=published["last_seq"],
+                    drain_seconds=drain,
+                    timeout=drain + 60,
+                )
+                for w in workers
+            )
+        )
+    except WorkerError:
+        await asyncio.gather(
+            *(w.request("collect", last_seq=0, drain_seconds=0) for w in workers),
+            return_exceptions=True,
+        )
+        raise
+    return summarize_round(reports, published, options.seconds, cpu_used)
+
+
+async def _publish(
+    ctx: BenchContext, target: FanoutTarget, collection: str, rate: float, slots: list[int]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Opens the publisher, arms the subscribers' window, publishes, closes."""
+    options, pool = ctx.options, ctx.pool
     publisher = pool.publisher
     try:
         await publisher.request(
@@ -91,7 +118,7 @@ async def fanout_round(
         t_start = time.monotonic_ns() + START_LEAD_NS
         t0 = t_start + int(options.warmup * 1e9)
         t1 = t0 + int(options.seconds * 1e9)
-        await asyncio.gather(*(w.request("arm", t0=t0, t1=t1) for w in workers))
+        await asyncio.gather(*(w.request("arm", t0=t0, t1=t1) for w in pool.subscribers))
         cpu = asyncio.create_task(cpu_during(target.server_pids, pool.pids, t0, t1))
         published = await publisher.request(
             "publish",
@@ -103,25 +130,9 @@ async def fanout_round(
             slots=slots,
             timeout=options.warmup + options.seconds + 60,
         )
-        cpu_used = await cpu
-    except WorkerError:
-        await asyncio.gather(
-            *(w.request("collect", last_seq=0, drain_seconds=0) for w in workers),
-            return_exceptions=True,
-        )
-        raise
+        return published, await cpu
     finally:
         await publisher.request("publisher_close")
-    drain = max(5.0, options.seconds)
-    reports = await asyncio.gather(
-        *(
-            w.request(
-                "collect", last_seq=published["last_seq"], drain_seconds=drain, timeout=drain + 60
-            )
-            for w in workers
-        )
-    )
-    return summarize_round(reports, published, options.seconds, cpu_used)
 
 
 def summarize_round(

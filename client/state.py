@@ -23,8 +23,9 @@ class ConnectionState(enum.Enum):
     CONNECTING: first connection attempt(s), never connected yet.
     CONNECTED: a stream is open and every subscription has been (re)established.
     RECONNECTING: the connection was lost; the client retries with backoff.
-    OFFLINE: the client stopped retrying (attempts exhausted, or the server refused
-        for good); publishes still queue. `SyncClient.reconnect()` starts again.
+    OFFLINE: the client is not trying: not started yet, or it stopped retrying
+        (attempts exhausted, or the server refused for good); publishes still queue.
+        `SyncClient.reconnect()` starts again.
     CLOSED: `close()` was called; terminal.
     """
 
@@ -62,7 +63,7 @@ StateListener = Callable[[StateChange], None]
 class StateTracker:
     """Holds the current state and fans changes out to iterators and callbacks."""
 
-    def __init__(self, initial: ConnectionState = ConnectionState.CONNECTING) -> None:
+    def __init__(self, initial: ConnectionState = ConnectionState.OFFLINE) -> None:
         self._state = initial
         self._last: StateChange | None = None
         self._listeners: list[StateListener] = []

@@ -99,12 +99,13 @@ class SyncClient:
         self._replica_id = self.config.replica_id or str(uuid.uuid4())
         self._outbox = Outbox.open(self.config.outbox_path, self.config.outbox_limit)
         self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer)
-        self._tracker = StateTracker()
+        self._tracker = StateTracker(ConnectionState.OFFLINE)
         self._subscriptions: dict[str, Subscription] = {}
         self._link: SyncLink | None = None
         self._connected_link: SyncLink | None = None
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._reconnect_now = False
         self._closed = False
         self._ever_connected = False
         self.stats = ClientStats()
@@ -128,6 +129,7 @@ class SyncClient:
         last error if the client goes OFFLINE first (bound it with asyncio.timeout)."""
         self._check_open()
         if self._runner is None:
+            self._tracker.set(ConnectionState.CONNECTING)
             self._runner = asyncio.create_task(self._run(), name="syncwire-client")
         if not wait:
             return
@@ -177,6 +179,7 @@ class SyncClient:
         if self._runner is None:
             await self.connect(wait=False)
             return
+        self._reconnect_now = True
         link = self._link
         if link is not None:
             link.fail(ConnectionLost(grpc.StatusCode.CANCELLED, "reconnect requested"))
@@ -488,7 +491,8 @@ class SyncClient:
                 link = await self._connect_any()
             except SyncError as error:
                 failures += 1
-                await self._after_failure(error, failures, endpoint=None)
+                if await self._after_failure(error, failures, endpoint=None):
+                    failures = 0
                 continue
             end, reached = await self._serve(link)
             if self._closed:
@@ -506,12 +510,14 @@ class SyncClient:
                 continue
             # A connection that never got its subscriptions back counts as a failure.
             failures = 1 if reached else failures + 1
-            await self._after_failure(end, failures, endpoint=link.endpoint)
+            if await self._after_failure(end, failures, endpoint=link.endpoint):
+                failures = 0
 
     async def _after_failure(
         self, error: SyncError, failures: int, *, endpoint: Endpoint | None
-    ) -> None:
-        """Goes OFFLINE (and waits for `reconnect()`) or waits out a backoff delay."""
+    ) -> bool:
+        """Goes OFFLINE (and waits for `reconnect()`) or waits out a backoff delay.
+        Returns True when `reconnect()` asked for a fresh start."""
         url = endpoint.url if endpoint is not None else None
         transport = endpoint.transport if endpoint is not None else None
         give_up = (
@@ -520,18 +526,30 @@ class SyncClient:
             or self.config.backoff.exhausted(failures)
         )
         self._wake.clear()
+        if self._reconnect_now:
+            self._reconnect_now = False
+            return True
         if give_up:
             log.warning("giving up reconnecting: %s", error)
             self._tracker.set(
                 ConnectionState.OFFLINE, endpoint=url, transport=transport, error=error
             )
             await self._wake.wait()
-            return
+            self._reconnect_now = False
+            if not self._closed:
+                self._tracker.set(self._retrying_state(), endpoint=url, transport=transport)
+            return True
         delay = self.config.backoff.delay(failures)
-        state = ConnectionState.RECONNECTING if self._ever_connected else ConnectionState.CONNECTING
-        self._tracker.set(state, endpoint=url, transport=transport, error=error, delay=delay)
+        self._tracker.set(
+            self._retrying_state(), endpoint=url, transport=transport, error=error, delay=delay
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
+        restart, self._reconnect_now = self._reconnect_now, False
+        return restart
+
+    def _retrying_state(self) -> ConnectionState:
+        return ConnectionState.RECONNECTING if self._ever_connected else ConnectionState.CONNECTING
 
     async def _connect_any(self) -> SyncLink:
         """A link to the most preferred endpoint that answers."""

@@ -155,13 +155,12 @@ async def test_state_changes_and_closed_client(server: SyncwireServer) -> None:
     seen: list[ConnectionState] = []
     remove = client.on_state_change(lambda change: seen.append(change.state))
     changes = client.state_changes()
+    assert client.state is ConnectionState.OFFLINE  # not started
     await client.connect()
     await client.close()
-    assert seen == [ConnectionState.CONNECTED, ConnectionState.CLOSED]
-    assert [c.state async for c in changes] == [
-        ConnectionState.CONNECTED,
-        ConnectionState.CLOSED,
-    ]
+    expected = [ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.CLOSED]
+    assert seen == expected
+    assert [c.state async for c in changes] == expected
     remove()
     with pytest.raises(ClientClosedError):
         client.submit("doc", b"x")

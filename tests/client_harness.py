@@ -6,11 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from client import ConnectionState, StateChange, SyncClient, SyncEvent
+from client import Backoff, ClientConfig, ConnectionState, StateChange, SyncClient, SyncEvent
 
 from .process_harness import ServerProcess, start_server_process
 
 E = TypeVar("E", bound=SyncEvent)
+
+FAST = ClientConfig(
+    backoff=Backoff(base=0.02, cap=0.2),
+    connect_timeout=2.0,
+    request_timeout=5.0,
+    heartbeat_margin=0.5,
+)
+"""Quick reconnects and a tight liveness bound (2 x the server's interval + 0.5 s)."""
 
 
 class RestartableServer:

@@ -4,13 +4,12 @@ returns; the application only sees state changes, never a lost or repeated delta
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from client import (
-    Backoff,
-    ClientConfig,
     ConnectionState,
     DeltaEvent,
     Recovery,
@@ -20,18 +19,13 @@ from client import (
 )
 from server.app import SyncwireServer
 
-from .client_harness import next_change, next_event
+from .client_harness import FAST, next_change, next_event
 from .service_harness import running_server
 from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(30)
 
-HYBRID = ClientConfig(
-    backoff=Backoff(base=0.02, cap=0.2),
-    connect_timeout=2.0,
-    probe_interval=0.2,
-    heartbeat_margin=0.5,
-)
+HYBRID = dataclasses.replace(FAST, probe_interval=0.2)
 
 
 @pytest.fixture

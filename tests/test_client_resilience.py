@@ -23,16 +23,9 @@ from client import (
 )
 from server.app import SyncwireServer
 
-from .client_harness import RestartableServer, next_change
+from .client_harness import FAST, RestartableServer, next_change
 from .service_harness import running_server
 from .tcp_proxy import Direction, TcpProxy
-
-FAST = ClientConfig(
-    backoff=Backoff(base=0.02, cap=0.2),
-    connect_timeout=2.0,
-    request_timeout=5.0,
-    heartbeat_margin=0.5,
-)
 
 
 @pytest.fixture

@@ -39,8 +39,10 @@ class ClientConfig:
         replica_id: Replica id put on published deltas ("" picks a random one).
 
     Delivery:
-        event_buffer: Events buffered for `events()` before the connection waits for the
-            application to catch up (back-pressure; 0 = unbounded).
+        event_buffer: Events buffered for `events()`. When it is full, a subscription
+            stops taking deltas and rejoins from its offset once the application has
+            read half of the buffer; the server replays the rest from history
+            (0 = unbounded).
 
     Channels:
         channel: gRPC keepalive and size settings for the default channel factory.

@@ -1,8 +1,9 @@
 """The buffer between the connection and the application's `async for`.
 
-Deltas and presence wait for room (back-pressure reaches the server, which recovers
-from history if the application falls far behind); recovery notices and errors are
-always accepted, so a gap report can never be lost to a full buffer.
+Putting never waits: the connection keeps reading (acknowledgements and heartbeats must
+not queue behind deltas the application has not read yet). The client checks `full`
+before adding a delta and, when it is, pauses that subscription and later rejoins it
+from its offset once the application has made room (`wait_for_room`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ class Inbox(Generic[T]):
     def __init__(self, limit: int) -> None:
         self._items: deque[T] = deque()
         self._limit = limit
+        self._low_water = limit // 2
         self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._room = asyncio.Event()
+        self._room.set()
         self._closed = False
 
     def __len__(self) -> int:
@@ -33,20 +35,20 @@ class Inbox(Generic[T]):
     def full(self) -> bool:
         return bool(self._limit) and len(self._items) >= self._limit
 
-    async def put(self, item: T) -> None:
-        """Appends `item`, waiting while the buffer is full. If the wait is cancelled,
-        nothing was appended."""
-        while self.full and not self._closed:
-            self._writable.clear()
-            await self._writable.wait()
-        self.put_always(item)
-
-    def put_always(self, item: T) -> None:
-        """Appends `item` even beyond the bound (rare control events)."""
+    def put(self, item: T) -> None:
+        """Appends `item` (even beyond the bound: callers check `full` where it matters)."""
         if self._closed:
             return
         self._items.append(item)
         self._readable.set()
+        if len(self._items) > self._low_water:
+            self._room.clear()
+
+    async def wait_for_room(self) -> None:
+        """Returns once the buffer is at most half full (or closed)."""
+        while self._limit and len(self._items) > self._low_water and not self._closed:
+            self._room.clear()
+            await self._room.wait()
 
     async def get(self) -> T | None:
         """Next item, or None once closed and drained."""
@@ -56,14 +58,14 @@ class Inbox(Generic[T]):
             self._readable.clear()
             await self._readable.wait()
         item = self._items.popleft()
-        if not self.full:
-            self._writable.set()
+        if len(self._items) <= self._low_water:
+            self._room.set()
         return item
 
     def close(self) -> None:
         self._closed = True
         self._readable.set()
-        self._writable.set()
+        self._room.set()
 
     async def __aiter__(self) -> AsyncIterator[T]:
         while (item := await self.get()) is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -33,7 +33,8 @@ from .stats import ClientStats
 
 log = logging.getLogger(__name__)
 
-ResponseHandler = Callable[["SyncLink", sync_pb2.SyncResponse], Awaitable[None]]
+ResponseHandler = Callable[["SyncLink", sync_pb2.SyncResponse], None]
+"""Handles one server message; must not block (the link reads nothing meanwhile)."""
 
 _MIN_TICK = 0.02
 
@@ -64,7 +65,6 @@ class SyncLink:
         ) = None
         self._tasks: list[asyncio.Task[None]] = []
         self._disconnect: sync_pb2.Disconnect | None = None
-        self._handling = False
         self.last_received = self._loop.time()
         self.welcome = types_pb2.Welcome()
         self.ended: asyncio.Future[SyncError] = self._loop.create_future()
@@ -104,7 +104,7 @@ class SyncLink:
 
     def start_heartbeats(self, interval: float, timeout: float) -> None:
         """Sends a Heartbeat every `interval` s; ends the link after `timeout` s without
-        any message from the server (unless the application is what holds it up)."""
+        any message from the server."""
         self._tasks.append(
             asyncio.create_task(self._liveness(interval, timeout), name="syncwire-heartbeat")
         )
@@ -153,12 +153,7 @@ class SyncLink:
                 self.last_received = self._loop.time()
                 if response.HasField("disconnect"):
                     self._disconnect = response.disconnect
-                self._handling = True
-                try:
-                    await self._handler(self, response)
-                finally:
-                    self._handling = False
-                    self.last_received = self._loop.time()
+                self._handler(self, response)
                 future = self._pending.pop(response.request_id, None)
                 if future is not None and not future.done():
                     future.set_result(response)
@@ -189,7 +184,7 @@ class SyncLink:
             await asyncio.sleep(max(deadline - now, _MIN_TICK))
             now = self._loop.time()
             silence = now - self.last_received
-            if silence >= timeout and not self._handling:
+            if silence >= timeout:
                 log.warning(
                     "server silent, dropping connection",
                     extra={"endpoint": self.endpoint.url, "silence": round(silence, 2)},

@@ -19,6 +19,10 @@ class ClientStats:
     """Deltas delivered to the application."""
     duplicates_dropped: int = 0
     """Deltas dropped because their offset was already delivered."""
+    pauses: int = 0
+    """Times a subscription paused because the application's event buffer was full."""
+    deltas_deferred: int = 0
+    """Deltas dropped while paused (the rejoin replays them from history)."""
     gaps: int = 0
     """Recovery outcomes that lost deltas (epoch mismatch, gap too old, offset ahead)."""
     publishes_sent: int = 0

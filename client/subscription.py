@@ -50,6 +50,8 @@ class Subscription:
         self._oldest_offset = 0
         self._active = False
         self._link: SyncLink | None = None
+        self.paused = False
+        """True while deltas are dropped because the application's buffer is full."""
         self.presence: sync_pb2.SetPresence | None = None
         """The last presence this client set here; restored after a reconnect."""
         self.activated: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -142,6 +144,7 @@ class Subscription:
         self._oldest_offset = subscribed.oldest_offset
         if solicited:
             self._active = True
+            self.paused = False
 
     def accept(self, delta: types_pb2.Delta) -> bool:
         """Whether `delta` is new (above the offset) in the current epoch."""

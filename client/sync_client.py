@@ -106,6 +106,7 @@ class SyncClient:
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._reconnect_now = False
+        self._paused = asyncio.Event()
         self._closed = False
         self._ever_connected = False
         self.stats = ClientStats()
@@ -340,7 +341,7 @@ class SyncClient:
             del self._subscriptions[subscription.collection_id]
             subscription.detach()
             if subscription.activated.done():
-                self._inbox.put_always(ErrorEvent(error, "subscribe"))
+                self._inbox.put(ErrorEvent(error, "subscribe"))
             else:
                 subscription.activated.set_exception(error)
             return
@@ -400,7 +401,7 @@ class SyncClient:
 
     def _publish_rejected(self, entry: OutboxEntry, error: RequestFailed) -> None:
         if entry.waiter is None:  # left by an earlier process: nobody else will hear of it
-            self._inbox.put_always(ErrorEvent(error, "publish"))
+            self._inbox.put(ErrorEvent(error, "publish"))
 
     # --------------------------------------------------------------- presence
 
@@ -613,6 +614,7 @@ class SyncClient:
                     self.stats,
                 )
                 background.append(asyncio.create_task(pump.run(), name="syncwire-outbox"))
+                background.append(asyncio.create_task(self._resume_paused(link)))
                 preferred = self._selector.preferred_over(link.endpoint)
                 if preferred:
                     background.append(asyncio.create_task(self._probe_preferred(link, preferred)))
@@ -665,32 +667,43 @@ class SyncClient:
 
     # -------------------------------------------------------- incoming stream
 
-    async def _on_response(self, link: SyncLink, response: sync_pb2.SyncResponse) -> None:
-        """Handles every server message in order (called by the link's reader)."""
+    def _on_response(self, link: SyncLink, response: sync_pb2.SyncResponse) -> None:
+        """Handles every server message in order (called by the link's reader; never
+        waits, so acknowledgements are never stuck behind unread deltas)."""
         kind = response.WhichOneof("kind")
         if kind == "delta":
-            await self._on_delta(response.delta)
+            self._on_delta(response.delta)
         elif kind == "subscribed":
-            await self._on_subscribed(response.subscribed, solicited=response.request_id != 0)
+            self._on_subscribed(response.subscribed, solicited=response.request_id != 0)
         elif kind == "peer_join":
-            if response.peer_join.collection_id in self._subscriptions:
-                await self._inbox.put(PeerJoined(response.peer_join))
+            self._deliver(response.peer_join.collection_id, PeerJoined(response.peer_join))
         elif kind == "peer_leave":
-            if response.peer_leave.collection_id in self._subscriptions:
-                await self._inbox.put(PeerLeft(response.peer_leave))
+            self._deliver(response.peer_leave.collection_id, PeerLeft(response.peer_leave))
         elif kind == "presence":
-            if response.presence.collection_id in self._subscriptions:
-                await self._inbox.put(PresenceChanged(response.presence))
+            self._deliver(response.presence.collection_id, PresenceChanged(response.presence))
         elif kind == "error" and not link.is_pending(response.request_id):
-            self._inbox.put_always(ErrorEvent(RequestFailed.from_proto(response.error)))
+            self._inbox.put(ErrorEvent(RequestFailed.from_proto(response.error)))
 
-    async def _on_delta(self, delta: types_pb2.Delta) -> None:
+    def _deliver(self, collection_id: str, event: SyncEvent) -> None:
+        if collection_id in self._subscriptions:
+            self._inbox.put(event)
+
+    def _on_delta(self, delta: types_pb2.Delta) -> None:
         subscription = self._subscriptions.get(delta.collection_id)
         if subscription is None or not subscription.active:
             return
+        if subscription.paused or self._inbox.full:
+            # The application is behind: drop, and rejoin from the offset once it has
+            # made room (the server replays what was dropped here).
+            if not subscription.paused:
+                subscription.paused = True
+                self.stats.pauses += 1
+                self._paused.set()
+            self.stats.deltas_deferred += 1
+            return
         if delta.epoch != subscription.epoch:
             # A new epoch without a notice: history moved on under us. Say so.
-            self._inbox.put_always(
+            self._inbox.put(
                 RecoveryEvent(
                     delta.collection_id,
                     to_recovery(sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH),
@@ -702,25 +715,21 @@ class SyncClient:
                 )
             )
             self.stats.gaps += 1
-            await self._inbox.put(DeltaEvent(delta))
-            subscription.advance(delta)
-            self.stats.deltas += 1
-            return
-        if not subscription.accept(delta):
+        elif not subscription.accept(delta):
             self.stats.duplicates_dropped += 1
             return
-        await self._inbox.put(DeltaEvent(delta))
+        self._inbox.put(DeltaEvent(delta))
         subscription.advance(delta)
         self.stats.deltas += 1
 
-    async def _on_subscribed(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
+    def _on_subscribed(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
         subscription = self._subscriptions.get(subscribed.collection_id)
         if subscription is None:
             return
         first = solicited and not subscription.activated.done()
         recovery = to_recovery(subscribed.recovery)
         if not first:
-            self._inbox.put_always(
+            self._inbox.put(
                 RecoveryEvent(
                     subscribed.collection_id,
                     recovery,
@@ -736,3 +745,18 @@ class SyncClient:
             if recovery.lost_deltas:
                 self.stats.gaps += 1
         subscription.apply_joined(subscribed, solicited=solicited)
+
+    async def _resume_paused(self, link: SyncLink) -> None:
+        """Rejoins paused subscriptions from their offsets once the application has
+        read enough to make room (the server replays what they dropped)."""
+        while link.alive:
+            await self._paused.wait()
+            await self._inbox.wait_for_room()
+            self._paused.clear()
+            for subscription in list(self._subscriptions.values()):
+                if subscription.paused and subscription.sent_on(link) and link.alive:
+                    link.send(
+                        unsubscribe=sync_pb2.Unsubscribe(collection_id=subscription.collection_id)
+                    )
+                    subscription.detach()
+                    self._send_subscribe(link, subscription)

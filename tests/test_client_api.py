@@ -3,8 +3,10 @@ channels: subscribe/publish/events, presence, errors, state, channel reuse, outb
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -22,12 +24,18 @@ from client import (
     PeerLeft,
     PresenceChanged,
     Recovery,
+    RecoveryEvent,
     RequestFailed,
     SyncClient,
     SyncError,
 )
+from client.endpoints import ChannelSettings
+from client.outbox import Outbox
 from server.app import SyncwireServer
-from syncwire.v1 import types_pb2
+from server.broker import MemoryBroker
+from server.config import ServerConfig
+from server.grpc_server import grpc_options
+from syncwire.v1 import sync_pb2, types_pb2
 
 from .client_harness import next_event
 from .service_harness import running_server
@@ -219,3 +227,77 @@ def test_liveness_follows_the_server_unless_overridden() -> None:
     assert ClientConfig(heartbeat_interval=5).liveness(30) == (5.0, 62.0)
     assert ClientConfig(heartbeat_timeout=7).liveness(1) == (1.0, 7.0)
     assert ClientConfig().liveness(None) == (25.0, 52.0)
+
+
+def test_grpc_keepalive_respects_the_server_ping_policy() -> None:
+    server_options = dict(grpc_options(ServerConfig()))
+    allowed_ms = server_options["grpc.http2.min_recv_ping_interval_without_data_ms"]
+    for settings in (ChannelSettings(), ChannelSettings(keepalive_time=0.1)):
+        client_options = dict(settings.grpc_options())
+        assert int(client_options["grpc.keepalive_time_ms"]) >= allowed_ms  # no too_many_pings
+        assert client_options["grpc.keepalive_permit_without_calls"] == 1
+        assert server_options["grpc.keepalive_permit_without_calls"] == 1
+        assert client_options["grpc.use_local_subchannel_pool"] == 1
+
+
+async def test_unsolicited_notices_and_new_epochs_are_surfaced(server: SyncwireServer) -> None:
+    async with SyncClient(f"grpc://{server.grpc_address}") as client:
+        sub = await client.subscribe("doc")
+        await client.publish("doc", b"one")
+        await next_event(client, DeltaEvent)
+        old_epoch = sub.epoch
+        broker = server.core.broker
+        assert isinstance(broker, MemoryBroker)
+        # What a Redis-backed node pushes when Redis lost the collection's history.
+        notice = sync_pb2.Subscribed(
+            collection_id="doc",
+            epoch="rebuilt",
+            offset=7,
+            recovery=sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH,
+        )
+        broker.hub.dispatch("doc", sync_pb2.SyncResponse(subscribed=notice))
+        event = await next_event(client, RecoveryEvent)
+        assert (event.recovery, event.unsolicited) == (Recovery.EPOCH_MISMATCH, True)
+        assert (event.previous_epoch, event.previous_offset) == (old_epoch, 1)
+        assert (sub.epoch, sub.offset) == ("rebuilt", 7)
+        # A delta of yet another epoch without any notice is reported, then delivered.
+        await client.publish("doc", b"two")
+        surprise = await next_event(client, RecoveryEvent)
+        assert (surprise.recovery, surprise.epoch, surprise.previous_epoch) == (
+            Recovery.EPOCH_MISMATCH,
+            old_epoch,
+            "rebuilt",
+        )
+        delta = await next_event(client, DeltaEvent)
+        assert (delta.data, delta.offset, sub.epoch) == (b"two", 2, old_epoch)
+        assert client.stats.gaps == 2
+
+
+def test_outbox_file_keeps_order_and_forgets_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+
+    async def fill() -> list[str]:
+        outbox = Outbox.open(path, limit=10)
+        entries = [
+            outbox.add(
+                types_pb2.Delta(collection_id="c", delta=bytes([i]), client_message_id=f"m{i}")
+            )
+            for i in range(4)
+        ]
+        outbox.acknowledge(entries[1], sync_pb2.PublishAck(offset=1))
+        assert [e.client_message_id for e in outbox.after(entries[0].seq)] == ["m2", "m3"]
+        outbox.close()
+        return [e.client_message_id for e in entries]
+
+    async def reopen() -> list[tuple[str, bytes]]:
+        outbox = Outbox.open(path, limit=2)
+        left = [(e.client_message_id, e.delta.delta) for e in outbox.after(0)]
+        assert all(e.waiter is None for e in outbox.after(0))
+        assert len(outbox) == 3  # loaded beyond the limit: nothing persisted is dropped
+        with pytest.raises(OutboxFullError):
+            outbox.add(types_pb2.Delta(collection_id="c", client_message_id="m9"))
+        outbox.close()
+        return left
+
+    assert asyncio.run(fill()) == ["m0", "m1", "m2", "m3"]
+    assert asyncio.run(reopen()) == [("m0", b"\x00"), ("m2", b"\x02"), ("m3", b"\x03")]

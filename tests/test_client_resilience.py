@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,6 +21,7 @@ from client import (
     RecoveryEvent,
     SyncClient,
     SyncError,
+    SyncEvent,
 )
 from server.app import SyncwireServer
 
@@ -176,3 +178,35 @@ async def test_offline_after_max_attempts_until_reconnect(
         await client.reconnect()
         await asyncio.wait_for(client.wait_for_state(ConnectionState.CONNECTED), 5)
         assert (await asyncio.wait_for(pending.wait(), 5)).offset == 1
+
+
+@pytest.mark.timeout(30)
+async def test_slow_application_pauses_and_rejoins_without_losing_deltas() -> None:
+    """A full event buffer pauses the subscription instead of blocking the stream: the
+    application's own publishes are still acknowledged, the liveness check sees traffic,
+    and once the application reads, the rejoin replays what was dropped meanwhile."""
+    config = dataclasses.replace(FAST, heartbeat_timeout=0.6, event_buffer=10)
+    async with (
+        running_server(heartbeat_interval=0.2) as server,
+        SyncClient(f"grpc://{server.grpc_address}", config) as client,
+    ):
+        await client.subscribe("doc")
+        for i in range(50):  # nobody reads events meanwhile, yet every ack arrives
+            await client.publish("doc", f"{i}".encode())
+        await asyncio.sleep(1.0)  # the application is busy for longer than the timeout
+        assert client.stats.pauses == 1 and client.stats.deltas_deferred == 40
+        events = [event async for event in take(client, 51)]
+        deltas = [e for e in events if isinstance(e, DeltaEvent)]
+        assert [d.data for d in deltas] == [f"{i}".encode() for i in range(50)]
+        (rejoined,) = [e for e in events if isinstance(e, RecoveryEvent)]
+        assert (rejoined.recovery, rejoined.replayed) == (Recovery.RECOVERED, 40)
+        assert client.stats.disconnects == 0 and client.state is ConnectionState.CONNECTED
+
+
+async def take(client: SyncClient, count: int) -> AsyncIterator[SyncEvent]:
+    async with asyncio.timeout(10):
+        async for event in client.events():
+            yield event
+            count -= 1
+            if not count:
+                return

@@ -126,12 +126,15 @@ class SyncClient:
         await self.close()
 
     async def connect(self, *, wait: bool = True) -> None:
-        """Starts the connection task. With `wait`, returns once CONNECTED and raises the
-        last error if the client goes OFFLINE first (bound it with asyncio.timeout)."""
+        """Starts connecting (again, if the client gave up and went OFFLINE). With `wait`,
+        returns once CONNECTED and raises the last error if the client goes OFFLINE
+        first (bound it with asyncio.timeout)."""
         self._check_open()
         if self._runner is None:
             self._tracker.set(ConnectionState.CONNECTING)
             self._runner = asyncio.create_task(self._run(), name="syncwire-client")
+        elif self.state is ConnectionState.OFFLINE:
+            await self.reconnect()
         if not wait:
             return
         state = await self._tracker.wait_for(
@@ -184,6 +187,8 @@ class SyncClient:
         link = self._link
         if link is not None:
             link.fail(ConnectionLost(grpc.StatusCode.CANCELLED, "reconnect requested"))
+        elif self.state is ConnectionState.OFFLINE:
+            self._tracker.set(self._retrying_state())
         self._wake.set()
 
     # ------------------------------------------------------------ observation
@@ -535,10 +540,8 @@ class SyncClient:
             self._tracker.set(
                 ConnectionState.OFFLINE, endpoint=url, transport=transport, error=error
             )
-            await self._wake.wait()
+            await self._wake.wait()  # reconnect() (which leaves OFFLINE) or close()
             self._reconnect_now = False
-            if not self._closed:
-                self._tracker.set(self._retrying_state(), endpoint=url, transport=transport)
             return True
         delay = self.config.backoff.delay(failures)
         self._tracker.set(

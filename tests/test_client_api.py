@@ -193,7 +193,11 @@ async def test_outbox_is_bounded_while_offline() -> None:
             await item
 
 
-async def test_attempts_exhausted_goes_offline_until_reconnect(server: SyncwireServer) -> None:
+def state_of(client: SyncClient) -> ConnectionState:
+    return client.state  # (a call: mypy keeps no narrowing of the property across awaits)
+
+
+async def test_attempts_exhausted_goes_offline_until_reconnect() -> None:
     config = ClientConfig(backoff=Backoff(base=0.01, cap=0.02, max_attempts=2))
     async with SyncClient("grpc://127.0.0.1:9", config) as client:
         with pytest.raises(SyncError) as failed:
@@ -201,6 +205,10 @@ async def test_attempts_exhausted_goes_offline_until_reconnect(server: SyncwireS
         assert failed.value.code is grpc.StatusCode.UNAVAILABLE
         assert client.state is ConnectionState.OFFLINE
         assert client.stats.connect_attempts == 2
+        await client.reconnect()  # a fresh round of attempts
+        assert state_of(client) is ConnectionState.CONNECTING
+        assert await client.wait_for_state(ConnectionState.OFFLINE) is ConnectionState.OFFLINE
+        assert client.stats.connect_attempts == 4
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:

@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--window",
         type=int,
-        default=32,
-        help="max-rate publisher: messages in flight until echoed (default 32)",
+        default=128,
+        help="max-rate publisher: messages in flight ahead of the slowest subscriber (default 128)",
     )
     parser.add_argument(
         "--rpc-concurrency",

@@ -52,8 +52,9 @@ class FanoutScenario(Scenario):
         result.notes.append(
             f"N={options.subscribers} subscribers (+ the publisher, which also receives), "
             f"{options.seconds:g} s measured after {options.warmup:g} s warm-up, "
-            f"{options.rounds} round(s); max phase keeps {options.window} messages in flight "
-            "(published, not yet echoed to the publisher)"
+            f"{options.rounds} round(s); the max phase keeps at most {options.window} messages "
+            "between the publisher and the slowest subscriber, so its latency is queueing "
+            "(see the half-rate phase for latency)"
         )
         servers = Servers()
         try:

@@ -17,6 +17,7 @@ from .errors import (
     OutboxFullError,
     RequestFailed,
     ServerDisconnected,
+    SwitchingEndpoint,
     SyncError,
 )
 from .events import (
@@ -33,7 +34,7 @@ from .publishing import PendingPublish
 from .state import ConnectionState, StateChange
 from .stats import ClientStats
 from .subscription import Subscription
-from .sync_client import SwitchingEndpoint, SyncClient
+from .sync_client import SyncClient
 
 __all__ = [
     "Backoff",

@@ -106,6 +106,18 @@ class ServerDisconnected(ConnectionLost):
         self.reconnect = disconnect.reconnect
 
 
+class SwitchingEndpoint(ConnectionLost):
+    """The client leaves a fallback endpoint because a preferred one answers again."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            grpc.StatusCode.CANCELLED,
+            f"moving to preferred endpoint {url}",
+            reason_code="switching_endpoint",
+        )
+        self.url = url
+
+
 class NotConnectedError(SyncError):
     """The operation needs a live connection and there is none right now."""
 

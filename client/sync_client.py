@@ -25,6 +25,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .channels import ChannelPool
 from .config import ClientConfig
+from .delivery import Delivery
 from .endpoints import Endpoint, as_endpoint
 from .errors import (
     FATAL_CODES,
@@ -34,16 +35,12 @@ from .errors import (
     NotSubscribedError,
     RequestFailed,
     ServerDisconnected,
+    SwitchingEndpoint,
     SyncError,
     from_rpc_error,
 )
 from .events import (
-    DeltaEvent,
     ErrorEvent,
-    PeerJoined,
-    PeerLeft,
-    PresenceChanged,
-    RecoveryEvent,
     SyncEvent,
 )
 from .hybrid import EndpointSelector, probe
@@ -53,25 +50,13 @@ from .outbox import Outbox, OutboxEntry
 from .publishing import PendingPublish, PublishPump
 from .state import ConnectionState, StateChange, StateTracker
 from .stats import ClientStats
-from .subscription import Subscription, to_recovery
+from .subscription import Subscription
 
 log = logging.getLogger(__name__)
 
 CrdtType: TypeAlias = types_pb2.CrdtType.ValueType
 PayloadEncoding: TypeAlias = types_pb2.PayloadEncoding.ValueType
 PresenceAction: TypeAlias = types_pb2.PresenceAction.ValueType
-
-
-class SwitchingEndpoint(ConnectionLost):
-    """The client leaves a fallback endpoint because a preferred one is back."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        super().__init__(
-            grpc.StatusCode.CANCELLED,
-            f"moving to preferred endpoint {endpoint.url}",
-            reason_code="switching_endpoint",
-        )
-        self.endpoint = endpoint
 
 
 class SyncClient:
@@ -106,10 +91,10 @@ class SyncClient:
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._reconnect_now = False
-        self._paused = asyncio.Event()
         self._closed = False
         self._ever_connected = False
         self.stats = ClientStats()
+        self._delivery = Delivery(self._subscriptions, self._inbox, self.stats)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -563,7 +548,7 @@ class SyncClient:
             link = SyncLink(
                 self._pool.get(endpoint),
                 endpoint,
-                self._on_response,
+                self._delivery.handle,
                 metadata=self.config.metadata,
                 stats=self.stats,
             )
@@ -617,7 +602,9 @@ class SyncClient:
                     self.stats,
                 )
                 background.append(asyncio.create_task(pump.run(), name="syncwire-outbox"))
-                background.append(asyncio.create_task(self._resume_paused(link)))
+                background.append(
+                    asyncio.create_task(self._delivery.resume_paused(link, self._send_subscribe))
+                )
                 preferred = self._selector.preferred_over(link.endpoint)
                 if preferred:
                     background.append(asyncio.create_task(self._probe_preferred(link, preferred)))
@@ -664,102 +651,6 @@ class SyncClient:
                 channel = self._pool.get(endpoint)
                 if await probe(channel, self.config.connect_timeout, self.config.metadata):
                     log.info("preferred endpoint %s is back", endpoint.url)
-                    link.fail(SwitchingEndpoint(endpoint))
+                    link.fail(SwitchingEndpoint(endpoint.url))
                     return
                 self._pool.discard(endpoint)
-
-    # -------------------------------------------------------- incoming stream
-
-    def _on_response(self, link: SyncLink, response: sync_pb2.SyncResponse) -> None:
-        """Handles every server message in order (called by the link's reader; never
-        waits, so acknowledgements are never stuck behind unread deltas)."""
-        kind = response.WhichOneof("kind")
-        if kind == "delta":
-            self._on_delta(response.delta)
-        elif kind == "subscribed":
-            self._on_subscribed(response.subscribed, solicited=response.request_id != 0)
-        elif kind == "peer_join":
-            self._deliver(response.peer_join.collection_id, PeerJoined(response.peer_join))
-        elif kind == "peer_leave":
-            self._deliver(response.peer_leave.collection_id, PeerLeft(response.peer_leave))
-        elif kind == "presence":
-            self._deliver(response.presence.collection_id, PresenceChanged(response.presence))
-        elif kind == "error" and not link.is_pending(response.request_id):
-            self._inbox.put(ErrorEvent(RequestFailed.from_proto(response.error)))
-
-    def _deliver(self, collection_id: str, event: SyncEvent) -> None:
-        if collection_id in self._subscriptions:
-            self._inbox.put(event)
-
-    def _on_delta(self, delta: types_pb2.Delta) -> None:
-        subscription = self._subscriptions.get(delta.collection_id)
-        if subscription is None or not subscription.active:
-            return
-        if subscription.paused or self._inbox.full:
-            # The application is behind: drop, and rejoin from the offset once it has
-            # made room (the server replays what was dropped here).
-            if not subscription.paused:
-                subscription.paused = True
-                self.stats.pauses += 1
-                self._paused.set()
-            self.stats.deltas_deferred += 1
-            return
-        if delta.epoch != subscription.epoch:
-            # A new epoch without a notice: history moved on under us. Say so.
-            self._inbox.put(
-                RecoveryEvent(
-                    delta.collection_id,
-                    to_recovery(sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH),
-                    epoch=delta.epoch,
-                    offset=delta.offset,
-                    previous_epoch=subscription.epoch,
-                    previous_offset=subscription.offset,
-                    unsolicited=True,
-                )
-            )
-            self.stats.gaps += 1
-        elif not subscription.accept(delta):
-            self.stats.duplicates_dropped += 1
-            return
-        self._inbox.put(DeltaEvent(delta))
-        subscription.advance(delta)
-        self.stats.deltas += 1
-
-    def _on_subscribed(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
-        subscription = self._subscriptions.get(subscribed.collection_id)
-        if subscription is None:
-            return
-        first = solicited and not subscription.activated.done()
-        recovery = to_recovery(subscribed.recovery)
-        if not first:
-            self._inbox.put(
-                RecoveryEvent(
-                    subscribed.collection_id,
-                    recovery,
-                    epoch=subscribed.epoch,
-                    offset=subscribed.offset,
-                    previous_epoch=subscription.epoch,
-                    previous_offset=subscription.offset,
-                    replayed=subscribed.replayed,
-                    oldest_offset=subscribed.oldest_offset,
-                    unsolicited=not solicited,
-                )
-            )
-            if recovery.lost_deltas:
-                self.stats.gaps += 1
-        subscription.apply_joined(subscribed, solicited=solicited)
-
-    async def _resume_paused(self, link: SyncLink) -> None:
-        """Rejoins paused subscriptions from their offsets once the application has
-        read enough to make room (the server replays what they dropped)."""
-        while link.alive:
-            await self._paused.wait()
-            await self._inbox.wait_for_room()
-            self._paused.clear()
-            for subscription in list(self._subscriptions.values()):
-                if subscription.paused and subscription.sent_on(link) and link.alive:
-                    link.send(
-                        unsubscribe=sync_pb2.Unsubscribe(collection_id=subscription.collection_id)
-                    )
-                    subscription.detach()
-                    self._send_subscribe(link, subscription)

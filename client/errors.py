@@ -77,6 +77,21 @@ class RequestFailed(SyncError):
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 
 
+class MessageTooLargeError(RequestFailed):
+    """A delta is larger than the server's advertised message limit. Refused before
+    sending: an oversize message would end the whole stream, again on every retry."""
+
+    def __init__(self, size: int, limit: int, collection_id: str) -> None:
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"publish of about {size} bytes exceeds the server's {limit}-byte message limit",
+            reason_code="message_too_large",
+            collection_id=collection_id,
+        )
+        self.size = size
+        self.limit = limit
+
+
 class ConnectionLost(SyncError):
     """The connection to the server failed or ended; the client reconnects by itself."""
 

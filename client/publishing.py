@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
-from syncwire.v1 import sync_pb2
+from syncwire.v1 import sync_pb2, types_pb2
 
-from .errors import RequestFailed, SyncError
+from .errors import MessageTooLargeError, RequestFailed, SyncError
 from .link import SyncLink
 from .outbox import Outbox, OutboxEntry
 from .stats import ClientStats
@@ -59,6 +59,17 @@ class PendingPublish:
 
 RejectHandler = Callable[[OutboxEntry, RequestFailed], None]
 
+_REQUEST_OVERHEAD = 32
+"""Upper bound of what a SyncRequest adds around its delta (request id, tags, lengths)."""
+
+
+def check_size(delta: types_pb2.Delta, limit: int) -> None:
+    """Raises MessageTooLargeError when `delta` cannot fit a server message of `limit`
+    bytes (0: the limit is unknown)."""
+    size = delta.ByteSize() + _REQUEST_OVERHEAD
+    if limit and size > limit:
+        raise MessageTooLargeError(size, limit, delta.collection_id)
+
 
 class PublishPump:
     """Sends one connection's share of the outbox."""
@@ -89,6 +100,12 @@ class PublishPump:
                 self._slots.release()
                 continue
             self._cursor = entry.seq
+            try:
+                check_size(entry.delta, self._link.welcome.server_info.max_message_bytes)
+            except MessageTooLargeError as error:
+                self._slots.release()
+                self._refuse(entry, error)
+                continue
             entry.attempts += 1
             try:
                 reply = self._link.request(publish=sync_pb2.Publish(delta=entry.delta))
@@ -110,6 +127,9 @@ class PublishPump:
         if error.retryable:
             self._retry_from(entry, error.retry_after or 1.0)
             return
+        self._refuse(entry, error)
+
+    def _refuse(self, entry: OutboxEntry, error: RequestFailed) -> None:
         log.warning("publish refused: %s", error, extra={"collection_id": error.collection_id})
         self._outbox.reject(entry, error)
         self._on_reject(entry, error)

@@ -47,7 +47,7 @@ from .hybrid import EndpointSelector, probe
 from .inbox import Inbox
 from .link import SyncLink
 from .outbox import Outbox, OutboxEntry
-from .publishing import PendingPublish, PublishPump
+from .publishing import PendingPublish, PublishPump, check_size
 from .state import ConnectionState, StateChange, StateTracker
 from .stats import ClientStats
 from .subscription import Subscription
@@ -352,7 +352,13 @@ class SyncClient:
         replica_id: str | None = None,
     ) -> PendingPublish:
         """Queues a delta in the outbox and returns at once; `await` the result for the
-        acknowledgement. Raises OutboxFullError when the outbox is at its limit."""
+        acknowledgement.
+
+        Raises OutboxFullError when the outbox is at its limit, MessageTooLargeError when
+        the connected server's message limit is known and the delta exceeds it. A delta
+        the server refuses for good fails the awaitable with RequestFailed (deltas an
+        earlier process left in the outbox file, which nobody awaits, are reported as
+        ErrorEvent instead)."""
         self._check_open()
         timestamp = Timestamp()
         timestamp.GetCurrentTime()
@@ -365,6 +371,8 @@ class SyncClient:
             encoding=encoding,
             client_message_id=str(uuid.uuid4()),
         )
+        info = self.server_info
+        check_size(delta, info.max_message_bytes if info is not None else 0)
         return PendingPublish(self._outbox.add(delta))
 
     async def publish(

@@ -18,6 +18,7 @@ from client import (
     ConnectionState,
     DeltaEvent,
     Endpoint,
+    MessageTooLargeError,
     NotSubscribedError,
     OutboxFullError,
     PeerJoined,
@@ -309,3 +310,19 @@ def test_outbox_file_keeps_order_and_forgets_acknowledged(tmp_path: Path) -> Non
 
     assert asyncio.run(fill()) == ["m0", "m1", "m2", "m3"]
     assert asyncio.run(reopen()) == [("m0", b"\x00"), ("m2", b"\x02"), ("m3", b"\x03")]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "websocket"])
+async def test_oversize_deltas_are_refused_without_breaking_the_stream(transport: str) -> None:
+    async with running_server(max_message_bytes=2048) as server:
+        client = SyncClient(endpoint_of(server, transport))
+        queued_offline = client.submit("doc", b"x" * 4096)  # limit unknown yet: queued
+        async with client:
+            with pytest.raises(MessageTooLargeError) as refused:
+                await queued_offline
+            assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.limit == 2048
+            with pytest.raises(MessageTooLargeError):
+                client.submit("doc", b"x" * 4096)  # known now: refused at once
+            assert (await client.publish("doc", b"x" * 1500)).offset == 1
+            assert client.stats.disconnects == 0 and client.outbox_size == 0

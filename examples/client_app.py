@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Publish deltas to, or watch, a collection.")
     parser.add_argument("--endpoint", action="append", required=True, help="in preference order")
     parser.add_argument("--outbox", help="SQLite file keeping unacknowledged publishes")
     parser.add_argument("--backoff-base", type=float, default=0.5)

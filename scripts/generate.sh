@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf generated/syncwire
 mkdir -p generated
-python -m grpc_tools.protoc \
+"${PYTHON:-python}" -m grpc_tools.protoc \
   --proto_path=proto \
   --python_out=generated \
   --grpc_python_out=generated \

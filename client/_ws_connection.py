@@ -145,6 +145,10 @@ class ClientConnection:
         sinks, self._sinks = self._sinks, {}
         for sink in sinks.values():
             sink.on_end(grpc.StatusCode.UNAVAILABLE, details, grpc.aio.Metadata())
+        current = asyncio.current_task()
+        for task in self._tasks:  # a lost connection leaves no writer or reader behind
+            if task is not current:
+                task.cancel()
         self._on_closed(self)
 
     async def _read_loop(self) -> None:

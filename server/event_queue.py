@@ -49,13 +49,14 @@ class EventQueue:
     direct replies). After `end`, everything queued is still delivered, then the end.
     """
 
-    __slots__ = ("_end", "_items", "_limit", "_waiter")
+    __slots__ = ("_abandoned", "_end", "_items", "_limit", "_waiter")
 
     def __init__(self, limit: int) -> None:
         self._items: deque[sync_pb2.SyncResponse] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._end: SessionEnd | None = None
+        self._abandoned: asyncio.Future[SessionEnd] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -86,6 +87,18 @@ class EventQueue:
             self._items.clear()
         self._end = end
         self._wake()
+        if discard_pending:
+            self._abandon_future().set_result(end)
+
+    def _abandon_future(self) -> asyncio.Future[SessionEnd]:
+        if self._abandoned is None:
+            self._abandoned = asyncio.get_running_loop().create_future()
+        return self._abandoned
+
+    async def abandoned(self) -> SessionEnd:
+        """Returns once the queue was ended with `discard_pending` (a slow consumer): a
+        transport blocked writing to that peer should stop waiting and close it."""
+        return await asyncio.shield(self._abandon_future())
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -116,8 +116,17 @@ class LegacyConnection:
             )
             reader = asyncio.create_task(self._read(), name=f"legacy-read-{session.peer_id}")
             writer = asyncio.create_task(self._write(), name=f"legacy-write-{session.peer_id}")
-            done, _ = await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
-            close = _outcome(reader if reader in done else writer)
+            # A slow consumer's writer may be stuck in a send that never drains: the
+            # abandoned queue ends the connection without waiting for it.
+            abandoned = asyncio.create_task(session.queue.abandoned())
+            done, _ = await asyncio.wait(
+                (reader, writer, abandoned), return_when=asyncio.FIRST_COMPLETED
+            )
+            abandoned.cancel()
+            if abandoned in done and not abandoned.cancelled():
+                close = close_for(abandoned.result())
+            else:
+                close = _outcome(reader if reader in done else writer)
         except ConnectionClosed:
             close = None
         finally:

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(serve(config))
+    except ConfigError as exc:  # key or certificate files that do not load
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"syncwire-server: {exc}", file=sys.stderr)
         return 1

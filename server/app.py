@@ -15,6 +15,7 @@ from .grpc_server import build_grpc_server, mark_serving, register_services
 from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
+from .tls import ServerTls, exposure_warnings
 from .ws.server import WebSocketServer
 
 log = logging.getLogger(__name__)
@@ -33,25 +34,38 @@ class SyncwireServer:
             legacy_handler=LegacyGateway(self.core),
             max_message_bytes=config.max_message_bytes,
             max_connections=config.max_connections,
+            max_connections_per_address=config.max_connections_per_address,
             ping_interval=config.ws_ping_interval or None,
             ping_timeout=config.ws_ping_timeout or None,
             compression=config.ws_compression,
         )
         self._health = [grpc_health, register_services(self.ws_server, self.servicer)]
+        self.tls = ServerTls.from_config(config)
         self.grpc_port = 0
         self.ws_port = 0
         self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
+        for warning in exposure_warnings(self.config):
+            log.warning(warning)
         await self.core.start()
         address = f"{self.config.host}:{self.config.grpc_port}"
+        ws_address = f"{self.config.host}:{self.config.ws_port}"
         try:
-            self.grpc_port = self.grpc_server.add_insecure_port(address)
+            if self.tls is None:
+                self.grpc_port = self.grpc_server.add_insecure_port(address)
+            else:
+                self.grpc_port = self.grpc_server.add_secure_port(
+                    address, self.tls.grpc_credentials
+                )
         except RuntimeError as exc:  # grpcio reports bind failures this way
             raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
         await self.grpc_server.start()
-        self.ws_port = self.ws_server.add_insecure_port(f"{self.config.host}:{self.config.ws_port}")
+        if self.tls is None:
+            self.ws_port = self.ws_server.add_insecure_port(ws_address)
+        else:
+            self.ws_port = self.ws_server.add_secure_port(ws_address, self.tls.ssl_context)
         await self.ws_server.start()
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
@@ -64,7 +78,8 @@ class SyncwireServer:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.config.host}:{self.ws_port}"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://{self.config.host}:{self.ws_port}"
 
     def ready_line(self) -> str:
         line = f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} broker={self.config.broker}"

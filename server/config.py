@@ -25,8 +25,20 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the option."""
 
 
-def _opt(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[str] | None = None,
+    metavar: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """A config field; `secret` keeps the value out of repr() and error messages."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"help": help, "choices": choices, "metavar": metavar, "secret": secret},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,36 @@ class ServerConfig:
         "warning", "log level", choices=("debug", "info", "warning", "error", "critical")
     )
     log_format: str = _opt("auto", "log format", choices=("auto", "json", "text"))
+    # Security and limits (docs/security.md).
+    auth_secret: str = _opt(
+        "",
+        "HS256 secret (>= 32 bytes) that turns JWT authentication on; prefer the "
+        "environment variable, command lines are visible to other local users",
+        metavar="SECRET",
+        secret=True,
+    )
+    auth_public_key: str = _opt(
+        "",
+        "PEM public key file that turns JWT authentication on (RSA: RS256, EC P-256: ES256)",
+        metavar="FILE",
+    )
+    auth_audience: str = _opt("", "required JWT aud claim (empty: tokens must carry no aud)")
+    auth_issuer: str = _opt("", "required JWT iss claim (empty: not checked)")
+    auth_leeway: float = _opt(5.0, "seconds of clock skew tolerated on exp and nbf")
+    rate_limit_messages: float = _opt(
+        0.0, "client messages per second per connection (0 = unlimited)"
+    )
+    rate_limit_bytes: float = _opt(0.0, "client bytes per second per connection (0 = unlimited)")
+    rate_limit_burst: float = _opt(
+        2.0, "seconds of the rate limits a connection may use at once (bucket size)"
+    )
+    max_connections_per_address: int = _opt(
+        100, "maximum concurrent connections and sessions per client IP address (0 = unlimited)"
+    )
+    tls_cert: str = _opt(
+        "", "PEM certificate chain file: both listeners serve TLS (grpcs, wss)", metavar="FILE"
+    )
+    tls_key: str = _opt("", "PEM private key file of the --tls-cert certificate", metavar="FILE")
 
     def __post_init__(self) -> None:
         _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")
@@ -86,11 +128,63 @@ class ServerConfig:
             "must be memory:// or redis://HOST:PORT/DB",
         )
         _check(bool(self.legacy_collection), "legacy_collection", self.legacy_collection, "must not be empty")
+        self._check_security()
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices is not None:
                 value = getattr(self, f.name)
                 _check(value in choices, f.name, value, f"must be one of {', '.join(choices)}")
+
+
+    def _check_security(self) -> None:
+        _check(
+            not (self.auth_secret and self.auth_public_key),
+            "auth_public_key",
+            self.auth_public_key,
+            "set either auth_secret or auth_public_key, not both",
+        )
+        _check(
+            not self.auth_secret or len(self.auth_secret.encode("utf-8")) >= 32,
+            "auth_secret",
+            "<hidden>",
+            "must be at least 32 bytes (RFC 7518: HS256 keys have at least 256 bits)",
+        )
+        for name in ("auth_public_key", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            _check(not path or Path(path).is_file(), name, path, "no such file")
+        for name in ("auth_audience", "auth_issuer"):
+            value = getattr(self, name)
+            _check(
+                not value or self.auth_enabled,
+                name,
+                value,
+                "needs authentication on (auth_secret or auth_public_key)",
+            )
+        _check(
+            bool(self.tls_cert) == bool(self.tls_key),
+            "tls_key" if self.tls_cert else "tls_cert",
+            "",
+            "tls_cert and tls_key are set together",
+        )
+        for name in ("auth_leeway", "rate_limit_messages", "rate_limit_bytes"):
+            value = getattr(self, name)
+            _check(value >= 0, name, value, "must be >= 0")
+        _check(self.rate_limit_burst > 0, "rate_limit_burst", self.rate_limit_burst, "must be > 0")
+        _check(
+            self.max_connections_per_address >= 0,
+            "max_connections_per_address",
+            self.max_connections_per_address,
+            "must be >= 0",
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether calls need a JWT (a secret or a public key is configured)."""
+        return bool(self.auth_secret or self.auth_public_key)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert)
 
 
 def _check(ok: bool, name: str, value: object, rule: str) -> None:
@@ -148,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 choices=f.metadata.get("choices"),
                 help=help_text,
-                metavar=f.name.upper(),
+                metavar=f.metadata.get("metavar") or f.name.upper(),
             )
 
 

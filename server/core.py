@@ -12,18 +12,29 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 
 import grpc
 
 from syncwire.v1 import sync_pb2, types_pb2
 
 from . import __version__
+from .auth import (
+    Action,
+    Authenticator,
+    Principal,
+    bearer_token,
+    forbidden,
+    handshake_token,
+    unauthenticated,
+)
 from .broker import Broker, BrokerError, MemoryBroker
 from .clock import now_timestamp
 from .config import ServerConfig
 from .errors import RequestError, validate_collection_id
 from .event_queue import SessionEnd
 from .metrics import ServerMetrics
+from .ratelimit import AddressCounter, RateLimiter, peer_address
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -32,11 +43,13 @@ FEATURES = ("presence", "history", "recovery", "idempotent-publish", "binary-ack
 
 
 class SessionRegistry:
-    """The sessions connected to this node, bounded by `max_connections`."""
+    """The sessions connected to this node, bounded by `max_connections` in all and by
+    `max_per_address` per client IP address (0 = unlimited)."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, max_per_address: int = 0) -> None:
         self.max_connections = max_connections
         self._sessions: dict[str, Session] = {}
+        self._addresses = AddressCounter(max_per_address)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -52,10 +65,16 @@ class SessionRegistry:
                 f"server is at its connection limit ({self.max_connections})",
                 retry_after_ms=1000,
             )
+        address = peer_address(session.peer)
+        if self._addresses.full(address):
+            assert address is not None
+            raise self._addresses.refusal(address)
         self._sessions[session.peer_id] = session
+        self._addresses.add(address)
 
     def remove(self, session: Session) -> None:
-        self._sessions.pop(session.peer_id, None)
+        if self._sessions.pop(session.peer_id, None) is not None:
+            self._addresses.remove(peer_address(session.peer))
 
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
@@ -86,7 +105,9 @@ class SyncCore:
     def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
         self.config = config
         self.broker = broker if broker is not None else create_broker(config)
-        self.registry = SessionRegistry(config.max_connections)
+        self.registry = SessionRegistry(config.max_connections, config.max_connections_per_address)
+        self.authenticator = Authenticator.from_config(config)
+        self.rate_limiter = RateLimiter.from_config(config)
         self.metrics = ServerMetrics(self.registry.sessions)
         self.server_id = str(uuid.uuid4())
         self._upkeep: asyncio.Task[None] | None = None
@@ -119,9 +140,12 @@ class SyncCore:
 
     # ---------------------------------------------------------------- sessions
 
-    def open_session(self, *, transport: str, peer: str) -> Session:
+    def open_session(
+        self, *, transport: str, peer: str, principal: Principal | None = None
+    ) -> Session:
         """Creates and admits a session; raises RequestError when the server is full or
-        shutting down."""
+        shutting down. A session with a principal ends (UNAUTHENTICATED) when its token
+        expires."""
         if self._shutting_down:
             raise RequestError(
                 grpc.StatusCode.UNAVAILABLE, "shutting_down", "server is shutting down"
@@ -129,6 +153,12 @@ class SyncCore:
         session = Session(self, transport=transport, peer=peer)
         self.registry.admit(session)
         self.metrics.sessions_opened.labels(transport).inc()
+        if principal is not None and self.authenticator is not None:
+            session.principal = principal
+            session.end_at(
+                self.authenticator.deadline(principal) - time.time(),
+                SessionEnd(grpc.StatusCode.UNAUTHENTICATED, "token expired", label="token_expired"),
+            )
         return session
 
     def server_info(self) -> types_pb2.ServerInfo:
@@ -146,14 +176,39 @@ class SyncCore:
 
     # -------------------------------------------------------------- behaviour
 
-    def authorize(self, principal: object | None, action: str, collection_id: str) -> None:
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Principal | None:
+        """The principal of a call's `authorization: Bearer` metadata; None while
+        authentication is off. Raises RequestError(UNAUTHENTICATED)."""
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(bearer_token(metadata))
+
+    def authenticate_handshake(self, path: str, headers: Mapping[str, str]) -> Principal | None:
+        """`authenticate` for a legacy WebSocket handshake: the `Authorization` header
+        (lower-case header names) or the `token` query parameter of `path`."""
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(handshake_token(path, headers))
+
+    def authorize(self, principal: Principal | None, action: Action, collection_id: str) -> None:
         """Raises RequestError(PERMISSION_DENIED) when `principal` may not `action`
         ("subscribe" or "publish") the collection. Without authentication configured
         everything is allowed."""
-        del principal, action, collection_id
+        if self.authenticator is None:
+            return
+        if principal is None:  # a transport forgot to authenticate: refuse, never allow
+            raise unauthenticated("missing_token", "missing token")
+        if not principal.may(action, collection_id):
+            raise forbidden(action, collection_id)
+
+    def charge(self, peer: str, size: int) -> None:
+        """Counts one client message of `size` bytes against the connection's rate
+        limit; raises RequestError(RESOURCE_EXHAUSTED, "rate_limited") beyond it."""
+        if self.rate_limiter is not None:
+            self.rate_limiter.charge(peer, size)
 
     async def publish(
-        self, delta: types_pb2.Delta, *, peer_id: str, principal: object | None
+        self, delta: types_pb2.Delta, *, peer_id: str, principal: Principal | None
     ) -> sync_pb2.PublishAck:
         """Validates and publishes a delta on behalf of `peer_id`; returns the ack."""
         validate_collection_id(delta.collection_id)

@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import grpc
+from google.protobuf.message import Message
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from wire.status import REASON_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 
+from .auth import Principal
 from .broker import BrokerError
 from .clock import now_timestamp
 from .core import SyncCore
@@ -38,9 +41,14 @@ def transport_of(context: Context) -> str:
 
 
 async def abort_with(context: Context, error: RequestError | BrokerError) -> NoReturn:
+    """Ends the call with the error's status; its reason code and retry hint go in the
+    trailing metadata (`syncwire-reason`, `retry-after-ms`)."""
     if isinstance(error, BrokerError):
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"broker unavailable: {error}")
-    await context.abort(error.code, error.message)
+    trailers = [(REASON_CODE_METADATA_KEY, error.reason_code)]
+    if error.retry_after_ms > 0:
+        trailers.append((RETRY_AFTER_METADATA_KEY, str(error.retry_after_ms)))
+    await context.abort(error.code, error.message, tuple(trailers))
     raise AssertionError("unreachable")  # abort always raises
 
 
@@ -58,8 +66,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         context: Context,
     ) -> AsyncIterator[sync_pb2.SyncResponse]:
         try:
-            session = self.core.open_session(transport=transport_of(context), peer=context.peer())
-            session.principal = self.core_principal(context)
+            session = self.core.open_session(
+                transport=transport_of(context),
+                peer=context.peer(),
+                principal=self.core_principal(context),
+            )
         except RequestError as error:
             await abort_with(context, error)
         bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer)
@@ -90,10 +101,16 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 await reader
             await session.close()
 
-    def core_principal(self, context: Context) -> object | None:
-        """The authenticated identity of the call (None while auth is off)."""
-        del context
-        return None
+    def core_principal(self, context: Context) -> Principal | None:
+        """The authenticated identity of the call (None while auth is off); raises
+        RequestError(UNAUTHENTICATED) without a valid token."""
+        return self.core.authenticate(context.invocation_metadata())
+
+    def _admit_call(self, request: Message, context: Context) -> Principal | None:
+        """A unary call's rate-limit charge, then its principal (so floods of bad tokens
+        are limited too); raises RequestError."""
+        self.core.charge(context.peer(), request.ByteSize())
+        return self.core_principal(context)
 
     @staticmethod
     async def _read(
@@ -101,7 +118,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     ) -> None:
         try:
             async for request in request_iterator:
-                await session.handle(request)
+                if await session.admit(request.request_id, request.ByteSize()):
+                    await session.handle(request)
         except MalformedRequestError as exc:
             session.end(SessionEnd(grpc.StatusCode.INVALID_ARGUMENT, str(exc), reconnect=False))
         except asyncio.CancelledError:
@@ -120,9 +138,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         self, request: sync_pb2.PublishRequest, context: Context
     ) -> sync_pb2.PublishResponse:
         try:
-            ack = await self.core.publish(
-                request.delta, peer_id="", principal=self.core_principal(context)
-            )
+            principal = self._admit_call(request, context)
+            ack = await self.core.publish(request.delta, peer_id="", principal=principal)
         except (RequestError, BrokerError) as error:
             await abort_with(context, error)
         return sync_pb2.PublishResponse(ack=ack)
@@ -131,8 +148,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         self, request: sync_pb2.GetPresenceRequest, context: Context
     ) -> sync_pb2.GetPresenceResponse:
         try:
+            principal = self._admit_call(request, context)
             validate_collection_id(request.collection_id)
-            self.core.authorize(self.core_principal(context), "subscribe", request.collection_id)
+            self.core.authorize(principal, "subscribe", request.collection_id)
             members = await self.core.broker.presence_members(request.collection_id)
         except (RequestError, BrokerError) as error:
             await abort_with(context, error)
@@ -145,8 +163,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         if request.limit:
             limit = min(limit, request.limit)
         try:
+            principal = self._admit_call(request, context)
             validate_collection_id(request.collection_id)
-            self.core.authorize(self.core_principal(context), "subscribe", request.collection_id)
+            self.core.authorize(principal, "subscribe", request.collection_id)
             history = await self.core.broker.history(
                 request.collection_id, request.since_offset, request.epoch, limit
             )
@@ -164,7 +183,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def GetServerInfo(
         self, request: sync_pb2.GetServerInfoRequest, context: Context
     ) -> sync_pb2.GetServerInfoResponse:
-        del request, context
+        try:
+            self._admit_call(request, context)
+        except RequestError as error:
+            await abort_with(context, error)
         return sync_pb2.GetServerInfoResponse(
             server_info=self.core.server_info(), timestamp=now_timestamp()
         )

@@ -7,6 +7,7 @@ JSON handler all drive a `Session`: they feed it `SyncRequest`s and send on what
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ from .errors import RequestError, validate_collection_id
 from .event_queue import EventQueue, SessionEnd
 
 if TYPE_CHECKING:
+    from .auth import Principal
     from .core import SyncCore
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ class Session:
         self.peer = peer
         self.queue = EventQueue(core.config.subscriber_queue)
         self.last_seen = time.monotonic()
-        self.principal: object | None = None
+        self.principal: Principal | None = None
+        self._end_timer: asyncio.TimerHandle | None = None
         self._subscriptions: dict[str, _Subscription] = {}
         self._sinks: dict[str, object] = {}
         self._present: set[str] = set()
@@ -74,17 +77,37 @@ class Session:
             )
         self.queue.end(end, discard_pending=discard_pending)
 
+    def end_at(self, delay: float, end: SessionEnd) -> None:
+        """Ends the session with `end` after `delay` seconds (a token's expiry)."""
+        self._end_timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self.end, end)
+
     async def close(self, reason: str = "closed") -> None:
         """Releases everything the session holds: subscriptions and presence."""
         if self._closed:
             return
         self._closed = True
+        if self._end_timer is not None:
+            self._end_timer.cancel()
         self.queue.end(SessionEnd(grpc.StatusCode.CANCELLED, reason))
         for collection_id in list(self._subscriptions):
             await self._drop_subscription(collection_id, reason)
         self.core.registry.remove(self)
 
     # ------------------------------------------------------------------ requests
+
+    async def admit(self, request_id: int, size: int) -> bool:
+        """Charges one client message of `size` bytes to the connection's rate limit.
+        Over the limit the message is refused with an `Error` reply (rate_limited,
+        retry_after_ms) and the caller's reading pauses until then: the client is slowed
+        down by back-pressure instead of being answered with a flood of errors."""
+        try:
+            self.core.charge(self.peer, size)
+        except RequestError as exc:
+            self.core.metrics.request_errors.labels(exc.reason_code).inc()
+            self.reply(request_id, exc.to_response())
+            await asyncio.sleep(exc.retry_after_ms / 1000)
+            return False
+        return True
 
     async def handle(self, request: sync_pb2.SyncRequest) -> None:
         """Applies one client request. Request-level problems become an `Error` reply

@@ -16,3 +16,10 @@ def code_to_number(code: grpc.StatusCode) -> int:
 def number_to_code(number: int) -> grpc.StatusCode:
     """The status code for a wire number; numbers gRPC does not define read as UNKNOWN."""
     return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+# Trailing metadata with which a server explains a failed unary call (or a Sync stream
+# refused at its start), mirroring the sync stream's `Error.reason_code` and
+# `Error.retry_after_ms`.
+REASON_CODE_METADATA_KEY = "syncwire-reason"
+RETRY_AFTER_METADATA_KEY = "retry-after-ms"

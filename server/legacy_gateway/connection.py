@@ -52,6 +52,13 @@ TRANSPORT: Final = "legacy"
 _SCOPED_EVENTS: Final = frozenset({"peer_join", "peer_leave", "presence"})
 
 
+CLOSE_UNAUTHENTICATED: Final = 4401
+"""Close code (private range, after HTTP 401): missing, invalid or expired token."""
+CLOSE_FORBIDDEN: Final = 4403
+"""Close code (private range, after HTTP 403): the token does not grant the home
+collection."""
+
+
 @dataclass(frozen=True, slots=True)
 class Close:
     """How the WebSocket ends: close code and reason (None = the client already closed)."""
@@ -64,9 +71,11 @@ def close_for(end: SessionEnd) -> Close:
     """The WebSocket close for a session the server ended.
 
     idle_timeout -> 1000 "idle timeout" (README 5.8); shutdown -> 1001; slow_consumer ->
-    1013 (try again later: the connection is healthy, the reader was too slow); a clean
-    end -> 1000; anything else -> 1011 with the reason.
+    1013 (try again later: the connection is healthy, the reader was too slow); token
+    expired -> 4401; a clean end -> 1000; anything else -> 1011 with the reason.
     """
+    if end.code == grpc.StatusCode.UNAUTHENTICATED:
+        return Close(CLOSE_UNAUTHENTICATED, close_reason(end.reason))
     if end.label == "idle_timeout":
         return Close(CLOSE_NORMAL, "idle timeout")
     if end.label == "shutdown":
@@ -152,6 +161,8 @@ class LegacyConnection:
             except ConnectionClosed:
                 return None
             self._session.last_seen = time.monotonic()  # any frame counts as liveness
+            if not await self._session.admit(0, _frame_size(frame)):
+                continue  # refused with a rate_limited error; reading paused meanwhile
             if isinstance(frame, str):
                 close = await self._on_text(frame)
                 if close is not None:
@@ -245,6 +256,10 @@ class LegacyConnection:
             except ConnectionClosed:
                 return None
             sent.inc()
+
+
+def _frame_size(frame: str | bytes) -> int:
+    return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
 
 
 def _collection_of(event: sync_pb2.SyncResponse, kind: str) -> str:

@@ -13,13 +13,19 @@ import logging
 import grpc
 from websockets.asyncio.server import ServerConnection
 
+from server.auth import redact_token
 from server.core import SyncCore
 from server.errors import RequestError
-from server.legacy_gateway.connection import TRANSPORT, LegacyConnection
+from server.legacy_gateway.connection import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHENTICATED,
+    TRANSPORT,
+    LegacyConnection,
+)
 from server.legacy_gateway.handshake import InvalidRoomError, close_reason, home_collection
 from server.legacy_gateway.render_cache import DEFAULT_SIZE, LegacyRenderCache
 from server.logs import bind_connection
-from server.ws.listener import format_peer
+from server.ws.listener import connection_info
 from wire.protocol import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
 
 log = logging.getLogger(__name__)
@@ -34,27 +40,24 @@ class LegacyGateway:
 
     async def __call__(self, websocket: ServerConnection) -> None:
         """Serves one connection until it closes (a `LegacyHandler`)."""
-        peer = format_peer(websocket.remote_address)
-        path = "/" if websocket.request is None else websocket.request.path
+        info = connection_info(websocket)
+        peer, path = info.peer, info.path
         bind_connection(transport=TRANSPORT, peer=peer)
         try:
             home = home_collection(path, self.core.config.legacy_collection)
         except InvalidRoomError as exc:
-            log.warning("legacy connection refused: %s", exc, extra={"path": path[:200]})
+            log.warning(
+                "legacy connection refused: %s", exc, extra={"path": redact_token(path)[:200]}
+            )
             await websocket.close(CLOSE_POLICY_VIOLATION, close_reason(str(exc)))
             return
         try:
-            session = self.core.open_session(transport=TRANSPORT, peer=peer)
+            principal = self.core.authenticate_handshake(path, info.headers)
+            self.core.authorize(principal, "subscribe", home)
+            session = self.core.open_session(transport=TRANSPORT, peer=peer, principal=principal)
         except RequestError as exc:
-            # Shutting down: going away. Full (the listener's HTTP 503 raced or other
-            # transports filled the node): try again later.
-            code = (
-                CLOSE_GOING_AWAY
-                if exc.code == grpc.StatusCode.UNAVAILABLE
-                else CLOSE_TRY_AGAIN_LATER
-            )
             log.warning("legacy connection refused: %s", exc.message)
-            await websocket.close(code, close_reason(exc.message))
+            await websocket.close(_refusal_close_code(exc), close_reason(exc.message))
             return
         bind_connection(peer_id=session.peer_id, collection_id=home)
         connection = LegacyConnection(
@@ -65,3 +68,16 @@ class LegacyGateway:
             max_message_bytes=self.core.config.max_message_bytes,
         )
         await connection.run()
+
+
+def _refusal_close_code(error: RequestError) -> int:
+    """Bad or missing token: 4401; home collection not granted: 4403; shutting down:
+    going away; full (the listener's HTTP 503/429 raced, or other transports filled the
+    node): try again later."""
+    if error.code == grpc.StatusCode.UNAUTHENTICATED:
+        return CLOSE_UNAUTHENTICATED
+    if error.code == grpc.StatusCode.PERMISSION_DENIED:
+        return CLOSE_FORBIDDEN
+    if error.code == grpc.StatusCode.UNAVAILABLE:
+        return CLOSE_GOING_AWAY
+    return CLOSE_TRY_AGAIN_LATER

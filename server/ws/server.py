@@ -20,6 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from server.ratelimit import AddressCounter
 from server.ws.connection import ServerConnectionDriver, ServerLimits
 from server.ws.context import ConnectionInfo
 from server.ws.listener import announced_limit, bind, connection_info
@@ -71,6 +72,7 @@ class WebSocketServer(grpc.aio.Server):
         legacy_handler: LegacyHandler | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_connections: int = 1000,
+        max_connections_per_address: int = 0,
         ping_interval: float | None = PING_INTERVAL_SECONDS,
         ping_timeout: float | None = PING_TIMEOUT_SECONDS,
         compression: bool = True,
@@ -86,6 +88,7 @@ class WebSocketServer(grpc.aio.Server):
             send_buffer_bytes=send_buffer_bytes,
         )
         self._max_connections = max_connections
+        self._addresses = AddressCounter(max_connections_per_address)
         self._ws_options: dict[str, Any] = {
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
@@ -250,6 +253,13 @@ class WebSocketServer(grpc.aio.Server):
             return connection.respond(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections, try again later.\n"
             )
+        if self._addresses.full(_address_of(connection)):
+            response = connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                "Too many connections from your address, try again later.\n",
+            )
+            response.headers["Retry-After"] = "1"
+            return response
         return None
 
     def _process_response(
@@ -260,15 +270,22 @@ class WebSocketServer(grpc.aio.Server):
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
+        address = _address_of(connection)
+        crowded = self._addresses.full(address)  # raced past _process_request's check
         self._open_connections += 1
+        self._addresses.add(address)
         try:
-            await self._dispatch_connection(connection)
+            await self._dispatch_connection(connection, crowded)
         finally:
             self._open_connections -= 1
+            self._addresses.remove(address)
 
-    async def _dispatch_connection(self, connection: ServerConnection) -> None:
+    async def _dispatch_connection(self, connection: ServerConnection, crowded: bool) -> None:
         if self._open_connections > self._max_connections:
             await connection.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
+            return
+        if crowded:
+            await connection.close(CLOSE_TRY_AGAIN_LATER, "too many connections from your address")
             return
         if connection.subprotocol == SUBPROTOCOL_PROTOBUF:
             await self._serve(connection, connection_info(connection))
@@ -287,3 +304,9 @@ class WebSocketServer(grpc.aio.Server):
                 CLOSE_POLICY_VIOLATION,
                 f"subprotocol required: offer {SUBPROTOCOL_PROTOBUF} (no legacy JSON endpoint)",
             )
+
+
+def _address_of(connection: ServerConnection) -> str | None:
+    """The client IP address of a connection (None if the socket has none)."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else None

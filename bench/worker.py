@@ -32,6 +32,10 @@ from bench.timing import sleep_until
 
 READY_MARKER = "bench-worker ready"
 OPEN_CONCURRENCY = 64
+# Like real clients, idle connections retry a failed open (a connection storm can
+# overflow a server's accept backlog), with fewer opens in flight per worker.
+IDLE_OPEN_CONCURRENCY = 32
+IDLE_OPEN_ATTEMPTS = 3
 MAX_IN_FLIGHT_PACED = 5000
 PROGRESS_INTERVAL = 0.001
 ECHO_DRAIN_SECONDS = 30.0
@@ -314,23 +318,33 @@ class WorkerState:
     ) -> dict[str, Any]:
         opened: list[IdleClient] = []
 
+        retried = 0
+
         def opener() -> Callable[[], Awaitable[None]]:
             async def open_one() -> None:
-                client = idle_client(kind, endpoint, compression=compression)
-                try:
-                    await asyncio.wait_for(client.open(collection), 60)
-                except BaseException:
-                    await client.close()
-                    raise
-                opened.append(client)
+                nonlocal retried
+                for attempt in range(IDLE_OPEN_ATTEMPTS):
+                    client = idle_client(kind, endpoint, compression=compression)
+                    try:
+                        await asyncio.wait_for(client.open(collection), 60)
+                    except Exception:
+                        await client.close()
+                        if attempt + 1 == IDLE_OPEN_ATTEMPTS:
+                            raise
+                        retried += 1
+                        await asyncio.sleep(0.5 * (attempt + 1))
+                        continue
+                    opened.append(client)
+                    return
 
             return open_one
 
-        failures = await _bounded([opener() for _ in range(count)], OPEN_CONCURRENCY)
+        failures = await _bounded([opener() for _ in range(count)], IDLE_OPEN_CONCURRENCY)
         self.idle.extend(opened)
         return {
             "opened": len(opened),
             "failed": len(failures),
+            "retried": retried,
             "first_error": _describe(failures[0]) if failures else "",
         }
 

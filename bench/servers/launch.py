@@ -9,22 +9,26 @@ from bench.procs import ChildProcess, ProcessFailed, start_child, start_module
 from bench.servers import READY_MARKER
 
 SYNCWIRE_READY = "syncwire ready"
+# Every bench client connects from 127.0.0.1, so the per-address limit is lifted; the
+# scenarios raise --max-connections themselves.
+SYNCWIRE_BENCH_FLAGS = (
+    "--grpc-port",
+    "0",
+    "--ws-port",
+    "0",
+    "--log-level",
+    "error",
+    "--shutdown-grace",
+    "1",
+    "--max-connections-per-address",
+    "0",
+)
 
 
 async def start_syncwire(name: str, *args: str) -> ChildProcess:
     """The syncwire server (``python -m server`` flags) on uvloop, ports picked freely.
     Endpoints: ``grpc`` (host:port) and ``ws`` (URL)."""
-    argv = [
-        "--grpc-port",
-        "0",
-        "--ws-port",
-        "0",
-        "--log-level",
-        "error",
-        "--shutdown-grace",
-        "1",
-        *args,
-    ]
+    argv = [*SYNCWIRE_BENCH_FLAGS, *args]
     return await start_module(name, "bench.servers.syncwire", argv, marker=SYNCWIRE_READY)
 
 

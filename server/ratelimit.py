@@ -23,6 +23,7 @@ from .errors import RequestError
 
 RATE_LIMITED: Final = "rate_limited"
 TOO_MANY_FROM_ADDRESS: Final = "too_many_connections_per_address"
+_EPSILON: Final = 1e-9
 
 
 @dataclass(slots=True)
@@ -40,9 +41,10 @@ class TokenBucket:
         self.stamp = now
 
     def wait_for(self, cost: float) -> float:
-        """Seconds until `cost` is admitted (0: now); call after `refill`."""
+        """Seconds until `cost` is admitted (0: now); call after `refill`. Shortfalls
+        below `_EPSILON` tokens are float noise of the clock arithmetic, not a refusal."""
         missing = min(cost, self.capacity) - self.tokens
-        return missing / self.rate if missing > 0 else 0.0
+        return missing / self.rate if missing > _EPSILON else 0.0
 
     def full(self, now: float) -> bool:
         return self.tokens + (now - self.stamp) * self.rate >= self.capacity

@@ -72,7 +72,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 principal=self.core_principal(context),
             )
         except RequestError as error:
-            await abort_with(context, error)
+            await self._refuse(context, error)
         bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer)
         reader = asyncio.create_task(self._read(request_iterator, session))
         metrics = self.core.metrics
@@ -105,6 +105,13 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         """The authenticated identity of the call (None while auth is off); raises
         RequestError(UNAUTHENTICATED) without a valid token."""
         return self.core.authenticate(context.invocation_metadata())
+
+    async def _refuse(self, context: Context, error: RequestError | BrokerError) -> NoReturn:
+        """Counts the refusal by reason (auth failures and limits show on dashboards)
+        and ends the call with it."""
+        reason = error.reason_code if isinstance(error, RequestError) else "broker_unavailable"
+        self.core.metrics.request_errors.labels(reason).inc()
+        await abort_with(context, error)
 
     def _admit_call(self, request: Message, context: Context) -> Principal | None:
         """A unary call's rate-limit charge, then its principal (so floods of bad tokens
@@ -141,7 +148,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             principal = self._admit_call(request, context)
             ack = await self.core.publish(request.delta, peer_id="", principal=principal)
         except (RequestError, BrokerError) as error:
-            await abort_with(context, error)
+            await self._refuse(context, error)
         return sync_pb2.PublishResponse(ack=ack)
 
     async def GetPresence(
@@ -153,7 +160,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             self.core.authorize(principal, "subscribe", request.collection_id)
             members = await self.core.broker.presence_members(request.collection_id)
         except (RequestError, BrokerError) as error:
-            await abort_with(context, error)
+            await self._refuse(context, error)
         return sync_pb2.GetPresenceResponse(collection_id=request.collection_id, members=members)
 
     async def GetHistory(
@@ -170,7 +177,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 request.collection_id, request.since_offset, request.epoch, limit
             )
         except (RequestError, BrokerError) as error:
-            await abort_with(context, error)
+            await self._refuse(context, error)
         return sync_pb2.GetHistoryResponse(
             collection_id=request.collection_id,
             epoch=history.epoch,
@@ -186,7 +193,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         try:
             self._admit_call(request, context)
         except RequestError as error:
-            await abort_with(context, error)
+            await self._refuse(context, error)
         return sync_pb2.GetServerInfoResponse(
             server_info=self.core.server_info(), timestamp=now_timestamp()
         )

@@ -157,8 +157,10 @@ async def test_calls_without_a_valid_token_are_unauthenticated(transport: str, c
                     grpc.StatusCode.UNAUTHENTICATED,
                     details,
                 ), call
-            # The refusals admitted no session; a valid token still works on the channel.
+            # The refusals admitted no session and are counted by reason; a valid token
+            # still works on the channel.
             assert len(server.core.registry) == 0
+            assert server.core.metrics.request_errors.labels(reason)._value.get() == 5
             info = await stub.GetServerInfo(
                 sync_pb2.GetServerInfoRequest(), metadata=bearer(token()), timeout=5
             )

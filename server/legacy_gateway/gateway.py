@@ -56,6 +56,7 @@ class LegacyGateway:
             self.core.authorize(principal, "subscribe", home)
             session = self.core.open_session(transport=TRANSPORT, peer=peer, principal=principal)
         except RequestError as exc:
+            self.core.metrics.request_errors.labels(exc.reason_code).inc()
             log.warning("legacy connection refused: %s", exc.message)
             await websocket.close(_refusal_close_code(exc), close_reason(exc.message))
             return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -141,6 +141,7 @@ class Authenticator:
         issuer: str = "",
         leeway: float = 5.0,
         cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = key
         self._algorithms = algorithms
@@ -149,6 +150,7 @@ class Authenticator:
         self.leeway = leeway
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
+        self._clock = clock
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> Authenticator | None:
@@ -178,7 +180,8 @@ class Authenticator:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(token)
-        if time.time() > self.deadline(principal):
+        if self._clock() > self.deadline(principal):
+            del self._cache[token]
             raise unauthenticated(TOKEN_EXPIRED, "token expired")
         return principal
 

@@ -4,6 +4,7 @@ permission patterns, token extraction, start-up warnings."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,13 @@ import grpc
 import pytest
 
 from server.__main__ import build_parser, main
-from server.auth import Principal, bearer_token, handshake_token, redact_token
+from server.auth import Authenticator, Principal, bearer_token, handshake_token, redact_token
 from server.config import ConfigError, ServerConfig, load_config
 from server.errors import RequestError
 from server.ratelimit import AddressCounter, RateLimiter, TokenBucket, peer_address
 from server.tls import exposure_warnings, is_loopback
 
-from .security_harness import SECRET, ec_key, write_public_key
+from .security_harness import SECRET, ec_key, make_token, write_public_key
 
 
 class FakeClock:
@@ -228,3 +229,15 @@ def test_peer_addresses_and_counts() -> None:
     counter.remove("a")
     assert counter.count("a") == 0
     assert not AddressCounter(0).full("a")
+
+
+def test_a_remembered_token_still_expires() -> None:
+    clock = FakeClock()
+    clock.now = time.time()
+    authenticator = Authenticator(SECRET.encode(), ["HS256"], leeway=0.0, clock=clock)
+    jwt = make_token(expires_in=60)
+    assert authenticator.authenticate(jwt).subject == "tester"
+    clock.now += 120
+    with pytest.raises(RequestError) as expired:
+        authenticator.authenticate(jwt)  # from the cache: no signature check, still expired
+    assert (expired.value.reason_code, expired.value.message) == ("token_expired", "token expired")

@@ -65,19 +65,23 @@ async def test_clients_that_do_not_trust_the_ca_are_refused(pki: Pki) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["grpcs", "wss"])
-async def test_sync_client_with_a_private_ca(pki: Pki, scheme: str) -> None:
-    async with running_server(tls_cert=str(pki.cert_file), tls_key=str(pki.key_file)) as server:
+async def test_sync_client_with_a_private_ca_and_a_token(pki: Pki, scheme: str) -> None:
+    tls = {"tls_cert": str(pki.cert_file), "tls_key": str(pki.key_file)}
+    async with running_server(**tls, auth_secret=SECRET) as server:
         port = server.grpc_port if scheme == "grpcs" else server.ws_port
         config = ClientConfig(
             backoff=FAST.backoff,
             connect_timeout=FAST.connect_timeout,
             channel_factory=tls_channel_factory(pki.ca_file),
+            metadata=bearer(make_token(subs=["doc"], pubs=["doc"])),
         )
         async with SyncClient(f"{scheme}://localhost:{port}", config) as client:
             await client.connect()
             await client.subscribe("doc")
             await client.publish("doc", b"private ca")
             assert (await next_event(client, DeltaEvent)).data == b"private ca"
+            history = await client.history("doc")  # a unary call with the token
+            assert [d.delta for d in history.deltas] == [b"private ca"]
 
 
 def test_mismatched_or_missing_tls_files_fail_at_start(pki: Pki, tmp_path: Path) -> None:

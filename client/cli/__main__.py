@@ -1,0 +1,7 @@
+"""``python -m client.cli``: the `syncwire` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""Exit codes of the `syncwire` command, and failures turned into one readable line.
+
+Scripts branch on the exit code: 0 success, 1 the server or the input refused the
+operation, 2 a usage error (nothing was sent), 3 the server could not be reached or is
+not serving (retrying later may help), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import grpc
+import grpc.aio
+
+from client.errors import SyncError
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure the command reports as one line on stderr, then exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    """Bad arguments or input, found before anything was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.USAGE)
+
+
+_UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_AUTH_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: " (give a token with --token or SYNCWIRE_TOKEN)",
+    grpc.StatusCode.PERMISSION_DENIED: " (the token does not allow this)",
+}
+# Transport failure details (grpc core and the WebSocket channel word them differently),
+# in the order they are checked, with the short reason shown to the user.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"connection refused|errno 111\b|connect call failed", re.I), "connection refused"),
+    (
+        re.compile(
+            r"domain name not found|name or service not known|errors resolving|"
+            r"nodename nor servname|errno -[23]\b",
+            re.I,
+        ),
+        "unknown host",
+    ),
+    (re.compile(r"certificate|ssl|tls|handshake", re.I), "TLS handshake failed"),
+    (re.compile(r"timed? ?out|deadline", re.I), "timed out"),
+    (re.compile(r"failed to connect|connection reset|network is unreachable", re.I), ""),
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _connect_reason(details: str) -> str | None:
+    """A short reason when `details` describe a failure to reach the server."""
+    for pattern, reason in _REASONS:
+        if pattern.search(details):
+            return reason or _one_line(details)
+    return None
+
+
+def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> CliError:
+    """The one-line error for a failed call `what` to the server at `where`."""
+    details = _one_line(details) or code.name
+    if code in _UNREACHABLE_CODES:
+        reason = _connect_reason(details)
+        if reason is not None:
+            if reason == "TLS handshake failed":
+                reason = f"{reason} ({details})"
+            return CliError(f"cannot connect to {where}: {reason}", ExitCode.UNAVAILABLE)
+        return CliError(f"{where} is unavailable: {details}", ExitCode.UNAVAILABLE)
+    hint = _AUTH_HINTS.get(code, "")
+    return CliError(f"{what} refused by {where}: {code.name.lower()}: {details}{hint}")
+
+
+def from_sync_error(error: SyncError, *, where: str, what: str) -> CliError:
+    # The client prefixes transport failures with "connecting to URL failed: ".
+    details = re.sub(r"^connecting to \S+ failed: ", "", error.message)
+    return explain(error.code, details, where=where, what=what)
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError, *, where: str, what: str) -> CliError:
+    return explain(error.code(), error.details() or "", where=where, what=what)

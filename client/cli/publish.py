@@ -1,0 +1,209 @@
+"""`syncwire publish`: one delta from the command line, or a file of deltas, one a line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, TypeAlias
+
+import click
+
+from client.errors import SyncError
+from client.publishing import PendingPublish
+from syncwire.v1 import sync_pb2, types_pb2
+
+from .errors import UsageError
+from .output import emit_json, enum_label, notice, progress, stdout
+from .session import CommandSession, open_session
+from .target import Target, connection_options
+
+Encoding = Literal["raw", "json"]
+CrdtType: TypeAlias = types_pb2.CrdtType.ValueType
+CRDT_TYPES: dict[str, CrdtType] = {
+    enum_label(name, "CRDT_TYPE_"): number
+    for name, number in types_pb2.CrdtType.items()
+    if number != types_pb2.CRDT_TYPE_UNSPECIFIED
+}
+WINDOW = 256
+"""Publishes submitted and not yet acknowledged while sending a file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    data: bytes
+    line: int = 0
+    """Line number in the file (0 for a delta given on the command line)."""
+
+
+@click.command()
+@click.argument("collection")
+@click.argument("data", required=False)
+@click.option("-d", "--data", "data_option", metavar="TEXT", help="The delta, as text.")
+@click.option(
+    "-f",
+    "--file",
+    "file",
+    type=click.File("rb"),
+    metavar="PATH",
+    help="Publish every line of PATH as one delta, in order ('-' reads stdin). "
+    "Blank lines are skipped; with --encoding json each line must be one JSON value.",
+)
+@click.option(
+    "-e",
+    "--encoding",
+    type=click.Choice(["raw", "json"]),
+    default="raw",
+    show_default=True,
+    help="raw: the bytes as given; json: a JSON document (checked before anything is "
+    "sent; legacy JSON clients receive it as their 'data').",
+)
+@click.option("--crdt-type", type=click.Choice(sorted(CRDT_TYPES)), help="CRDT kind of the delta.")
+@click.option("--json", "as_json", is_flag=True, help="Print each acknowledgement as a JSON line.")
+@connection_options
+def publish(
+    target: Target,
+    collection: str,
+    data: str | None,
+    data_option: str | None,
+    file: BinaryIO | None,
+    encoding: Encoding,
+    crdt_type: str | None,
+    as_json: bool,
+) -> None:
+    """Publish deltas into COLLECTION and print the offsets the server assigned.
+
+    \b
+      syncwire publish notes 'hello'
+      syncwire publish notes --encoding json '{"text": "hello"}'
+      syncwire publish notes --file deltas.jsonl --encoding json
+    """
+    given = [value for value in (data, data_option) if value is not None]
+    if len(given) + (file is not None) != 1:
+        raise UsageError("give exactly one delta: DATA, --data TEXT or --file PATH")
+    if file is not None:
+        payloads = read_lines(file.read(), encoding, getattr(file, "name", "-"))
+    else:
+        payloads = [Payload(given[0].encode("utf-8"))]
+        check_payloads(payloads, encoding, "DATA")
+    crdt = CRDT_TYPES[crdt_type] if crdt_type else types_pb2.CRDT_TYPE_UNSPECIFIED
+    asyncio.run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None))
+
+
+def read_lines(content: bytes, encoding: Encoding, name: str) -> list[Payload]:
+    """One payload per non-blank line (line ends ``\\n`` or ``\\r\\n`` removed)."""
+    payloads = [
+        Payload(line.removesuffix(b"\r"), number)
+        for number, line in enumerate(content.split(b"\n"), start=1)
+        if line.strip()
+    ]
+    check_payloads(payloads, encoding, name)
+    return payloads
+
+
+def check_payloads(payloads: list[Payload], encoding: Encoding, name: str) -> None:
+    """Refuses the input before anything is sent if a JSON payload is not JSON."""
+    if encoding != "json":
+        return
+    for payload in payloads:
+        where = f"{name}:{payload.line}" if payload.line else name
+        try:
+            json.loads(payload.data, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise UsageError(f"{where}: not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _publish(
+    target: Target,
+    collection: str,
+    payloads: list[Payload],
+    encoding: Encoding,
+    crdt: CrdtType,
+    as_json: bool,
+    from_file: bool,
+) -> None:
+    async with open_session(target, announce=from_file) as session:
+        sender = _Sender(session, collection, encoding, crdt)
+        if not from_file:
+            show_ack(await sender.send_one(payloads[0]), as_json, brief=False)
+            return
+        acks = await sender.send_all(payloads, as_json)
+    if not acks:
+        notice("the file holds no deltas; nothing published")
+    elif not as_json:
+        stdout.print(
+            f"published {len(acks)} deltas to {collection!r}: "
+            f"offsets {acks[0].offset}..{acks[-1].offset} (epoch {acks[-1].epoch})"
+        )
+
+
+class _Sender:
+    """Submits payloads through the client's outbox and awaits their acknowledgements."""
+
+    def __init__(
+        self, session: CommandSession, collection: str, encoding: Encoding, crdt: CrdtType
+    ) -> None:
+        self.session = session
+        self.collection = collection
+        self.encoding = (
+            types_pb2.PAYLOAD_ENCODING_JSON
+            if encoding == "json"
+            else types_pb2.PAYLOAD_ENCODING_UNSPECIFIED
+        )
+        self.crdt = crdt
+
+    def submit(self, payload: Payload) -> PendingPublish:
+        try:
+            return self.session.client.submit(
+                self.collection, payload.data, crdt_type=self.crdt, encoding=self.encoding
+            )
+        except SyncError as error:  # outbox full, or larger than the server allows
+            raise self.session.explain(error, _what(payload)) from None
+
+    async def send_one(self, payload: Payload) -> sync_pb2.PublishAck:
+        return await self.session.run(self.submit(payload), _what(payload))
+
+    async def send_all(self, payloads: list[Payload], as_json: bool) -> list[sync_pb2.PublishAck]:
+        """Publishes in order with up to WINDOW in flight; returns the acks in order."""
+        acks: list[sync_pb2.PublishAck] = []
+        window: deque[tuple[Payload, PendingPublish]] = deque()
+        with progress(f"publishing to {self.collection}", len(payloads)) as meter:
+
+            async def settle_oldest() -> None:
+                payload, pending = window.popleft()
+                ack = await self.session.run(pending, _what(payload))
+                acks.append(ack)
+                if as_json:
+                    show_ack(ack, as_json=True, brief=True)
+                meter.advance()
+
+            for payload in payloads:
+                if len(window) >= WINDOW:
+                    await settle_oldest()
+                window.append((payload, self.submit(payload)))
+            while window:
+                await settle_oldest()
+        return acks
+
+
+def _what(payload: Payload) -> str:
+    return f"publish of line {payload.line}" if payload.line else "publish"
+
+
+def show_ack(ack: sync_pb2.PublishAck, as_json: bool, *, brief: bool) -> None:
+    if as_json:
+        emit_json(
+            {
+                "collection_id": ack.collection_id,
+                "offset": ack.offset,
+                "epoch": ack.epoch,
+                "duplicate": ack.duplicate,
+            }
+        )
+    elif not brief:
+        stdout.print(f"offset {ack.offset} (epoch {ack.epoch})")

@@ -1,0 +1,203 @@
+"""Which server a command talks to, and how: endpoint, token and TLS trust.
+
+Every subcommand takes the same connection options (`connection_options`); they resolve
+into one `Target` that opens channels (for the generated stubs) and client
+configurations (for `SyncClient`) with the same credentials.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import click
+import grpc
+import grpc.aio
+
+from client.backoff import Backoff
+from client.config import ClientConfig
+from client.endpoints import ChannelSettings, Endpoint
+from client.ws_channel import WebSocketChannel
+
+from .errors import UsageError
+
+R = TypeVar("R")
+TransportName = Literal["grpc", "ws"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORTS: dict[TransportName, int] = {"grpc": 50051, "ws": 8080}
+_SCHEMES: dict[tuple[TransportName, bool], str] = {
+    ("grpc", False): "grpc",
+    ("grpc", True): "grpcs",
+    ("ws", False): "ws",
+    ("ws", True): "wss",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resolved server endpoint with the credentials to use there.
+
+    Attributes:
+        endpoint: Where to connect (its URL is what messages show).
+        token: Bearer token sent as ``authorization`` metadata on every call.
+        ca_file: PEM file of CAs trusted for TLS (None: the system store).
+        timeout: Seconds allowed to connect and for each request.
+    """
+
+    endpoint: Endpoint
+    token: str | None = None
+    ca_file: Path | None = None
+    timeout: float = 10.0
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.url
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def open_channel(
+        self, endpoint: Endpoint | None = None, settings: ChannelSettings | None = None
+    ) -> grpc.aio.Channel:
+        """A channel to the endpoint with this target's TLS trust (a `ChannelFactory`)."""
+        endpoint = endpoint or self.endpoint
+        settings = settings or ChannelSettings()
+        ca = str(self.ca_file) if self.ca_file is not None else None
+        if endpoint.transport == "websocket":
+            return WebSocketChannel(
+                endpoint.url,
+                ca_file=ca,
+                headers=list(self.metadata),
+                max_receive_message_bytes=settings.max_receive_message_bytes,
+                ping_interval=settings.ws_ping_interval,
+                ping_timeout=settings.ws_ping_timeout,
+                open_timeout=self.timeout,
+            )
+        options = settings.grpc_options()
+        if not endpoint.tls:
+            return grpc.aio.insecure_channel(endpoint.target, options=options)
+        roots = self.ca_file.read_bytes() if self.ca_file is not None else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        return grpc.aio.secure_channel(endpoint.target, credentials, options=options)
+
+    def client_config(self, *, reconnect_attempts: int | None) -> ClientConfig:
+        """SyncClient settings: this target's credentials and timeouts, quick retries
+        (`reconnect_attempts` None: keep reconnecting), and no wait at close (commands
+        await what they need before closing)."""
+        return ClientConfig(
+            backoff=Backoff(base=0.5, cap=5.0, max_attempts=reconnect_attempts),
+            connect_timeout=self.timeout,
+            request_timeout=self.timeout,
+            metadata=self.metadata,
+            close_flush_timeout=0.0,
+            channel_factory=lambda endpoint, settings: self.open_channel(endpoint, settings),
+        )
+
+
+def resolve_endpoint(server: str | None, transport: TransportName | None, tls: bool) -> Endpoint:
+    """The endpoint for ``--server`` (a URL, ``host:port`` or ``host``), ``--transport``
+    and ``--tls``; defaults to the local server's gRPC port."""
+    if server and "://" in server:
+        try:
+            endpoint = Endpoint.parse(server)
+        except ValueError as exc:
+            raise UsageError(f"invalid --server: {exc}") from None
+        named: TransportName = "ws" if endpoint.transport == "websocket" else "grpc"
+        if transport is not None and transport != named:
+            raise UsageError(f"--transport {transport} contradicts --server {server}")
+        if tls and not endpoint.tls:
+            raise UsageError(
+                f"--tls/--ca need a TLS URL ({_SCHEMES[named, True]}://), got {server}"
+            )
+        return endpoint
+    transport = transport or "grpc"
+    netloc = _with_port(server or DEFAULT_HOST, DEFAULT_PORTS[transport])
+    try:
+        return Endpoint.parse(f"{_SCHEMES[transport, tls]}://{netloc}")
+    except ValueError as exc:
+        raise UsageError(f"invalid --server: {exc}") from None
+
+
+def _with_port(text: str, default_port: int) -> str:
+    """``host:port`` from ``host`` or ``host:port`` (IPv6 in brackets)."""
+    try:
+        port = urlsplit("//" + text).port
+    except ValueError:
+        raise UsageError(f"invalid --server {text!r}: the port must be 0..65535") from None
+    return text if port is not None else f"{text}:{default_port}"
+
+
+_OPTIONS = (
+    click.option(
+        "-s",
+        "--server",
+        metavar="URL",
+        envvar="SYNCWIRE_SERVER",
+        show_envvar=True,
+        help="Server endpoint: grpc://HOST:PORT, grpcs://, ws://HOST:PORT, wss://, or "
+        "HOST[:PORT] with --transport. Default: 127.0.0.1 on the transport's default "
+        "port (gRPC 50051, WebSocket 8080).",
+    ),
+    click.option(
+        "-t",
+        "--transport",
+        type=click.Choice(["grpc", "ws"]),
+        help="Transport when --server is not a URL (default grpc).",
+    ),
+    click.option(
+        "--token",
+        envvar="SYNCWIRE_TOKEN",
+        show_envvar=True,
+        help="Bearer token (JWT), sent as 'authorization: Bearer TOKEN' metadata.",
+    ),
+    click.option(
+        "--tls", is_flag=True, help="Use TLS (grpcs:// / wss://) when --server is not a URL."
+    ),
+    click.option(
+        "--ca",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="SYNCWIRE_CA",
+        show_envvar=True,
+        help="PEM file of CA certificates to trust for TLS (implies --tls).",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Seconds allowed to connect, and for each request.",
+    ),
+)
+
+
+def connection_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Adds the connection options to a click command; it receives `target: Target`."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        server: str | None,
+        transport: TransportName | None,
+        token: str | None,
+        tls: bool,
+        ca: Path | None,
+        timeout: float,
+        **kwargs: Any,
+    ) -> R:
+        endpoint = resolve_endpoint(server, transport, tls or ca is not None)
+        target = Target(endpoint, token=token or None, ca_file=ca, timeout=timeout)
+        return command(*args, target=target, **kwargs)
+
+    decorated: Callable[..., R] = with_target
+    for option in reversed(_OPTIONS):
+        decorated = option(decorated)
+    return decorated
+
+
+__all__ = ["Target", "connection_options", "resolve_endpoint"]

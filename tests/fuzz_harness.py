@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -75,3 +75,16 @@ def server_errors(records: Sequence[logging.LogRecord]) -> list[str]:
         for r in records
         if r.levelno >= logging.ERROR and r.name.startswith(("server", "websockets"))
     ]
+
+
+async def assert_unharmed(
+    server: SyncwireServer,
+    baseline: Baseline,
+    bystander_served: Callable[[], Awaitable[object]],
+    records: Sequence[logging.LogRecord],
+) -> None:
+    """After an example: nothing leaked, the bystander is still served, and the server
+    logged no unexpected error."""
+    await assert_back_to(server, baseline)
+    await bystander_served()
+    assert server_errors(records) == []

@@ -27,39 +27,43 @@ def blob(stream: SyncStream, size: int = 1) -> int:
     return stream.send(blob=sync_pb2.Blob(data=b"x" * size))
 
 
+@contextlib.asynccontextmanager
+async def limited_stream(transport: str, **limits: float) -> AsyncIterator[SyncStream]:
+    """A welcomed Sync stream to a server with `limits`."""
+    async with running_server(**limits) as server, open_channel(server, transport) as channel:
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+        await stream.welcome()
+        try:
+            yield stream
+        finally:
+            await stream.close()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_stream_messages_over_the_rate_get_rate_limited_errors(transport: str) -> None:
     # 2 messages/s with 2 s of burst: 4 at once, then one every 500 ms.
-    async with running_server(rate_limit_messages=2.0, rate_limit_burst=2.0) as server:
-        async with open_channel(server, transport) as channel:
-            stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
-            await stream.welcome()
-            replies = [await stream.expect_reply(i) for i in [blob(stream) for _ in range(5)]]
-            assert [r.WhichOneof("kind") for r in replies] == ["binary_ack"] * 4 + ["error"]
-            error = replies[-1].error
-            assert (error.code, error.reason_code) == (RESOURCE_EXHAUSTED, "rate_limited")
-            assert 0 < error.retry_after_ms <= 500
-            assert error.message.startswith("rate limit exceeded (2 messages/s per connection)")
-            # The stream carries on: reading resumed once the bucket had refilled.
-            after = await stream.expect_reply(blob(stream))
-            assert after.WhichOneof("kind") == "binary_ack"
-            assert not stream.ended.done()
-            await stream.close()
+    async with limited_stream(transport, rate_limit_messages=2.0, rate_limit_burst=2.0) as stream:
+        replies = [await stream.expect_reply(i) for i in [blob(stream) for _ in range(5)]]
+        assert [r.WhichOneof("kind") for r in replies] == ["binary_ack"] * 4 + ["error"]
+        error = replies[-1].error
+        assert (error.code, error.reason_code) == (RESOURCE_EXHAUSTED, "rate_limited")
+        assert 0 < error.retry_after_ms <= 500
+        assert error.message.startswith("rate limit exceeded (2 messages/s per connection)")
+        # The stream carries on: reading resumed once the bucket had refilled.
+        after = await stream.expect_reply(blob(stream))
+        assert after.WhichOneof("kind") == "binary_ack"
+        assert not stream.ended.done()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_stream_bytes_over_the_rate_get_rate_limited_errors(transport: str) -> None:
-    async with running_server(rate_limit_bytes=1000.0, rate_limit_burst=1.0) as server:
-        async with open_channel(server, transport) as channel:
-            stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
-            await stream.welcome()
-            first, second = blob(stream, 600), blob(stream, 600)
-            assert (await stream.expect_reply(first)).binary_ack.size == 600
-            error = (await stream.expect_reply(second)).error
-            assert (error.code, error.reason_code) == (RESOURCE_EXHAUSTED, "rate_limited")
-            assert 0 < error.retry_after_ms <= 1000
-            assert "1000 bytes/s" in error.message
-            await stream.close()
+    async with limited_stream(transport, rate_limit_bytes=1000.0, rate_limit_burst=1.0) as stream:
+        first, second = blob(stream, 600), blob(stream, 600)
+        assert (await stream.expect_reply(first)).binary_ack.size == 600
+        error = (await stream.expect_reply(second)).error
+        assert (error.code, error.reason_code) == (RESOURCE_EXHAUSTED, "rate_limited")
+        assert 0 < error.retry_after_ms <= 1000
+        assert "1000 bytes/s" in error.message
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

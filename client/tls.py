@@ -23,7 +23,7 @@ def tls_channel_factory(ca_file: str | os.PathLike[str]) -> ChannelFactory:
     """A channel factory whose TLS endpoints trust the CAs in `ca_file` (PEM) instead
     of the system store; plain and custom endpoints are opened as by `open_channel`."""
     ca_pem = Path(ca_file).read_bytes()
-    ssl_context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+    ssl_context = ssl.create_default_context(cafile=os.fspath(ca_file))
 
     def open_trusting_ca(endpoint: Endpoint, settings: ChannelSettings) -> grpc.aio.Channel:
         if not endpoint.tls or endpoint.factory is not None:

@@ -202,8 +202,6 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError:
             raise unauthenticated(TOKEN_EXPIRED, "token expired") from None
-        except jwt.ImmatureSignatureError:
-            raise unauthenticated(INVALID_TOKEN, "invalid token: not valid yet (nbf)") from None
         except jwt.InvalidAudienceError:
             raise unauthenticated(INVALID_TOKEN, "invalid token: wrong audience") from None
         except jwt.InvalidIssuerError:

@@ -78,7 +78,7 @@ REJECTIONS: dict[str, tuple[Callable[[], Metadata], str, str]] = {
     "expired": (lambda: bearer(token(expires_in=-30)), "token expired", "token_expired"),
     "not yet valid": (
         lambda: bearer(token(nbf=time.time() + 60)),
-        "invalid token: not valid yet (nbf)",
+        "invalid token: The token is not yet valid (nbf)",
         "invalid_token",
     ),
     "wrong audience": (

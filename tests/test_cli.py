@@ -1,0 +1,440 @@
+"""The `syncwire` command, run as a real subprocess against a real server process.
+
+Every subcommand is exercised end to end over loopback: publish/subscribe over both
+transports, a file of 500 deltas, JSON output, presence, info, health (serving and
+down), usage errors (exit 2, one line), refusals (exit 1), an unreachable server
+(exit 3, one line), Ctrl-C (exit 130, no traceback) and `serve` itself.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from client.cli.app import main
+from tests.process_harness import READY
+
+CLI = [sys.executable, "-m", "client.cli"]
+RUN_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI run: no colour forcing and no SYNCWIRE_* settings
+    inherited from the caller, so output is plain and the defaults are the tested ones."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")
+        and not key.startswith("SYNCWIRE_")
+    }
+    return {**env, **extra}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, repo: Path, stdin: str | None = None, **env: str) -> Result:
+    done = subprocess.run(
+        [*CLI, *args],
+        cwd=repo,
+        env=cli_env(**env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_all(commands: Sequence[Sequence[str]], repo: Path) -> list[Result]:
+    """Runs independent invocations side by side (each one is a separate process)."""
+    processes = [
+        subprocess.Popen(
+            [*CLI, *args],
+            cwd=repo,
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=RUN_TIMEOUT)
+        results.append(Result(process.returncode, out, err))
+    return results
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    grpc_url: str
+    ws_url: str
+    grpc_address: str
+
+    def url(self, transport: str) -> str:
+        return self.grpc_url if transport == "grpc" else self.ws_url
+
+
+def start_server(argv: list[str], repo: Path) -> Server:
+    """Starts a server process and waits for its ready line."""
+    process = subprocess.Popen(
+        [*argv, "--grpc-port", "0", "--ws-port", "0"],
+        cwd=repo,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = READY.search(line)
+    if match is None:
+        process.kill()
+        raise AssertionError(f"server did not start: {line!r}")
+    return Server(process, f"grpc://{match['grpc']}", match["ws"], match["grpc"])
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+@pytest.fixture(scope="module")
+def server(repo_root: Path) -> Iterator[Server]:
+    started = start_server([sys.executable, "-m", "server"], repo_root)
+    yield started
+    stop(started.process)
+
+
+@pytest.fixture
+def collection() -> str:
+    return f"cli-{uuid.uuid4().hex[:8]}"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def one_line_error(result: Result) -> str:
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("syncwire: "), result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+class Tail:
+    """A `syncwire subscribe` running in the background, ready once subscribed."""
+
+    def __init__(self, repo: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*CLI, "subscribe", *args],
+            cwd=repo,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        first = self.process.stderr.readline()  # blocks until subscribed (or failure)
+        assert first.startswith("subscribed to "), first + self.rest()[1]
+
+    def rest(self, timeout: float = RUN_TIMEOUT) -> tuple[str, str]:
+        out, err = self.process.communicate(timeout=timeout)
+        return out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+# ------------------------------------------------------------ publish/subscribe
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+def test_publish_then_subscribe_sees_it(
+    server: Server, collection: str, repo_root: Path, transport: str
+) -> None:
+    url = server.url(transport)
+    published = run_cli("publish", collection, "hello from the cli", "-s", url, repo=repo_root)
+    assert published.code == 0, published.err
+    assert published.out.startswith("offset 1 (epoch "), published.out
+
+    replay = run_cli(
+        "subscribe", collection, "--from-offset", "0", "--count", "1", "-s", url, repo=repo_root
+    )
+    assert replay.code == 0, replay.err
+    assert replay.out.startswith("#1 ") and "hello from the cli" in replay.out, replay.out
+    assert "replayed 1 deltas; now live" in replay.err
+
+    # Live: a tail started first sees the next publish (host:port + --transport form).
+    host_port = url.split("://", 1)[1]
+    tail = Tail(repo_root, collection, "--count", "1", "-s", host_port, "-t", transport)
+    try:
+        again = run_cli("publish", collection, "second", "-s", url, repo=repo_root)
+        assert again.code == 0, again.err
+        out, err = tail.rest()
+    finally:
+        tail.kill()
+    assert tail.process.returncode == 0, err
+    assert out.startswith("#2 ") and out.rstrip().endswith("second"), out
+
+
+def test_publish_file_of_500_lines_and_json_tail(
+    server: Server, collection: str, repo_root: Path, tmp_path: Path
+) -> None:
+    deltas = tmp_path / "deltas.jsonl"
+    deltas.write_text("".join(f'{{"n": {n}}}\n' for n in range(1, 501)) + "\n")
+    published = run_cli(
+        "publish", collection, "--file", str(deltas), "--encoding", "json",
+        "-s", server.ws_url, repo=repo_root,
+    )  # fmt: skip
+    assert published.code == 0, published.err
+    assert published.out.startswith(f"published 500 deltas to '{collection}': offsets 1..500 ")
+
+    tail = run_cli(
+        "subscribe", collection, "--from-offset", "0", "--count", "500", "--json",
+        "-s", server.grpc_url, repo=repo_root,
+    )  # fmt: skip
+    assert tail.code == 0, tail.err
+    records = [json.loads(line) for line in tail.out.splitlines()]
+    assert [r["offset"] for r in records] == list(range(1, 501))
+    assert [json.loads(r["data"])["n"] for r in records] == list(range(1, 501))
+    first = records[0]
+    assert first["collection_id"] == collection and first["encoding"] == "json"
+    assert first["epoch"] and first["server_time"] and first["replica_id"]
+
+
+def test_publish_file_shows_progress_and_json_acks(
+    server: Server, collection: str, repo_root: Path, tmp_path: Path
+) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(b"one\r\n\ntwo\nthree")  # CRLF, a blank line, no final newline
+    published = run_cli(
+        "publish", collection, "--file", str(lines), "--json", "-s", server.grpc_url,
+        repo=repo_root, TTY_COMPATIBLE="1",
+    )  # fmt: skip
+    assert published.code == 0, published.err
+    acks = [json.loads(line) for line in published.out.splitlines()]
+    assert [a["offset"] for a in acks] == [1, 2, 3]
+    assert all(a["collection_id"] == collection and not a["duplicate"] for a in acks)
+    assert f"publishing to {collection}" in published.err  # the progress bar (stderr)
+
+    tail = run_cli(
+        "subscribe", collection, "--from-offset", "0", "-n", "3", "--json", "-q",
+        "-s", server.grpc_url, repo=repo_root,
+    )  # fmt: skip
+    assert [json.loads(line)["data"] for line in tail.out.splitlines()] == ["one", "two", "three"]
+    assert tail.err == ""  # --quiet
+
+
+def test_publish_from_stdin(server: Server, collection: str, repo_root: Path) -> None:
+    published = run_cli(
+        "publish", collection, "-f", "-", "-s", server.grpc_url, repo=repo_root, stdin="a\nb\n"
+    )
+    assert published.code == 0, published.err
+    assert "published 2 deltas" in published.out
+
+
+# --------------------------------------------------------- presence and Ctrl-C
+
+
+def test_presence_lists_member_and_ctrl_c_exits_cleanly(
+    server: Server, collection: str, repo_root: Path
+) -> None:
+    tail = Tail(repo_root, collection, "--join", "--user-id", "alice", "-s", server.ws_url)
+    try:
+        listed = run_cli("presence", collection, "-s", server.grpc_url, repo=repo_root)
+        assert listed.code == 0, listed.err
+        header, *rows = listed.out.splitlines()
+        assert header.split() == ["PEER", "USER", "NAME", "STATUS", "SINCE"]
+        assert len(rows) == 1 and rows[0].split()[1] == "alice", listed.out
+
+        as_json = run_cli("presence", collection, "--json", "-s", server.ws_url, repo=repo_root)
+        members = json.loads(as_json.out)["members"]
+        assert [m["user_info"]["user_id"] for m in members] == ["alice"]
+
+        tail.process.send_signal(signal.SIGINT)
+        _, err = tail.rest()
+    finally:
+        tail.kill()
+    assert tail.process.returncode == 130
+    assert err.strip().splitlines()[-1] == "syncwire: interrupted"
+    assert "Traceback" not in err
+
+    gone = run_cli("presence", collection, "-s", server.grpc_url, repo=repo_root)
+    assert gone.out.strip() == f"nobody is present in '{collection}'"
+
+
+# ------------------------------------------------------------- info, health
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+def test_info_and_health(server: Server, repo_root: Path, transport: str) -> None:
+    url = server.url(transport)
+    shown, as_json, health, sync_health = run_all(
+        [
+            ["info", "-s", url],
+            ["info", "--json", "-s", url],
+            ["health", "-s", url],
+            ["health", "--service", "syncwire.v1.SyncService", "-s", url],
+        ],
+        repo_root,
+    )
+    version = importlib.metadata.version("syncwire")
+    assert shown.code == 0, shown.err
+    fields = dict(line.split(None, 1) for line in shown.out.splitlines() if " " in line)
+    assert fields["version"].strip() == version, shown.out
+    assert fields["endpoint"].startswith(url), shown.out
+    info = json.loads(as_json.out)
+    assert info["server_info"]["version"] == version
+    assert "presence" in info["server_info"]["features"]
+    assert (health.code, health.out.strip()) == (0, "SERVING"), health.err
+    assert (sync_health.code, sync_health.out.strip()) == (0, "SERVING"), sync_health.err
+
+
+def test_health_unknown_service(server: Server, repo_root: Path) -> None:
+    checked = run_cli("health", "--service", "nope", "-s", server.grpc_url, repo=repo_root)
+    assert checked.code == 1
+    assert one_line_error(checked) == f"syncwire: {server.grpc_url} knows no service 'nope'"
+
+
+def test_server_down_is_one_line_and_exit_3(repo_root: Path) -> None:
+    grpc_url = f"grpc://127.0.0.1:{closed_port()}"
+    ws_url = f"ws://127.0.0.1:{closed_port()}"
+    commands = [
+        ["health", "-s", grpc_url],
+        ["publish", "notes", "x", "-s", grpc_url],
+        ["info", "-s", ws_url],
+        ["presence", "notes", "-s", ws_url],
+        ["subscribe", "notes", "-s", ws_url],
+    ]
+    for args, result in zip(commands, run_all(commands, repo_root), strict=True):
+        url = args[-1]
+        assert result.code == 3, (args, result.err)
+        assert one_line_error(result) == f"syncwire: cannot connect to {url}: connection refused"
+        assert result.out == ""
+
+
+# ---------------------------------------------------------- refusals, usage
+
+
+def test_oversize_delta_is_refused_with_exit_1(
+    server: Server, collection: str, repo_root: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * (2 * 1024 * 1024) + b"\n")
+    refused = run_cli("publish", collection, "-f", str(big), "-s", server.grpc_url, repo=repo_root)
+    assert refused.code == 1
+    line = one_line_error(refused)
+    assert f"publish of line 1 refused by {server.grpc_url}: resource_exhausted" in line
+    assert "message limit" in line
+
+
+USAGE_ERRORS = [
+    (["publish", "notes"], "give exactly one delta"),
+    (["publish", "notes", "a", "--data", "b"], "give exactly one delta"),
+    (["publish", "notes", "x", "--bogus"], "No such option '--bogus'"),
+    (["publish", "notes", "x", "-s", "http://h:1"], "unsupported endpoint"),
+    (["publish", "notes", "x", "-s", "grpc://h:1", "-t", "ws"], "contradicts"),
+    (["publish", "notes", "{", "--encoding", "json"], "DATA: not valid JSON"),
+    (["publish", "notes", "-f", "does-not-exist.txt"], "does-not-exist.txt"),
+    (["subscribe", "notes", "--count", "0"], "--count"),
+    (["subscribe", "notes", "--epoch", "e"], "--epoch needs --from-offset"),
+    (["info", "--timeout", "soon"], "--timeout"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+]
+
+
+def test_usage_errors_exit_2_with_one_line(
+    repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two as real processes; the rest through the same entry point in this process (each
+    # subprocess costs an interpreter start, and the parsing under test is identical).
+    commands = [args for args, _ in USAGE_ERRORS[:2]]
+    as_processes = run_all(commands, repo_root)
+    capsys.readouterr()
+    for index, (args, says) in enumerate(USAGE_ERRORS):
+        if index < len(as_processes):
+            result = as_processes[index]
+        else:
+            code = main(args)
+            captured = capsys.readouterr()
+            result = Result(code, captured.out, captured.err)
+        assert result.code == 2, (args, result.err)
+        assert says in one_line_error(result), args
+        assert result.out == "", args
+
+
+def test_invalid_json_line_is_refused_before_sending(repo_root: Path, tmp_path: Path) -> None:
+    deltas = tmp_path / "deltas.jsonl"
+    deltas.write_text('{"ok": 1}\n\n{"bad": }\n')
+    # The server is unreachable: the file is checked (and refused) before connecting.
+    result = run_cli(
+        "publish", "notes", "-f", str(deltas), "-e", "json",
+        "-s", f"grpc://127.0.0.1:{closed_port()}", repo=repo_root,
+    )  # fmt: skip
+    assert result.code == 2
+    assert one_line_error(result).startswith(f"syncwire: {deltas}:3: not valid JSON")
+
+
+def test_help_lists_every_command(repo_root: Path) -> None:
+    shown = run_cli("--help", repo=repo_root)
+    assert shown.code == 0
+    for command in ("serve", "publish", "subscribe", "presence", "info", "health"):
+        assert f"  {command} " in shown.out
+    bare = run_cli(repo=repo_root)
+    assert bare.code == 2 and "Usage: syncwire" in bare.err
+
+
+# --------------------------------------------------------------------- serve
+
+
+def test_serve_runs_the_server(repo_root: Path) -> None:
+    served = start_server([*CLI, "serve"], repo_root)
+    try:
+        checked = run_cli("health", "-s", served.ws_url, repo=repo_root)
+        assert (checked.code, checked.out.strip()) == (0, "SERVING"), checked.err
+    finally:
+        code = stop(served.process)
+    assert code == 0
+
+
+def test_serve_passes_arguments_through(repo_root: Path) -> None:
+    shown = run_cli("serve", "--help", repo=repo_root)
+    assert shown.code == 0 and "--grpc-port" in shown.out
+    bad = run_cli("serve", "--max-connections", "0", repo=repo_root)
+    assert bad.code == 2
+    assert "max_connections" in bad.err

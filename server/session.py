@@ -55,6 +55,7 @@ class Session:
         self._sinks: dict[str, object] = {}
         self._present: set[str] = set()
         self._closed = False
+        self._release: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -178,6 +179,9 @@ class Session:
                 ),
                 discard_pending=True,
             )
+            # Release subscriptions and presence now: the transport may stay blocked on
+            # this peer's full socket until keepalive gives up.
+            self._release = asyncio.get_running_loop().create_task(self.close("slow consumer"))
 
     async def subscribe(self, request_id: int, subscribe: sync_pb2.Subscribe) -> None:
         collection_id = subscribe.collection_id

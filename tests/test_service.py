@@ -340,8 +340,9 @@ async def test_slow_consumer_is_dropped_without_delaying_others(transport: str) 
                 )
             got = [await fast.expect("delta") for _ in range(400)]
             assert [r.delta.offset for r in got] == list(range(1, 401))
-            dropped = [s for s in small.core.registry.sessions() if s.queue.ended]
-            assert len(small.core.registry) == 1 or dropped, "slow consumer still buffered"
+            # The slow session was released at once (subscriptions, presence, slot),
+            # even though its transport has not noticed yet.
+            assert [s.peer_id for s in small.core.registry.sessions()] == [fast.peer_id]
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 async for _ in slow_call:
                     pass

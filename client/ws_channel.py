@@ -64,7 +64,8 @@ class WebSocketChannel(MultiplexedChannel):
             send_buffer_bytes=send_buffer_bytes,
         )
         self.url = url
-        if ca_file is not None and ssl_context is None:
+        if ssl_context is None and (ca_file is not None or url.startswith("wss:")):
+            # websockets refuses ssl=None for wss://: the system store is the default.
             ssl_context = ssl.create_default_context(cafile=ca_file)
         self._ssl = ssl_context
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])

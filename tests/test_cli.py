@@ -24,6 +24,7 @@ import pytest
 
 from client.cli.app import main
 from tests.process_harness import READY
+from tests.security_harness import SECRET, make_pki, make_token
 
 CLI = [sys.executable, "-m", "client.cli"]
 RUN_TIMEOUT = 30.0
@@ -359,7 +360,7 @@ def test_oversize_delta_is_refused_with_exit_1(
     refused = run_cli("publish", collection, "-f", str(big), "-s", server.grpc_url, repo=repo_root)
     assert refused.code == 1
     line = one_line_error(refused)
-    assert f"publish of line 1 refused by {server.grpc_url}: resource_exhausted" in line
+    assert f"{server.grpc_url} refused the publish of line 1: resource_exhausted" in line
     assert "message limit" in line
 
 
@@ -417,6 +418,60 @@ def test_help_lists_every_command(repo_root: Path) -> None:
         assert f"  {command} " in shown.out
     bare = run_cli(repo=repo_root)
     assert bare.code == 2 and "Usage: syncwire" in bare.err
+
+
+# ------------------------------------------------------------- token and TLS
+
+
+def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None:
+    pki = make_pki(tmp_path)
+    secured = start_server(
+        [
+            sys.executable, "-m", "server", "--auth-secret", SECRET,
+            "--tls-cert", str(pki.cert_file), "--tls-key", str(pki.key_file),
+        ],
+        repo_root,
+    )  # fmt: skip
+    grpcs = f"grpcs://{secured.grpc_address}"
+    token = make_token(pubs=[collection], subs=[collection])
+    ca = ["--ca", str(pki.ca_file)]
+    try:
+        anonymous, forbidden, untrusted, untrusted_ws = run_all(
+            [
+                ["publish", collection, "x", "-s", grpcs, *ca],
+                ["publish", "elsewhere", "x", "-s", grpcs, *ca, "--token", token],
+                ["health", "--tls", "-s", secured.grpc_address],
+                ["health", "-s", secured.ws_url],  # the system store does not know the CA
+            ],
+            repo_root,
+        )
+        published = run_cli(
+            "publish", collection, "secret", "-s", grpcs, *ca, repo=repo_root,
+            SYNCWIRE_TOKEN=token,
+        )  # fmt: skip
+        tail = run_cli(
+            "subscribe", collection, "--from-offset", "0", "-n", "1", "-s", secured.ws_url,
+            repo=repo_root, SYNCWIRE_TOKEN=token, SYNCWIRE_CA=str(pki.ca_file),
+        )  # fmt: skip
+    finally:
+        stop(secured.process)
+    assert secured.ws_url.startswith("wss://")
+    assert anonymous.code == 1
+    assert one_line_error(anonymous) == (
+        f"syncwire: {grpcs} refused the session: unauthenticated: missing token "
+        "(give a token with --token or SYNCWIRE_TOKEN)"
+    )
+    assert forbidden.code == 1
+    assert "refused the publish: permission_denied" in one_line_error(forbidden)
+    for result, url in ((untrusted, grpcs), (untrusted_ws, secured.ws_url)):
+        assert result.code == 3
+        assert one_line_error(result).startswith(
+            f"syncwire: cannot connect to {url}: TLS handshake failed: certificate not trusted"
+        )
+        assert result.err.rstrip().endswith("; give its CA with --ca FILE")
+    assert published.code == 0, published.err
+    assert tail.code == 0, tail.err
+    assert tail.out.rstrip().endswith("secret")
 
 
 # --------------------------------------------------------------------- serve

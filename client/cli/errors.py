@@ -69,10 +69,28 @@ def _one_line(text: str) -> str:
 
 def _connect_reason(details: str) -> str | None:
     """A short reason when `details` describe a failure to reach the server."""
+    if details.rstrip(": ") == "failed to connect":  # an exception without a message
+        return "the connection closed during the handshake"
     for pattern, reason in _REASONS:
         if pattern.search(details):
             return reason or _one_line(details)
     return None
+
+
+_UNTRUSTED = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED\]?:?\s*(?:certificate verify failed:\s*)?(?P<why>[^():]*)"
+)
+
+
+def _tls_reason(details: str) -> str:
+    """The gist of a TLS failure (grpc core and Python's ssl word them differently)."""
+    untrusted = _UNTRUSTED.search(details)
+    if untrusted:
+        why = untrusted["why"].strip() or "certificate verify failed"
+        return f"TLS handshake failed: certificate not trusted ({why}); give its CA with --ca FILE"
+    if "WRONG_VERSION_NUMBER" in details:
+        return "TLS handshake failed: the server does not speak TLS on this port"
+    return f"TLS handshake failed ({details})"
 
 
 def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> CliError:
@@ -82,11 +100,11 @@ def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> Cl
         reason = _connect_reason(details)
         if reason is not None:
             if reason == "TLS handshake failed":
-                reason = f"{reason} ({details})"
+                reason = _tls_reason(details)
             return CliError(f"cannot connect to {where}: {reason}", ExitCode.UNAVAILABLE)
         return CliError(f"{where} is unavailable: {details}", ExitCode.UNAVAILABLE)
     hint = _AUTH_HINTS.get(code, "")
-    return CliError(f"{what} refused by {where}: {code.name.lower()}: {details}{hint}")
+    return CliError(f"{where} refused the {what}: {code.name.lower()}: {details}{hint}")
 
 
 def from_sync_error(error: SyncError, *, where: str, what: str) -> CliError:

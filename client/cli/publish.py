@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .errors import UsageError
 from .output import emit_json, enum_label, notice, progress, stdout
+from .runner import run
 from .session import CommandSession, open_session
 from .target import Target, connection_options
 
@@ -88,7 +88,7 @@ def publish(
         payloads = [Payload(given[0].encode("utf-8"))]
         check_payloads(payloads, encoding, "DATA")
     crdt = CRDT_TYPES[crdt_type] if crdt_type else types_pb2.CRDT_TYPE_UNSPECIFIED
-    asyncio.run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None))
+    run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None))
 
 
 def read_lines(content: bytes, encoding: Encoding, name: str) -> list[Payload]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 
 from .errors import CliError, ExitCode, from_rpc_error
 from .output import emit_json, iso_time, print_columns, proto_dict, stdout
+from .runner import run
 from .target import Target, connection_options
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ async def _call(target: Target, what: str, call: Awaitable[T]) -> T:
 @connection_options
 def presence(target: Target, collection: str, as_json: bool) -> None:
     """List who is present in COLLECTION (peers subscribed with presence)."""
-    response = asyncio.run(_presence(target, collection))
+    response = run(_presence(target, collection))
     if as_json:
         emit_json(proto_dict(response))
         return
@@ -90,7 +90,7 @@ async def _presence(target: Target, collection: str) -> sync_pb2.GetPresenceResp
 @connection_options
 def info(target: Target, as_json: bool) -> None:
     """Show what the server is and allows: version, limits, features."""
-    response = asyncio.run(_info(target))
+    response = run(_info(target))
     if as_json:
         emit_json({"endpoint": target.where, **proto_dict(response)})
         return
@@ -147,7 +147,7 @@ def health(target: Target, service: str) -> None:
     Prints the status; exits 0 when SERVING, 3 when not serving or unreachable, 1 when
     the service is unknown. Suitable for probes: syncwire health --timeout 2
     """
-    status = asyncio.run(_health(target, service))
+    status = run(_health(target, service))
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     stdout.print(name)
     if status != health_pb2.HealthCheckResponse.SERVING:

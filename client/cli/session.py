@@ -84,7 +84,7 @@ async def open_session(
     )
     session = CommandSession(client, target, announce=announce)
     try:
-        await session.run(client.connect(), "connect")
+        await session.run(client.connect(), "session")
         yield session
     finally:
         await client.close()

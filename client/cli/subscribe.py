@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import click
@@ -22,6 +21,7 @@ from syncwire.v1 import types_pb2
 
 from .errors import CliError, UsageError
 from .output import delta_line, delta_record, emit_json, notice, progress, stdout
+from .runner import run
 from .session import CommandSession, open_session
 from .target import Target, connection_options
 
@@ -83,7 +83,7 @@ def subscribe(
         raise UsageError("--user-id needs --join")
     user = types_pb2.UserInfo(user_id=user_id) if user_id else None
     options = TailOptions(count, as_json, quiet)
-    asyncio.run(_subscribe(target, collection, from_offset, epoch, join, user, options))
+    run(_subscribe(target, collection, from_offset, epoch, join, user, options))
 
 
 async def _subscribe(

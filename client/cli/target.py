@@ -20,8 +20,8 @@ import grpc.aio
 
 from client.backoff import Backoff
 from client.config import ClientConfig
-from client.endpoints import ChannelSettings, Endpoint
-from client.ws_channel import WebSocketChannel
+from client.endpoints import ChannelFactory, ChannelSettings, Endpoint, open_channel
+from client.tls import tls_channel_factory
 
 from .errors import UsageError
 
@@ -62,29 +62,14 @@ class Target:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
-    def open_channel(
-        self, endpoint: Endpoint | None = None, settings: ChannelSettings | None = None
-    ) -> grpc.aio.Channel:
-        """A channel to the endpoint with this target's TLS trust (a `ChannelFactory`)."""
-        endpoint = endpoint or self.endpoint
-        settings = settings or ChannelSettings()
-        ca = str(self.ca_file) if self.ca_file is not None else None
-        if endpoint.transport == "websocket":
-            return WebSocketChannel(
-                endpoint.url,
-                ca_file=ca,
-                headers=list(self.metadata),
-                max_receive_message_bytes=settings.max_receive_message_bytes,
-                ping_interval=settings.ws_ping_interval,
-                ping_timeout=settings.ws_ping_timeout,
-                open_timeout=self.timeout,
-            )
-        options = settings.grpc_options()
-        if not endpoint.tls:
-            return grpc.aio.insecure_channel(endpoint.target, options=options)
-        roots = self.ca_file.read_bytes() if self.ca_file is not None else None
-        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        return grpc.aio.secure_channel(endpoint.target, credentials, options=options)
+    @property
+    def channel_factory(self) -> ChannelFactory:
+        """Opens channels trusting --ca (if given) for grpcs:// and wss://."""
+        return open_channel if self.ca_file is None else tls_channel_factory(self.ca_file)
+
+    def open_channel(self) -> grpc.aio.Channel:
+        """A channel to the endpoint, for unary calls on the generated stubs."""
+        return self.channel_factory(self.endpoint, ChannelSettings())
 
     def client_config(self, *, reconnect_attempts: int | None) -> ClientConfig:
         """SyncClient settings: this target's credentials and timeouts, quick retries
@@ -96,7 +81,7 @@ class Target:
             request_timeout=self.timeout,
             metadata=self.metadata,
             close_flush_timeout=0.0,
-            channel_factory=lambda endpoint, settings: self.open_channel(endpoint, settings),
+            channel_factory=self.channel_factory,
         )
 
 

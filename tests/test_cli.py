@@ -97,10 +97,14 @@ class Server:
         return self.grpc_url if transport == "grpc" else self.ws_url
 
 
-def start_server(argv: list[str], repo: Path) -> Server:
-    """Starts a server process and waits for its ready line."""
+SERVER = [sys.executable, "-m", "server"]
+
+
+def start_server(repo: Path, *args: str, command: Sequence[str] = SERVER) -> Server:
+    """Starts a server process (on free ports unless `args` say otherwise) and waits for
+    its ready line."""
     process = subprocess.Popen(
-        [*argv, "--grpc-port", "0", "--ws-port", "0"],
+        [*command, "--grpc-port", "0", "--ws-port", "0", *args],
         cwd=repo,
         env=cli_env(),
         stdout=subprocess.PIPE,
@@ -129,7 +133,7 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
 
 @pytest.fixture(scope="module")
 def server(repo_root: Path) -> Iterator[Server]:
-    started = start_server([sys.executable, "-m", "server"], repo_root)
+    started = start_server(repo_root)
     yield started
     stop(started.process)
 
@@ -167,13 +171,23 @@ class Tail:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert self.process.stderr is not None
-        first = self.process.stderr.readline()  # blocks until subscribed (or failure)
+        self.notices: list[str] = []
+        first = self.wait_for_notice("subscribed to ")  # blocks until subscribed (or failure)
         assert first.startswith("subscribed to "), first + self.rest()[1]
 
+    def wait_for_notice(self, start: str) -> str:
+        """Reads stderr up to the first line starting with `start` (or its end)."""
+        assert self.process.stderr is not None
+        while line := self.process.stderr.readline():
+            self.notices.append(line)
+            if line.startswith(start):
+                return line
+        return ""
+
     def rest(self, timeout: float = RUN_TIMEOUT) -> tuple[str, str]:
+        """Waits for the exit; returns stdout and all of stderr."""
         out, err = self.process.communicate(timeout=timeout)
-        return out, err
+        return out, "".join(self.notices) + err
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -267,6 +281,35 @@ def test_publish_from_stdin(server: Server, collection: str, repo_root: Path) ->
     )
     assert published.code == 0, published.err
     assert "published 2 deltas" in published.out
+
+
+def test_subscribe_survives_a_server_restart(repo_root: Path, collection: str) -> None:
+    ports = ["--grpc-port", str(closed_port()), "--ws-port", str(closed_port())]
+    first = start_server(repo_root, *ports)
+    tail = Tail(repo_root, collection, "--count", "2", "-s", first.ws_url)
+    try:
+        assert (
+            run_cli("publish", collection, "before", "-s", first.ws_url, repo=repo_root).code == 0
+        )
+        assert stop(first.process) == 0
+        second = start_server(repo_root, *ports)  # same ports; memory broker: a new epoch
+        try:
+            # Resubscribed first: deltas published before that, in a new epoch, are not
+            # replayed (the server cannot know what the old epoch's offsets meant).
+            assert tail.wait_for_notice("reconnected to ").strip() == (
+                f"reconnected to {first.ws_url}"
+            )
+            after = run_cli("publish", collection, "after", "-s", second.grpc_url, repo=repo_root)
+            assert after.code == 0, after.err
+            out, err = tail.rest()
+        finally:
+            stop(second.process)
+    finally:
+        tail.kill()
+        stop(first.process)
+    assert tail.process.returncode == 0, err
+    assert [line.split()[-1] for line in out.splitlines()] == ["before", "after"]
+    assert f"history of '{collection}' was reset" in err
 
 
 # --------------------------------------------------------- presence and Ctrl-C
@@ -426,11 +469,10 @@ def test_help_lists_every_command(repo_root: Path) -> None:
 def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None:
     pki = make_pki(tmp_path)
     secured = start_server(
-        [
-            sys.executable, "-m", "server", "--auth-secret", SECRET,
-            "--tls-cert", str(pki.cert_file), "--tls-key", str(pki.key_file),
-        ],
         repo_root,
+        "--auth-secret", SECRET,
+        "--tls-cert", str(pki.cert_file),
+        "--tls-key", str(pki.key_file),
     )  # fmt: skip
     grpcs = f"grpcs://{secured.grpc_address}"
     token = make_token(pubs=[collection], subs=[collection])
@@ -478,7 +520,7 @@ def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None
 
 
 def test_serve_runs_the_server(repo_root: Path) -> None:
-    served = start_server([*CLI, "serve"], repo_root)
+    served = start_server(repo_root, command=[*CLI, "serve"])
     try:
         checked = run_cli("health", "-s", served.ws_url, repo=repo_root)
         assert (checked.code, checked.out.strip()) == (0, "SERVING"), checked.err

@@ -50,7 +50,8 @@ class CommandSession:
             self._failed.set_result(error)
         elif self._announce and change.state is ConnectionState.RECONNECTING:
             delay = f" in {change.delay:.1f} s" if change.delay is not None else ""
-            notice(f"connection lost ({error.message}); reconnecting{delay}", "yellow")
+            reason = self.explain(error, "session").message
+            notice(f"{reason}; reconnecting{delay}", "yellow")
 
     async def run(self, operation: Awaitable[T], what: str) -> T:
         """`operation`'s result; a CliError naming `what` if it or the connection fails."""

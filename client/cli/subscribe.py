@@ -108,7 +108,14 @@ async def _subscribe(
                 f"(epoch {subscription.epoch}) via {target.where}"
             )
             if subscription.recovery.lost_deltas:
-                notice(_gap_notice(subscription, from_offset), "yellow")
+                gap = _gap_notice(
+                    collection,
+                    subscription.recovery,
+                    from_offset,
+                    subscription.oldest_offset,
+                    subscription.server_offset,
+                )
+                notice(gap, "yellow")
         await session.run(_tail(session, subscription, from_offset, options), "subscription")
 
 
@@ -150,20 +157,24 @@ def _backlog(subscription: Subscription, from_offset: int | None) -> int:
     return max(subscription.server_offset - start, 0)
 
 
-def _gap_notice(subscription: Subscription, from_offset: int | None) -> str:
-    """Why --from-offset could not be honoured in full."""
-    recovery = subscription.recovery
+def _gap_notice(
+    collection_id: str, recovery: Recovery, after: int | None, oldest: int, latest: int
+) -> str:
+    """Why the deltas after offset `after` could not all be replayed."""
     if recovery is Recovery.GAP_TOO_OLD:
         return (
-            f"history starts at offset {subscription.oldest_offset}: deltas after "
-            f"{from_offset} and before it are gone"
+            f"history of {collection_id!r} starts at offset {oldest}: deltas after {after} "
+            "and before it are gone"
         )
     if recovery is Recovery.OFFSET_AHEAD:
         return (
-            f"offset {from_offset} is ahead of the collection (at {subscription.server_offset}); "
-            "nothing to replay"
+            f"offset {after} is ahead of {collection_id!r} (at {latest}): its history was "
+            "reset; nothing to replay"
         )
-    return "that epoch is not the collection's current one (history was reset); nothing replayed"
+    return (
+        f"history of {collection_id!r} was reset (another epoch): deltas after {after} "
+        "may be missing"
+    )
 
 
 def _print_delta(event: DeltaEvent, options: TailOptions) -> None:
@@ -181,7 +192,14 @@ def _report(event: SyncEvent, options: TailOptions) -> None:
         return
     if isinstance(event, RecoveryEvent):
         if event.recovery.lost_deltas:
-            notice(f"gap in {event.collection_id!r}: {event.recovery.name}", "yellow")
+            gap = _gap_notice(
+                event.collection_id,
+                event.recovery,
+                event.previous_offset,
+                event.oldest_offset,
+                event.offset,
+            )
+            notice(gap, "yellow")
         else:
             notice(f"resumed {event.collection_id!r}: {event.replayed} missed deltas replayed")
     elif isinstance(event, PeerJoined):

@@ -48,7 +48,7 @@ class TailOptions:
     help="Epoch of --from-offset (as printed by publish); a different epoch means the "
     "history was reset, which is reported.",
 )
-@click.option("-n", "--count", type=click.IntRange(min=1), help="Exit after N deltas.")
+@click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Exit after N deltas.")
 @click.option("--json", "as_json", is_flag=True, help="Print each delta as a JSON line.")
 @click.option(
     "--join", is_flag=True, help="Be present in the collection while tailing (see presence)."

@@ -25,6 +25,8 @@ class BenchOptions:
     window: int
     rpc_concurrency: int
     compression: bool
+    max_other_load: float
+    quiet_wait: float
     json_path: Path
     markdown_path: Path | None
 
@@ -100,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write the tables as Markdown (the format of bench/RESULTS.md)",
     )
+    parser.add_argument(
+        "--max-other-load",
+        type=float,
+        default=0.25,
+        help="a round during which other processes used more cores than this is run "
+        "again, up to twice (default 0.25)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait before each round for the machine to be quiet "
+        "(default 60, --quick 0)",
+    )
     return parser
 
 
@@ -123,6 +138,8 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
         window=args.window,
         rpc_concurrency=args.rpc_concurrency,
         compression=bool(args.compression),
+        max_other_load=args.max_other_load,
+        quiet_wait=pick(args.quiet_wait, 60.0, 0.0),
         json_path=args.json_path,
         markdown_path=args.markdown_path,
     )

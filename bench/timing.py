@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.procs import CpuWindow
+from bench.procs import CpuWindow, machine_busy_seconds
 
 
 async def sleep_until(deadline_ns: int) -> None:
@@ -32,3 +32,17 @@ async def cpu_during(
         "client_cpu": used["client"],
         "other_cpu": max(0.0, used["machine"] - used["server"] - used["client"]),
     }
+
+
+async def wait_for_quiet(threshold: float, max_wait: float, sample: float = 0.5) -> float:
+    """Waits (at most `max_wait` seconds) until the whole machine used less than
+    `threshold` cores over a `sample`-second interval; returns the last load seen.
+    Between rounds the bench's own processes are idle, so this waits out other work."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait
+    while True:
+        before, started = machine_busy_seconds(), loop.time()
+        await asyncio.sleep(sample)
+        load = (machine_busy_seconds() - before) / (loop.time() - started)
+        if load < threshold or loop.time() >= deadline:
+            return load

@@ -14,6 +14,7 @@ from bench.options import BenchOptions
 from bench.pool import WorkerError, WorkerPool
 from bench.procs import ChildProcess, ProcessFailed
 from bench.results import Column, ScenarioResult, SubjectRun
+from bench.timing import wait_for_quiet
 
 
 class SubjectUnavailable(Exception):
@@ -101,6 +102,8 @@ def describe_failure(exc: BaseException) -> str:
     return _one_line(exc)
 
 
+REDO_NOISY = 2
+
 RoundFn = Callable[[SubjectRun, int], Awaitable[dict[str, float]]]
 
 
@@ -108,21 +111,41 @@ async def alternate(
     ctx: BenchContext, scenario: str, runs: list[SubjectRun], rounds: int, do_round: RoundFn
 ) -> None:
     """Rounds in A, B, A, B order over the runs that are not skipped; a failed round is
-    recorded as an error of its subject and the others carry on."""
+    recorded as an error of its subject and the others carry on.
+
+    The machine may be shared: each round first waits (up to ``--quiet-wait`` s) for
+    the machine to be quiet, and a round during which processes outside the measured
+    server and clients used more than ``--max-other-load`` cores is run again (up to
+    ``REDO_NOISY`` times, not in --quick); the discarded figures are kept in the run's info."""
+    options = ctx.options
+    redos = 0 if options.quick else REDO_NOISY
     for index in range(rounds):
         for run in runs:
             if run.skipped is not None:
                 continue
             label = f"{scenario} {run.phase + ' ' if run.phase else ''}{run.subject}"
-            ctx.progress(f"{label}: round {index + 1}/{rounds}")
-            try:
-                run.rounds.append(await do_round(run, index))
-            except SubjectUnavailable as exc:
-                run.skipped = _one_line(exc)
-                ctx.progress(f"{label}: skipped: {run.skipped}")
-            except (WorkerError, ProcessFailed, OSError, TimeoutError) as exc:
-                run.errors.append(f"round {index + 1}: {_one_line(exc)}")
-                ctx.progress(f"{label}: round {index + 1} failed: {_one_line(exc)}")
+            for attempt in range(redos + 1):
+                note = ""
+                if options.quiet_wait > 0:
+                    load = await wait_for_quiet(options.max_other_load, options.quiet_wait)
+                    note = f" (machine load before: {load:.0%} of a core)"
+                ctx.progress(f"{label}: round {index + 1}/{rounds}{note}")
+                try:
+                    figures = await do_round(run, index)
+                except SubjectUnavailable as exc:
+                    run.skipped = _one_line(exc)
+                    ctx.progress(f"{label}: skipped: {run.skipped}")
+                    break
+                except (WorkerError, ProcessFailed, OSError, TimeoutError) as exc:
+                    run.errors.append(f"round {index + 1}: {_one_line(exc)}")
+                    ctx.progress(f"{label}: round {index + 1} failed: {_one_line(exc)}")
+                    break
+                other = figures.get("other_cpu", 0.0)
+                if other <= options.max_other_load or attempt == redos:
+                    run.rounds.append(figures)
+                    break
+                run.info.setdefault("discarded_noisy_rounds", []).append(figures)
+                ctx.progress(f"{label}: other load {other:.0%} of a core, running it again")
 
 
 def collection_name(*parts: object) -> str:

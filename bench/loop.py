@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import resource
@@ -73,3 +74,27 @@ def exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+async def wait_for_stop_signal() -> None:
+    """Returns on SIGTERM or SIGINT: how a bench server knows to shut down."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def server_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The flags every baseline server takes (--host, --port)."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    return parser
+
+
+def run_server(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a bench server process: more descriptors, exit with the bench, uvloop."""
+    raise_nofile_limit()
+    exit_with_parent()
+    run(main)

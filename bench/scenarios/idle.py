@@ -71,10 +71,9 @@ class IdleScenario(Scenario):
             if subject.server == "syncwire":
                 starter: Callable[[], Awaitable[ChildProcess]] = lambda: start_syncwire(  # noqa: E731
                     f"idle-{run.subject}",
-                    "--max-connections",
-                    str(options.idle + 1000),
                     "--heartbeat-interval",
                     f"{beat:g}",
+                    max_connections=options.idle + 1000,
                 )
             else:
                 starter = lambda: start_raw_ws(f"idle-{run.subject}")  # noqa: E731

@@ -30,7 +30,7 @@ class RedisScenario(Scenario):
                 result.skipped = f"no redis-server: {servers.failed['redis']}"
                 return result
             url = servers.endpoint("redis", "url")
-            args = ("--max-connections", "100000", "--broker", url)
+            args = ("--broker", url)
             await servers.start(
                 {
                     "node-a": start_syncwire("node-a", *args),

@@ -61,7 +61,7 @@ class RpcScenario(Scenario):
         try:
             await servers.start(
                 {
-                    "syncwire": start_syncwire("syncwire", "--max-connections", "100000"),
+                    "syncwire": start_syncwire("syncwire"),
                     "raw-ws": start_raw_ws(),
                     "raw-grpc": start_raw_grpc(),
                 }

@@ -9,8 +9,7 @@ from bench.procs import ChildProcess, ProcessFailed, start_child, start_module
 from bench.servers import READY_MARKER
 
 SYNCWIRE_READY = "syncwire ready"
-# Every bench client connects from 127.0.0.1, so the per-address limit is lifted; the
-# scenarios raise --max-connections themselves.
+# Every bench client connects from 127.0.0.1, so the per-address limit is lifted.
 SYNCWIRE_BENCH_FLAGS = (
     "--grpc-port",
     "0",
@@ -25,10 +24,10 @@ SYNCWIRE_BENCH_FLAGS = (
 )
 
 
-async def start_syncwire(name: str, *args: str) -> ChildProcess:
+async def start_syncwire(name: str, *args: str, max_connections: int = 100_000) -> ChildProcess:
     """The syncwire server (``python -m server`` flags) on uvloop, ports picked freely.
     Endpoints: ``grpc`` (host:port) and ``ws`` (URL)."""
-    argv = [*SYNCWIRE_BENCH_FLAGS, *args]
+    argv = [*SYNCWIRE_BENCH_FLAGS, "--max-connections", str(max_connections), *args]
     return await start_module(name, "bench.servers.syncwire", argv, marker=SYNCWIRE_READY)
 
 

@@ -7,16 +7,14 @@ request with itself. Run: ``python -m bench.servers.raw_grpc``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import signal
 from collections import deque
 from collections.abc import AsyncIterator
 
 import grpc
 
-from bench.loop import exit_with_parent, raise_nofile_limit, run
+from bench.loop import run_server, server_arguments, wait_for_stop_signal
 from bench.servers import READY_MARKER
 
 FANOUT_METHOD = "/bench.Raw/Fanout"
@@ -109,22 +107,14 @@ async def main(host: str, port: int) -> None:
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     print(f"{READY_MARKER} grpc={host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     await server.stop(0)
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = server_arguments(__doc__)
     args = parser.parse_args()
-    raise_nofile_limit()
-    exit_with_parent()
-    run(main(args.host, args.port))
+    run_server(main(args.host, args.port))
 
 
 if __name__ == "__main__":

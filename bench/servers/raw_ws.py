@@ -8,12 +8,10 @@ itself; anything else holds the connection idle. Run: ``python -m bench.servers.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bench.loop import exit_with_parent, raise_nofile_limit, run
+from bench.loop import run_server, server_arguments, wait_for_stop_signal
 from bench.servers import READY_MARKER
 
 
@@ -53,17 +51,11 @@ async def main(host: str, port: int, compression: bool) -> None:
     ) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         print(f"{READY_MARKER} ws=ws://{host}:{bound}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await wait_for_stop_signal()
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = server_arguments(__doc__)
     parser.add_argument(
         "--compression",
         action=argparse.BooleanOptionalAction,
@@ -71,9 +63,7 @@ def cli() -> None:
         help="negotiate permessage-deflate when a client offers it (websockets' default)",
     )
     args = parser.parse_args()
-    raise_nofile_limit()
-    exit_with_parent()
-    run(main(args.host, args.port, args.compression))
+    run_server(main(args.host, args.port, args.compression))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,12 @@ Run: ``python -m bench.servers.socketio_server``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import signal
 from typing import Any
 
 import socketio
 from aiohttp import web
 
-from bench.loop import exit_with_parent, raise_nofile_limit, run
+from bench.loop import run_server, server_arguments, wait_for_stop_signal
 from bench.servers import READY_MARKER
 
 
@@ -45,22 +42,14 @@ async def main(host: str, port: int) -> None:
     assert server is not None
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     print(f"{READY_MARKER} url=http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     await runner.cleanup()
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
+    parser = server_arguments(__doc__)
     args = parser.parse_args()
-    raise_nofile_limit()
-    exit_with_parent()
-    run(main(args.host, args.port))
+    run_server(main(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from syncwire.v1 import sync_pb2
@@ -9,6 +11,8 @@ from syncwire.v1 import sync_pb2
 from .clock import now_timestamp
 
 MAX_COLLECTION_ID_BYTES = 256
+# One regex scan instead of a per-character Python loop: this runs on every publish.
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 class RequestError(Exception):
@@ -56,7 +60,7 @@ def validate_collection_id(collection_id: str) -> None:
             "invalid_collection",
             f"collection_id is longer than {MAX_COLLECTION_ID_BYTES} bytes",
         )
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in collection_id):
+    if _CONTROL_CHARS.search(collection_id):
         raise RequestError(
             grpc.StatusCode.INVALID_ARGUMENT,
             "invalid_collection",

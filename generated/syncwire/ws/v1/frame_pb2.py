@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncwire/ws/v1/frame.proto\x12\x0esyncwire.ws.v1\x1a\x1egoogle/protobuf/duration.proto\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"x\n\tCallStart\x12\x0e\n\x06method\x18\x01 \x01(\t\x12/\n\x08metadata\x18\x02 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\">\n\x0b\x43\x61llHeaders\x12/\n\x08metadata\x18\x01 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\"\x1e\n\x0b\x43\x61llMessage\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x0f\n\rCallHalfClose\"\x0c\n\nCallCancel\"!\n\x10\x43\x61llWindowUpdate\x12\r\n\x05\x62ytes\x18\x01 \x01(\r\".\n\rProtocolError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\"Y\n\x07\x43\x61llEnd\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\x12/\n\x08trailers\x18\x03 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\"\xab\x03\n\x05\x46rame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\r\x12*\n\x05start\x18\x02 \x01(\x0b\x32\x19.syncwire.ws.v1.CallStartH\x00\x12.\n\x07headers\x18\x03 \x01(\x0b\x32\x1b.syncwire.ws.v1.CallHeadersH\x00\x12.\n\x07message\x18\x04 \x01(\x0b\x32\x1b.syncwire.ws.v1.CallMessageH\x00\x12\x33\n\nhalf_close\x18\x05 \x01(\x0b\x32\x1d.syncwire.ws.v1.CallHalfCloseH\x00\x12,\n\x06\x63\x61ncel\x18\x06 \x01(\x0b\x32\x1a.syncwire.ws.v1.CallCancelH\x00\x12&\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x17.syncwire.ws.v1.CallEndH\x00\x12\x37\n\x0eprotocol_error\x18\x08 \x01(\x0b\x32\x1d.syncwire.ws.v1.ProtocolErrorH\x00\x12\x39\n\rwindow_update\x18\t \x01(\x0b\x32 .syncwire.ws.v1.CallWindowUpdateH\x00\x42\x06\n\x04kind\"3\n\nFrameBatch\x12%\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x15.syncwire.ws.v1.Frameb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asyncwire/ws/v1/frame.proto\x12\x0esyncwire.ws.v1\x1a\x1egoogle/protobuf/duration.proto\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"x\n\tCallStart\x12\x0e\n\x06method\x18\x01 \x01(\t\x12/\n\x08metadata\x18\x02 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\">\n\x0b\x43\x61llHeaders\x12/\n\x08metadata\x18\x01 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\"\x1e\n\x0b\x43\x61llMessage\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x0f\n\rCallHalfClose\"\x0c\n\nCallCancel\"!\n\x10\x43\x61llWindowUpdate\x12\r\n\x05\x62ytes\x18\x01 \x01(\r\"H\n\rProtocolError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\x12\x18\n\x10\x64iscarded_frames\x18\x03 \x01(\r\"\xe1\x01\n\x12\x43onnectionSettings\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\r\x12\x30\n\rping_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cping_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x1c\n\x14max_concurrent_calls\x18\x05 \x01(\r\x12\x1c\n\x14initial_window_bytes\x18\x06 \x01(\r\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\"\x15\n\x04Pong\x12\r\n\x05nonce\x18\x01 \x01(\x04\"Y\n\x07\x43\x61llEnd\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\x12/\n\x08trailers\x18\x03 \x03(\x0b\x32\x1d.syncwire.ws.v1.MetadataEntry\"\xaf\x04\n\x05\x46rame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\r\x12*\n\x05start\x18\x02 \x01(\x0b\x32\x19.syncwire.ws.v1.CallStartH\x00\x12.\n\x07headers\x18\x03 \x01(\x0b\x32\x1b.syncwire.ws.v1.CallHeadersH\x00\x12.\n\x07message\x18\x04 \x01(\x0b\x32\x1b.syncwire.ws.v1.CallMessageH\x00\x12\x33\n\nhalf_close\x18\x05 \x01(\x0b\x32\x1d.syncwire.ws.v1.CallHalfCloseH\x00\x12,\n\x06\x63\x61ncel\x18\x06 \x01(\x0b\x32\x1a.syncwire.ws.v1.CallCancelH\x00\x12&\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x17.syncwire.ws.v1.CallEndH\x00\x12\x37\n\x0eprotocol_error\x18\x08 \x01(\x0b\x32\x1d.syncwire.ws.v1.ProtocolErrorH\x00\x12\x39\n\rwindow_update\x18\t \x01(\x0b\x32 .syncwire.ws.v1.CallWindowUpdateH\x00\x12\x36\n\x08settings\x18\n \x01(\x0b\x32\".syncwire.ws.v1.ConnectionSettingsH\x00\x12$\n\x04ping\x18\x0b \x01(\x0b\x32\x14.syncwire.ws.v1.PingH\x00\x12$\n\x04pong\x18\x0c \x01(\x0b\x32\x14.syncwire.ws.v1.PongH\x00\x42\x06\n\x04kind\"3\n\nFrameBatch\x12%\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x15.syncwire.ws.v1.Frameb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,11 +47,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLWINDOWUPDATE']._serialized_start=372
   _globals['_CALLWINDOWUPDATE']._serialized_end=405
   _globals['_PROTOCOLERROR']._serialized_start=407
-  _globals['_PROTOCOLERROR']._serialized_end=453
-  _globals['_CALLEND']._serialized_start=455
-  _globals['_CALLEND']._serialized_end=544
-  _globals['_FRAME']._serialized_start=547
-  _globals['_FRAME']._serialized_end=974
-  _globals['_FRAMEBATCH']._serialized_start=976
-  _globals['_FRAMEBATCH']._serialized_end=1027
+  _globals['_PROTOCOLERROR']._serialized_end=479
+  _globals['_CONNECTIONSETTINGS']._serialized_start=482
+  _globals['_CONNECTIONSETTINGS']._serialized_end=707
+  _globals['_PING']._serialized_start=709
+  _globals['_PING']._serialized_end=730
+  _globals['_PONG']._serialized_start=732
+  _globals['_PONG']._serialized_end=753
+  _globals['_CALLEND']._serialized_start=755
+  _globals['_CALLEND']._serialized_end=844
+  _globals['_FRAME']._serialized_start=847
+  _globals['_FRAME']._serialized_end=1406
+  _globals['_FRAMEBATCH']._serialized_start=1408
+  _globals['_FRAMEBATCH']._serialized_end=1459
 # @@protoc_insertion_point(module_scope)

@@ -197,23 +197,133 @@ class ProtocolError(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    DISCARDED_FRAMES_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """gRPC status code number describing the problem (3 = INVALID_ARGUMENT)."""
     details: _builtins.str
     """What was wrong, for logs."""
+    discarded_frames: _builtins.int
+    """How many frames of the received WebSocket message were discarded for this reason
+    (one ProtocolError answers a whole message, however many bad frames it held);
+    0 from senders that predate this field, meaning one.
+    """
     def __init__(
         self,
         *,
         code: _builtins.int = ...,
         details: _builtins.str = ...,
+        discarded_frames: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details", "discarded_frames", b"discarded_frames"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProtocolError: _TypeAlias = ProtocolError  # noqa: Y015
+
+@_typing.final
+class ConnectionSettings(_message.Message):
+    """Connection-level limits and timing, sent by the server as the first frame of a
+    connection (call_id 0), so a client that cannot read handshake response headers (a
+    browser) still learns them. A client must not send a call message larger than
+    max_message_bytes, nor open more than max_concurrent_calls calls at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    PING_INTERVAL_FIELD_NUMBER: _builtins.int
+    PING_TIMEOUT_FIELD_NUMBER: _builtins.int
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _builtins.int
+    INITIAL_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
+    max_message_bytes: _builtins.int
+    """Largest call message payload, in bytes, the server accepts (the same value as the
+    syncwire-max-message-bytes handshake header).
+    """
+    server_id: _builtins.str
+    """Identifies the server node (for logs and support; not a security boundary)."""
+    max_concurrent_calls: _builtins.int
+    """Most calls the client may have open at once on this connection; 0 = no limit stated."""
+    initial_window_bytes: _builtins.int
+    """Flow-control window, in message-cost units (payload length + 32), each side starts
+    with per call before any CallWindowUpdate.
+    """
+    @_builtins.property
+    def ping_interval(self) -> _duration_pb2.Duration:
+        """How often the server expects to see traffic from the client: a client sends a Ping
+        (call_id 0) when it has sent nothing for this long.
+        """
+
+    @_builtins.property
+    def ping_timeout(self) -> _duration_pb2.Duration:
+        """How long a Ping may wait for its Pong before the peer is considered dead."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: _builtins.int = ...,
+        ping_interval: _duration_pb2.Duration | None = ...,
+        ping_timeout: _duration_pb2.Duration | None = ...,
+        server_id: _builtins.str = ...,
+        max_concurrent_calls: _builtins.int = ...,
+        initial_window_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ping_interval", b"ping_interval", "ping_timeout", b"ping_timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_window_bytes", b"initial_window_bytes", "max_concurrent_calls", b"max_concurrent_calls", "max_message_bytes", b"max_message_bytes", "ping_interval", b"ping_interval", "ping_timeout", b"ping_timeout", "server_id", b"server_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectionSettings: _TypeAlias = ConnectionSettings  # noqa: Y015
+
+@_typing.final
+class Ping(_message.Message):
+    """Application-level keepalive (call_id 0), for peers that cannot send or see WebSocket
+    ping control frames (browsers). Either side may send it; the receiver answers with a
+    Pong carrying the same nonce as soon as it can.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NONCE_FIELD_NUMBER: _builtins.int
+    nonce: _builtins.int
+    """Opaque value echoed by the Pong."""
+    def __init__(
+        self,
+        *,
+        nonce: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ping: _TypeAlias = Ping  # noqa: Y015
+
+@_typing.final
+class Pong(_message.Message):
+    """The answer to a Ping (call_id 0)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NONCE_FIELD_NUMBER: _builtins.int
+    nonce: _builtins.int
+    """The nonce of the Ping being answered."""
+    def __init__(
+        self,
+        *,
+        nonce: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pong: _TypeAlias = Pong  # noqa: Y015
 
 @_typing.final
 class CallEnd(_message.Message):
@@ -262,10 +372,13 @@ class Frame(_message.Message):
     END_FIELD_NUMBER: _builtins.int
     PROTOCOL_ERROR_FIELD_NUMBER: _builtins.int
     WINDOW_UPDATE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    PING_FIELD_NUMBER: _builtins.int
+    PONG_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
     """Call id chosen by the client: odd, and strictly greater than every id the client
     started before on this connection (so 1, 3, 5, ...). 0 is reserved for
-    connection-level frames (ProtocolError).
+    connection-level frames (ProtocolError, ConnectionSettings, Ping, Pong).
     """
     @_builtins.property
     def start(self) -> Global___CallStart:
@@ -299,6 +412,18 @@ class Frame(_message.Message):
     def window_update(self) -> Global___CallWindowUpdate:
         """More flow-control window for the call's messages towards the frame's sender."""
 
+    @_builtins.property
+    def settings(self) -> Global___ConnectionSettings:
+        """Connection limits, first frame from the server (call_id 0 only)."""
+
+    @_builtins.property
+    def ping(self) -> Global___Ping:
+        """Keepalive probe (call_id 0 only)."""
+
+    @_builtins.property
+    def pong(self) -> Global___Pong:
+        """Keepalive answer (call_id 0 only)."""
+
     def __init__(
         self,
         *,
@@ -311,12 +436,15 @@ class Frame(_message.Message):
         end: Global___CallEnd | None = ...,
         protocol_error: Global___ProtocolError | None = ...,
         window_update: Global___CallWindowUpdate | None = ...,
+        settings: Global___ConnectionSettings | None = ...,
+        ping: Global___Ping | None = ...,
+        pong: Global___Pong | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "ping", b"ping", "pong", b"pong", "protocol_error", b"protocol_error", "settings", b"settings", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "protocol_error", b"protocol_error", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "end", b"end", "half_close", b"half_close", "headers", b"headers", "kind", b"kind", "message", b"message", "ping", b"ping", "pong", b"pong", "protocol_error", b"protocol_error", "settings", b"settings", "start", b"start", "window_update", b"window_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end", "protocol_error", "window_update"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["start", "headers", "message", "half_close", "cancel", "end", "protocol_error", "window_update", "settings", "ping", "pong"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -103,7 +103,7 @@ class ClientConnection:
         while not self.mux.can_send(call_id) and not self.closed:
             window.clear()
             await window.wait()
-        while self.mux.outbox.pending_bytes >= self._send_buffer_bytes and not self.closed:
+        while self.mux.write_queue.pending_bytes >= self._send_buffer_bytes and not self.closed:
             self._space.clear()
             await self._space.wait()
         if self.closed:
@@ -195,7 +195,7 @@ class ClientConnection:
                     self._data_ready.clear()
                     await self._data_ready.wait()
                     continue
-                if self.mux.outbox.pending_bytes < self._send_buffer_bytes:
+                if self.mux.write_queue.pending_bytes < self._send_buffer_bytes:
                     self._space.set()  # refill while this batch is in flight
                 await self._transport.send(batch)
         except ConnectionClosed:

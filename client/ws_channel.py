@@ -14,7 +14,6 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from client._ws_channel_base import DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, MultiplexedChannel
-from wire.outbox import BATCH_BYTES
 from wire.protocol import (
     MAX_MESSAGE_BYTES_HEADER,
     PING_INTERVAL_SECONDS,
@@ -22,6 +21,7 @@ from wire.protocol import (
     SUBPROTOCOL_PROTOBUF,
 )
 from wire.transport import MessageTransport
+from wire.write_queue import BATCH_BYTES
 
 
 class WebSocketChannel(MultiplexedChannel):

@@ -255,7 +255,7 @@ async def test_a_slow_reader_makes_the_servicer_wait_instead_of_growing_memory()
             mux.half_close(call)
             # Open the call's flow-control window wide: only the socket may push back here.
             grant = frame_pb2.CallWindowUpdate(bytes=2**31)
-            mux.outbox.push(encode_record(frame_pb2.Frame(call_id=call, window_update=grant)))
+            mux.write_queue.push(encode_record(frame_pb2.Frame(call_id=call, window_update=grant)))
             await ws.send(mux.data_to_send() or b"")
             (driver,) = servers.ws_server.connections
             # Nobody reads: the socket fills up, then the send buffer, then yields block.

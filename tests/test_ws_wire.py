@@ -29,8 +29,8 @@ from wire.events import (
 )
 from wire.metadata import MetadataError, decode_metadata, encode_metadata
 from wire.mux import INITIAL_WINDOW, ClientMultiplexer, MessageTooLargeError, ServerMultiplexer
-from wire.outbox import Outbox
 from wire.status import code_to_number, number_to_code
+from wire.write_queue import WriteQueue
 
 _keys = st.from_regex(r"[a-z][a-z0-9_.\-]{0,12}", fullmatch=True).filter(
     lambda k: not k.endswith("-bin")
@@ -129,15 +129,15 @@ def test_truncated_record_ends_the_batch_with_an_error() -> None:
     assert "truncated" in items[1].reason
 
 
-def test_outbox_coalesces_up_to_the_batch_size_and_sends_big_records_alone() -> None:
-    outbox = Outbox(batch_bytes=10)
+def test_queue_coalesces_up_to_the_batch_size_and_sends_big_records_alone() -> None:
+    queue = WriteQueue(batch_bytes=10)
     for record in (b"aaaa", b"bbbb", b"cc", b"d" * 30, b"e"):
-        outbox.push(record)
-    assert outbox.pending_bytes == 41
-    assert outbox.take_batch() == b"aaaabbbbcc"
-    assert outbox.take_batch() == b"d" * 30
-    assert outbox.take_batch() == b"e"
-    assert outbox.take_batch() is None and outbox.pending_bytes == 0
+        queue.push(record)
+    assert queue.pending_bytes == 41
+    assert queue.take_batch() == b"aaaabbbbcc"
+    assert queue.take_batch() == b"d" * 30
+    assert queue.take_batch() == b"e"
+    assert queue.take_batch() is None and queue.pending_bytes == 0
 
 
 def test_status_numbers_round_trip_and_unknown_numbers_read_as_unknown() -> None:
@@ -236,7 +236,7 @@ def test_send_limit_is_checked_before_queueing() -> None:
         assert "4 vs. 3" in str(exc)
     else:
         raise AssertionError("oversize send accepted")
-    assert client.outbox.pending_bytes == 0
+    assert client.write_queue.pending_bytes == 0
 
 
 def test_call_id_rules_and_unknown_calls() -> None:

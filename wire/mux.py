@@ -1,7 +1,7 @@
 """Sans-I/O call multiplexers: the per-connection state machines both ends drive.
 
 ``receive(message)`` takes one WebSocket message and returns events; the ``send_*``
-methods validate call state and queue encoded records in ``outbox``; the driver moves
+methods validate call state and queue encoded records in ``write_queue``; the driver moves
 ``data_to_send()`` batches to its socket (or in-memory pipe). No I/O, no asyncio.
 
 Per call, the client sends ``start``, then messages, then ``half_close`` (or ``cancel``
@@ -38,8 +38,8 @@ from wire.events import (
     WindowOpened,
 )
 from wire.metadata import MetadataError, MetadataPairs, decode_metadata, encode_metadata
-from wire.outbox import BATCH_BYTES, Outbox
 from wire.status import code_to_number, number_to_code
+from wire.write_queue import BATCH_BYTES, WriteQueue
 
 MAX_CALL_ID = 0xFFFFFFFF
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -76,7 +76,7 @@ class CallIdsExhaustedError(RuntimeError):
 
 
 class _Multiplexer(Generic[CallStateT]):
-    """What both ends share: open calls, decoding, call-0 frames, size limits, outbox."""
+    """What both ends share: open calls, decoding, call-0 frames, size limits, write queue."""
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class _Multiplexer(Generic[CallStateT]):
         max_send_bytes: int | None = None,
         batch_bytes: int = BATCH_BYTES,
     ) -> None:
-        self.outbox = Outbox(batch_bytes)
+        self.write_queue = WriteQueue(batch_bytes)
         self.max_receive_bytes = max_receive_bytes
         self.max_send_bytes = max_send_bytes
         self._events: list[Event] = []
@@ -115,7 +115,7 @@ class _Multiplexer(Generic[CallStateT]):
         call.ungranted += payload_bytes + MESSAGE_OVERHEAD
         if call.ungranted >= INITIAL_WINDOW // 2:
             update = frame_pb2.CallWindowUpdate(bytes=call.ungranted)
-            self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, window_update=update)))
+            self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, window_update=update)))
             call.recv_window += call.ungranted
             call.ungranted = 0
 
@@ -124,7 +124,7 @@ class _Multiplexer(Generic[CallStateT]):
             raise CallStateError(f"call {call_id}: flow-control window closed")
         self._check_send_size(payload)
         call.send_window -= len(payload) + MESSAGE_OVERHEAD
-        self.outbox.push(encode_message_record(call_id, payload))
+        self.write_queue.push(encode_message_record(call_id, payload))
 
     def _accept_message(
         self, call_id: int, call: CallStateT, payload: bytes, violation: grpc.StatusCode
@@ -148,7 +148,7 @@ class _Multiplexer(Generic[CallStateT]):
 
     def data_to_send(self) -> bytes | None:
         """The next WebSocket message to send (a batch of queued frames), if any."""
-        return self.outbox.take_batch()
+        return self.write_queue.take_batch()
 
     def receive(self, message: bytes | str) -> list[Event]:
         """Applies one received WebSocket message; returns what happened, in order."""
@@ -186,7 +186,7 @@ class _Multiplexer(Generic[CallStateT]):
         error = frame_pb2.ProtocolError(
             code=code_to_number(grpc.StatusCode.INVALID_ARGUMENT), details=details
         )
-        self.outbox.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
+        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
         self._events.append(FrameDiscarded(details))
 
     def _payload_fits(self, call_id: int, payload: bytes) -> bool:
@@ -225,7 +225,7 @@ class ServerMultiplexer(_Multiplexer[_ServerCall]):
         entries = encode_metadata(metadata)
         call.responded = True
         headers = frame_pb2.CallHeaders(metadata=entries)
-        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, headers=headers)))
+        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, headers=headers)))
 
     def send_message(self, call_id: int, payload: bytes) -> None:
         """Queues one response message; raises MessageTooLargeError over the peer's limit."""
@@ -263,7 +263,7 @@ class ServerMultiplexer(_Multiplexer[_ServerCall]):
         entries: list[frame_pb2.MetadataEntry] | None = None,
     ) -> None:
         end = frame_pb2.CallEnd(code=code_to_number(code), details=details, trailers=entries)
-        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, end=end)))
+        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, end=end)))
 
     def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
         del self._calls[call_id]
@@ -380,7 +380,7 @@ class ClientMultiplexer(_Multiplexer[_ClientCall]):
         start = frame_pb2.CallStart(method=method, metadata=entries)
         if timeout is not None:
             start.timeout.CopyFrom(timeout_to_duration(timeout))
-        self.outbox.push(encode_record(frame_pb2.Frame(call_id=call_id, start=start)))
+        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, start=start)))
         self._calls[call_id] = _ClientCall()
         return call_id
 
@@ -392,13 +392,13 @@ class ClientMultiplexer(_Multiplexer[_ClientCall]):
         """Queues the end of the call's requests."""
         self._sending(call_id).half_closed = True
         frame = frame_pb2.Frame(call_id=call_id, half_close=frame_pb2.CallHalfClose())
-        self.outbox.push(encode_record(frame))
+        self.write_queue.push(encode_record(frame))
 
     def cancel(self, call_id: int) -> None:
         """Abandons the call (the server sends no end); no-op once the call is over."""
         if self._calls.pop(call_id, None) is not None:
             frame = frame_pb2.Frame(call_id=call_id, cancel=frame_pb2.CallCancel())
-            self.outbox.push(encode_record(frame))
+            self.write_queue.push(encode_record(frame))
 
     def _sending(self, call_id: int) -> _ClientCall:
         call = self._calls.get(call_id)

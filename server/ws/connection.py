@@ -136,13 +136,13 @@ class ServerConnectionDriver:
         while not self.mux.can_send(call_id) and not self._closed:
             window.clear()
             await window.wait()
-        while self.mux.outbox.pending_bytes >= self.limits.send_buffer_bytes and not self._closed:
+        while self.mux.write_queue.pending_bytes >= self.limits.send_buffer_bytes and not self._closed:
             self._space.clear()
             await self._space.wait()
         if self._closed:
             raise CallStateError("connection closed")
         self.mux.send_message(call_id, payload)
-        self.max_pending_bytes = max(self.max_pending_bytes, self.mux.outbox.pending_bytes)
+        self.max_pending_bytes = max(self.max_pending_bytes, self.mux.write_queue.pending_bytes)
         self._data_ready.set()
 
     def consumed(self, call_id: int, payload_bytes: int) -> None:
@@ -223,6 +223,6 @@ class ServerConnectionDriver:
                 self._data_ready.clear()
                 await self._data_ready.wait()
                 continue
-            if self.mux.outbox.pending_bytes < self.limits.send_buffer_bytes:
+            if self.mux.write_queue.pending_bytes < self.limits.send_buffer_bytes:
                 self._space.set()  # refill while this batch is in flight
             await self._transport.send(batch)

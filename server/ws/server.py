@@ -27,7 +27,6 @@ from server.ws.listener import announced_limit, bind, connection_info
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
 from wire.mux import DEFAULT_MAX_MESSAGE_BYTES
-from wire.outbox import BATCH_BYTES
 from wire.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
@@ -39,6 +38,7 @@ from wire.protocol import (
     SUBPROTOCOL_PROTOBUF,
 )
 from wire.transport import MessageTransport
+from wire.write_queue import BATCH_BYTES
 
 _LOG = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections import deque
 BATCH_BYTES = 64 * 1024
 
 
-class Outbox:
+class WriteQueue:
     """A FIFO of encoded frame records with a running byte count, for back-pressure."""
 
     __slots__ = ("_batch_bytes", "_pending_bytes", "_records")

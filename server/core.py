@@ -34,7 +34,7 @@ from .config import ServerConfig
 from .errors import RequestError, validate_collection_id
 from .event_queue import SessionEnd
 from .metrics import ServerMetrics
-from .ratelimit import AddressCounter, RateLimiter, peer_address
+from .ratelimit import AddressCounter, RateLimiter, peer_host
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class SessionRegistry:
                 f"server is at its connection limit ({self.max_connections})",
                 retry_after_ms=1000,
             )
-        address = peer_address(session.peer)
+        address = peer_host(session.peer_address)
         if self._addresses.full(address):
             assert address is not None
             raise self._addresses.refusal(address)
@@ -74,7 +74,7 @@ class SessionRegistry:
 
     def remove(self, session: Session) -> None:
         if self._sessions.pop(session.peer_id, None) is not None:
-            self._addresses.remove(peer_address(session.peer))
+            self._addresses.remove(peer_host(session.peer_address))
 
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
@@ -141,7 +141,7 @@ class SyncCore:
     # ---------------------------------------------------------------- sessions
 
     def open_session(
-        self, *, transport: str, peer: str, principal: Principal | None = None
+        self, *, transport: str, peer_address: str, principal: Principal | None = None
     ) -> Session:
         """Creates and admits a session; raises RequestError when the server is full or
         shutting down. A session with a principal ends (UNAUTHENTICATED) when its token
@@ -150,7 +150,7 @@ class SyncCore:
             raise RequestError(
                 grpc.StatusCode.UNAVAILABLE, "shutting_down", "server is shutting down"
             )
-        session = Session(self, transport=transport, peer=peer)
+        session = Session(self, transport=transport, peer_address=peer_address)
         self.registry.admit(session)
         self.metrics.sessions_opened.labels(transport).inc()
         if principal is not None and self.authenticator is not None:
@@ -201,11 +201,11 @@ class SyncCore:
         if not principal.may(action, collection_id):
             raise forbidden(action, collection_id)
 
-    def charge(self, peer: str, size: int) -> None:
+    def charge(self, peer_address: str, size: int) -> None:
         """Counts one client message of `size` bytes against the connection's rate
         limit; raises RequestError(RESOURCE_EXHAUSTED, "rate_limited") beyond it."""
         if self.rate_limiter is not None:
-            self.rate_limiter.charge(peer, size)
+            self.rate_limiter.charge(peer_address, size)
 
     async def publish(
         self, delta: types_pb2.Delta, *, peer_id: str, principal: Principal | None

@@ -146,7 +146,7 @@ class RateLimiter:
         self._next_sweep = max(1024, 2 * len(self._budgets))
 
 
-def peer_address(peer: str) -> str | None:
+def peer_host(peer: str) -> str | None:
     """The client IP address of a gRPC-style peer string (`ipv4:1.2.3.4:5`,
     `ipv6:[::1]:5`, grpc's `ipv6:%5B::1%5D:5`); None for other peers (in-process, unix)."""
     family, _, rest = peer.partition(":")

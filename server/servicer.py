@@ -68,12 +68,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         try:
             session = self.core.open_session(
                 transport=transport_of(context),
-                peer=context.peer(),
+                peer_address=context.peer(),
                 principal=self.core_principal(context),
             )
         except RequestError as error:
             await self._refuse(context, error)
-        bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer)
+        bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer_address)
         reader = asyncio.create_task(self._read(request_iterator, session))
         metrics = self.core.metrics
         sent = metrics.messages_out.labels(session.transport)
@@ -182,7 +182,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             collection_id=request.collection_id,
             epoch=history.epoch,
             deltas=[event.delta for event in history.events],
-            offset=history.top_offset,
+            offset=history.offset,
             recovery=history.recovery,  # type: ignore[arg-type]
             oldest_offset=history.oldest_offset,
         )

@@ -42,11 +42,11 @@ class _Subscription:
 class Session:
     """State and behaviour of one connected peer."""
 
-    def __init__(self, core: SyncCore, *, transport: str, peer: str) -> None:
+    def __init__(self, core: SyncCore, *, transport: str, peer_address: str) -> None:
         self.core = core
         self.peer_id = str(uuid.uuid4())
         self.transport = transport
-        self.peer = peer
+        self.peer_address = peer_address
         self.queue = EventQueue(core.config.subscriber_queue)
         self.last_seen = time.monotonic()
         self.principal: Principal | None = None
@@ -102,7 +102,7 @@ class Session:
         retry_after_ms) and the caller's reading pauses until then: the client is slowed
         down by back-pressure instead of being answered with a flood of errors."""
         try:
-            self.core.charge(self.peer, size)
+            self.core.charge(self.peer_address, size)
         except RequestError as exc:
             self.core.metrics.request_errors.labels(exc.reason_code).inc()
             self.reply(request_id, exc.to_response())
@@ -224,14 +224,14 @@ class Session:
                 subscribed=sync_pb2.Subscribed(
                     collection_id=collection_id,
                     epoch=history.epoch,
-                    offset=history.top_offset,
+                    offset=history.offset,
                     recovery=history.recovery,  # type: ignore[arg-type]
                     replayed=len(history.events),
                     oldest_offset=history.oldest_offset,
                 )
             ),
         )
-        last = history.top_offset
+        last = history.offset
         for event in history.events:
             self.queue.put_always(event)
         buffered = subscription.buffer or []

@@ -15,7 +15,7 @@ from server.__main__ import build_parser, main
 from server.auth import Authenticator, Principal, bearer_token, handshake_token, redact_token
 from server.config import ConfigError, ServerConfig, load_config
 from server.errors import RequestError
-from server.ratelimit import AddressCounter, RateLimiter, TokenBucket, peer_address
+from server.ratelimit import AddressCounter, RateLimiter, TokenBucket, peer_host
 from server.tls import exposure_warnings, is_loopback
 
 from .security_harness import SECRET, ec_key, make_token, write_public_key
@@ -215,11 +215,11 @@ def test_bucket_refill_is_capped() -> None:
 
 
 def test_peer_addresses_and_counts() -> None:
-    assert peer_address("ipv4:10.0.0.1:5000") == "10.0.0.1"
-    assert peer_address("ipv6:[::1]:5000") == "::1"
-    assert peer_address("ipv6:%5B::1%5D:5000") == "::1"
-    assert peer_address("inprocess") is None
-    assert peer_address("unix:/tmp/socket") is None
+    assert peer_host("ipv4:10.0.0.1:5000") == "10.0.0.1"
+    assert peer_host("ipv6:[::1]:5000") == "::1"
+    assert peer_host("ipv6:%5B::1%5D:5000") == "::1"
+    assert peer_host("inprocess") is None
+    assert peer_host("unix:/tmp/socket") is None
     counter = AddressCounter(2)
     for _ in range(2):
         counter.add("a")

@@ -75,7 +75,7 @@ async def test_history_of_a_new_collection_fixes_the_epoch(broker: Broker) -> No
     again = await broker.history("fresh", None, "", 10)
     published = await broker.publish(delta("fresh"))
     assert first.epoch == again.epoch == published.epoch
-    assert (first.top_offset, first.oldest_offset, first.events) == (0, 0, [])
+    assert (first.offset, first.oldest_offset, first.events) == (0, 0, [])
     assert first.recovery == UNSPECIFIED
 
 
@@ -157,7 +157,7 @@ async def test_history_returns_deltas_after_an_offset(broker: Broker) -> None:
     epoch = (await broker.history("doc", None, "", 0)).epoch
     result = await broker.history("doc", 2, epoch, 100)
     assert result.recovery == RECOVERED
-    assert (result.top_offset, result.oldest_offset, result.epoch) == (6, 1, epoch)
+    assert (result.offset, result.oldest_offset, result.epoch) == (6, 1, epoch)
     assert [e.delta.offset for e in result.events] == [3, 4, 5, 6]
     assert [e.delta.delta for e in result.events] == [b"d2", b"d3", b"d4", b"d5"]
     assert all(e.delta.epoch == epoch for e in result.events)
@@ -176,7 +176,7 @@ async def test_history_outcomes(broker: Broker) -> None:
     assert (no_offset.recovery, no_offset.events) == (UNSPECIFIED, [])
     wrong_epoch = await broker.history("doc", 1, "not-the-epoch", 10)
     assert (wrong_epoch.recovery, wrong_epoch.events) == (EPOCH_MISMATCH, [])
-    assert wrong_epoch.epoch == epoch and wrong_epoch.top_offset == 3
+    assert wrong_epoch.epoch == epoch and wrong_epoch.offset == 3
     ahead = await broker.history("doc", 9, epoch, 10)
     assert (ahead.recovery, ahead.events) == (OFFSET_AHEAD, [])
 
@@ -186,7 +186,7 @@ async def test_history_is_bounded_by_size(make_broker: MakeBroker) -> None:
     for i in range(8):
         await broker.publish(delta("doc", bytes([i])))
     kept = await broker.history("doc", 3, "", 100)
-    assert (kept.recovery, kept.oldest_offset, kept.top_offset) == (RECOVERED, 4, 8)
+    assert (kept.recovery, kept.oldest_offset, kept.offset) == (RECOVERED, 4, 8)
     assert [e.delta.offset for e in kept.events] == [4, 5, 6, 7, 8]
     too_old = await broker.history("doc", 2, "", 100)
     assert too_old.recovery == GAP_TOO_OLD
@@ -198,7 +198,7 @@ async def test_history_size_zero_keeps_nothing(make_broker: MakeBroker) -> None:
     await broker.publish(delta("doc"))
     await broker.publish(delta("doc"))
     result = await broker.history("doc", 1, "", 100)
-    assert (result.recovery, result.top_offset, result.oldest_offset) == (GAP_TOO_OLD, 2, 0)
+    assert (result.recovery, result.offset, result.oldest_offset) == (GAP_TOO_OLD, 2, 0)
     assert result.events == []
     assert (await broker.history("doc", 2, "", 100)).recovery == RECOVERED
 
@@ -211,17 +211,17 @@ async def test_history_is_bounded_by_age(make_broker: MakeBroker) -> None:
     await broker.publish(delta("doc", b"new"))
     result = await broker.history("doc", 0, "", 100)
     assert [e.delta.delta for e in result.events] == [b"new"]
-    assert (result.oldest_offset, result.top_offset, result.recovery) == (3, 3, GAP_TOO_OLD)
+    assert (result.oldest_offset, result.offset, result.recovery) == (3, 3, GAP_TOO_OLD)
     assert (await broker.history("doc", 2, "", 100)).recovery == RECOVERED
     await asyncio.sleep(0.5)
     aged = await broker.history("doc", 2, "", 100)
-    assert (aged.oldest_offset, aged.top_offset, aged.events) == (0, 3, [])
+    assert (aged.oldest_offset, aged.offset, aged.events) == (0, 3, [])
     assert aged.recovery == GAP_TOO_OLD
     assert (await broker.history("doc", 3, "", 100)).recovery == RECOVERED
 
 
 @pytest.mark.parametrize(
-    ("since", "epoch", "top", "oldest", "expected"),
+    ("since", "epoch", "offset", "oldest", "expected"),
     [
         (None, "e", 5, 1, UNSPECIFIED),
         (3, "other", 5, 1, EPOCH_MISMATCH),
@@ -234,9 +234,9 @@ async def test_history_is_bounded_by_age(make_broker: MakeBroker) -> None:
     ],
 )
 def test_classify_recovery(
-    since: int | None, epoch: str, top: int, oldest: int, expected: int
+    since: int | None, epoch: str, offset: int, oldest: int, expected: int
 ) -> None:
-    assert classify_recovery(since, epoch, "e", top, oldest) == expected
+    assert classify_recovery(since, epoch, "e", offset, oldest) == expected
 
 
 # ----------------------------------------------------------------- idempotency

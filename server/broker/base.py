@@ -52,7 +52,7 @@ class HistorySlice:
 
     collection_id: str
     epoch: str
-    top_offset: int
+    offset: int
     oldest_offset: int
     recovery: int = sync_pb2.RECOVERY_STATUS_UNSPECIFIED
     events: list[sync_pb2.SyncResponse] = field(default_factory=list)
@@ -62,7 +62,7 @@ def classify_recovery(
     since_offset: int | None,
     epoch: str,
     current_epoch: str,
-    top_offset: int,
+    offset: int,
     oldest_offset: int,
 ) -> int:
     """Says what a subscriber asking for `since_offset` in `epoch` can get.
@@ -73,9 +73,9 @@ def classify_recovery(
         return sync_pb2.RECOVERY_STATUS_UNSPECIFIED
     if epoch and epoch != current_epoch:
         return sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
-    if since_offset > top_offset:
+    if since_offset > offset:
         return sync_pb2.RECOVERY_STATUS_OFFSET_AHEAD
-    if since_offset < top_offset and (oldest_offset == 0 or since_offset + 1 < oldest_offset):
+    if since_offset < offset and (oldest_offset == 0 or since_offset + 1 < oldest_offset):
         return sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD
     return sync_pb2.RECOVERY_STATUS_RECOVERED
 

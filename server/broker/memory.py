@@ -27,7 +27,7 @@ def new_epoch() -> str:
 @dataclass(slots=True)
 class _Collection:
     epoch: str
-    top_offset: int = 0
+    offset: int = 0
     # (offset, accepted-at monotonic seconds, shared SyncResponse(delta=...))
     history: deque[tuple[int, float, sync_pb2.SyncResponse]] = field(default_factory=deque)
     presence: dict[str, types_pb2.Presence] = field(default_factory=dict)
@@ -93,16 +93,16 @@ class MemoryBroker(Broker):
                 first = seen[1]
                 return PublishResult(collection_id, first.offset, first.epoch, duplicate=True)
         state = self._collection(collection_id)
-        state.top_offset += 1
+        state.offset += 1
         event = sync_pb2.SyncResponse(delta=delta)
         stored = event.delta
-        stored.offset = state.top_offset
+        stored.offset = state.offset
         stored.epoch = state.epoch
         stored.server_time.CopyFrom(now_timestamp())
         if self._history_size:
-            state.history.append((state.top_offset, now, event))
+            state.history.append((state.offset, now, event))
             self._trim(state, now)
-        result = PublishResult(collection_id, state.top_offset, state.epoch)
+        result = PublishResult(collection_id, state.offset, state.epoch)
         if delta.client_message_id:
             self._remember(key, result, now)
         self.hub.dispatch(collection_id, event)
@@ -114,8 +114,8 @@ class MemoryBroker(Broker):
         state = self._collection(collection_id)
         self._trim(state, time.monotonic())
         oldest = state.history[0][0] if state.history else 0
-        recovery = classify_recovery(since_offset, epoch, state.epoch, state.top_offset, oldest)
-        result = HistorySlice(collection_id, state.epoch, state.top_offset, oldest, recovery)
+        recovery = classify_recovery(since_offset, epoch, state.epoch, state.offset, oldest)
+        result = HistorySlice(collection_id, state.epoch, state.offset, oldest, recovery)
         if since_offset is not None and recovery != sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH:
             events = [event for offset, _, event in state.history if offset > since_offset]
             result.events = events[:limit] if limit > 0 else events

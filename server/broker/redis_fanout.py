@@ -303,20 +303,20 @@ class RedisFanout:
         if self._tracked.get(collection_id) is not tracked:
             return  # detached meanwhile
         if since is None:
-            tracked.epoch, tracked.last = history.epoch, history.top_offset
+            tracked.epoch, tracked.last = history.epoch, history.offset
             tracked.ready.set()
             return
         recovery = history.recovery
         if recovery == EPOCH_MISMATCH:
-            self._epoch_changed(tracked, history.epoch, history.top_offset, history.oldest_offset)
+            self._epoch_changed(tracked, history.epoch, history.offset, history.oldest_offset)
         elif recovery == OFFSET_AHEAD:
             epoch = await self._store.rotate_epoch(collection_id, tracked.epoch, tracked.last)
-            self._epoch_changed(tracked, epoch, history.top_offset, 0)
+            self._epoch_changed(tracked, epoch, history.offset, 0)
         elif recovery == GAP_TOO_OLD:
             self.stats.gaps += 1
-            tracked.last = history.top_offset
+            tracked.last = history.offset
             self._notify(
-                tracked, GAP_TOO_OLD, history.epoch, history.top_offset, history.oldest_offset
+                tracked, GAP_TOO_OLD, history.epoch, history.offset, history.oldest_offset
             )
         else:
             for event in history.events:
@@ -324,21 +324,21 @@ class RedisFanout:
                     tracked.last = event.delta.offset
                     self.stats.caught_up += 1
                     self._hub.dispatch(collection_id, event)
-            tracked.last = max(tracked.last, history.top_offset)
+            tracked.last = max(tracked.last, history.offset)
 
-    def _epoch_changed(self, tracked: _Tracked, epoch: str, top: int, oldest: int) -> None:
+    def _epoch_changed(self, tracked: _Tracked, epoch: str, offset: int, oldest: int) -> None:
         log.info("history of %r lost: epoch %s -> %s", tracked.collection_id, tracked.epoch, epoch)
         self.stats.epoch_changes += 1
-        tracked.previous_epoch, tracked.epoch, tracked.last = tracked.epoch, epoch, top
-        self._notify(tracked, EPOCH_MISMATCH, epoch, top, oldest)
+        tracked.previous_epoch, tracked.epoch, tracked.last = tracked.epoch, epoch, offset
+        self._notify(tracked, EPOCH_MISMATCH, epoch, offset, oldest)
 
-    def _notify(self, tracked: _Tracked, recovery: int, epoch: str, top: int, oldest: int) -> None:
+    def _notify(self, tracked: _Tracked, recovery: int, epoch: str, offset: int, oldest: int) -> None:
         """Tells the local sinks, unasked (request_id 0), where the collection stands."""
         notice = sync_pb2.SyncResponse(
             subscribed=sync_pb2.Subscribed(
                 collection_id=tracked.collection_id,
                 epoch=epoch,
-                offset=top,
+                offset=offset,
                 recovery=recovery,  # type: ignore[arg-type]
                 oldest_offset=oldest,
             )

@@ -98,7 +98,7 @@ HISTORY = (
 -- KEYS: meta, history stream
 -- ARGV: epoch candidate, client epoch ('' = any), first offset wanted ('' = none),
 --       limit (0 = all), history ttl ms, meta ttl ms
--- -> {epoch, top offset, oldest offset, entries}
+-- -> {epoch, offset, oldest offset, entries}
 local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[6])
 local top = redis.call('HGET', KEYS[1], 'top') or '0'
 trim_by_age(KEYS[2], now_ms() - tonumber(ARGV[5]))

@@ -148,14 +148,14 @@ class RedisStore:
             self._history_ttl_ms,
             self._meta_ttl_ms,
         ]
-        raw_epoch, raw_top, raw_oldest, entries = await self._call(
+        raw_epoch, raw_offset, raw_oldest, entries = await self._call(
             "history", self._history(names, args)
         )
         current = raw_epoch.decode()
-        top, oldest = int(raw_top), int(raw_oldest)
-        recovery = classify_recovery(since_offset, epoch, current, top, oldest)
+        offset, oldest = int(raw_offset), int(raw_oldest)
+        recovery = classify_recovery(since_offset, epoch, current, offset, oldest)
         events = [history_event(entry_id, fields, current) for entry_id, fields in entries]
-        return HistorySlice(collection_id, current, top, oldest, recovery, events)
+        return HistorySlice(collection_id, current, offset, oldest, recovery, events)
 
     async def rotate_epoch(self, collection_id: str, epoch: str, delivered: int) -> str:
         """Starts a new epoch if the collection is still in `epoch` but behind `delivered`

@@ -10,46 +10,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import NoReturn
 
 import grpc
 from google.protobuf.message import Message
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
-from wire.status import REASON_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 
 from .auth import Principal
-from .broker import BrokerError
 from .clock import now_timestamp
 from .core import SyncCore
-from .errors import RequestError, validate_collection_id
+from .errors import validate_collection_id
 from .event_queue import SessionEnd, SessionEnded
 from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
+from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
 from .session import Session
-from .ws.context import WebSocketServicerContext
 
 log = logging.getLogger(__name__)
-
-Context = grpc.aio.ServicerContext[object, object]
-
-
-def transport_of(context: Context) -> str:
-    """'websocket' for the framing adapter's contexts, else 'grpc'."""
-    return "websocket" if isinstance(context, WebSocketServicerContext) else "grpc"
-
-
-async def abort_with(context: Context, error: RequestError | BrokerError) -> NoReturn:
-    """Ends the call with the error's status; its reason code and retry hint go in the
-    trailing metadata (`syncwire-reason`, `retry-after-ms`)."""
-    if isinstance(error, BrokerError):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"broker unavailable: {error}")
-    trailers = [(REASON_CODE_METADATA_KEY, error.reason_code)]
-    if error.retry_after_ms > 0:
-        trailers.append((RETRY_AFTER_METADATA_KEY, str(error.retry_after_ms)))
-    await context.abort(error.code, error.message, tuple(trailers))
-    raise AssertionError("unreachable")  # abort always raises
 
 
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
@@ -65,15 +43,15 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         request_iterator: AsyncIterator[sync_pb2.SyncRequest],
         context: Context,
     ) -> AsyncIterator[sync_pb2.SyncResponse]:
-        try:
+        async with domain_errors(self.core.metrics, context):
             session = self.core.open_session(
                 transport=transport_of(context),
                 peer_address=context.peer(),
                 principal=self.core_principal(context),
             )
-        except RequestError as error:
-            await self._refuse(context, error)
-        bind_connection(peer_id=session.peer_id, transport=session.transport, peer=session.peer_address)
+        bind_connection(
+            peer_id=session.peer_id, transport=session.transport, peer=session.peer_address
+        )
         reader = asyncio.create_task(self._read(request_iterator, session))
         metrics = self.core.metrics
         sent = metrics.messages_out.labels(session.transport)
@@ -106,13 +84,6 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         RequestError(UNAUTHENTICATED) without a valid token."""
         return self.core.authenticate(context.invocation_metadata())
 
-    async def _refuse(self, context: Context, error: RequestError | BrokerError) -> NoReturn:
-        """Counts the refusal by reason (auth failures and limits show on dashboards)
-        and ends the call with it."""
-        reason = error.reason_code if isinstance(error, RequestError) else "broker_unavailable"
-        self.core.metrics.request_errors.labels(reason).inc()
-        await abort_with(context, error)
-
     def _admit_call(self, request: Message, context: Context) -> Principal | None:
         """A unary call's rate-limit charge, then its principal (so floods of bad tokens
         are limited too); raises RequestError."""
@@ -141,43 +112,37 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     # ------------------------------------------------------------------ unary
 
+    @maps_domain_errors
     async def Publish(
         self, request: sync_pb2.PublishRequest, context: Context
     ) -> sync_pb2.PublishResponse:
-        try:
-            principal = self._admit_call(request, context)
-            ack = await self.core.publish(request.delta, peer_id="", principal=principal)
-        except (RequestError, BrokerError) as error:
-            await self._refuse(context, error)
+        principal = self._admit_call(request, context)
+        ack = await self.core.publish(request.delta, peer_id="", principal=principal)
         return sync_pb2.PublishResponse(ack=ack)
 
+    @maps_domain_errors
     async def GetPresence(
         self, request: sync_pb2.GetPresenceRequest, context: Context
     ) -> sync_pb2.GetPresenceResponse:
-        try:
-            principal = self._admit_call(request, context)
-            validate_collection_id(request.collection_id)
-            self.core.authorize(principal, "subscribe", request.collection_id)
-            members = await self.core.broker.presence_members(request.collection_id)
-        except (RequestError, BrokerError) as error:
-            await self._refuse(context, error)
+        principal = self._admit_call(request, context)
+        validate_collection_id(request.collection_id)
+        self.core.authorize(principal, "subscribe", request.collection_id)
+        members = await self.core.broker.presence_members(request.collection_id)
         return sync_pb2.GetPresenceResponse(collection_id=request.collection_id, members=members)
 
+    @maps_domain_errors
     async def GetHistory(
         self, request: sync_pb2.GetHistoryRequest, context: Context
     ) -> sync_pb2.GetHistoryResponse:
         limit = self.core.config.history_size
         if request.limit:
             limit = min(limit, request.limit)
-        try:
-            principal = self._admit_call(request, context)
-            validate_collection_id(request.collection_id)
-            self.core.authorize(principal, "subscribe", request.collection_id)
-            history = await self.core.broker.history(
-                request.collection_id, request.since_offset, request.epoch, limit
-            )
-        except (RequestError, BrokerError) as error:
-            await self._refuse(context, error)
+        principal = self._admit_call(request, context)
+        validate_collection_id(request.collection_id)
+        self.core.authorize(principal, "subscribe", request.collection_id)
+        history = await self.core.broker.history(
+            request.collection_id, request.since_offset, request.epoch, limit
+        )
         return sync_pb2.GetHistoryResponse(
             collection_id=request.collection_id,
             epoch=history.epoch,
@@ -187,13 +152,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             oldest_offset=history.oldest_offset,
         )
 
+    @maps_domain_errors
     async def GetServerInfo(
         self, request: sync_pb2.GetServerInfoRequest, context: Context
     ) -> sync_pb2.GetServerInfoResponse:
-        try:
-            self._admit_call(request, context)
-        except RequestError as error:
-            await self._refuse(context, error)
+        self._admit_call(request, context)
         return sync_pb2.GetServerInfoResponse(
             server_info=self.core.server_info(), timestamp=now_timestamp()
         )

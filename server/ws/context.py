@@ -14,6 +14,9 @@ from wire.metadata import MetadataPairs, encode_metadata
 if TYPE_CHECKING:
     from server.ws.call import ServerCall
 
+TRANSPORT = "websocket"
+"""Transport name of calls carried over the WebSocket framing (metrics, logs, sessions)."""
+
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
 
@@ -39,8 +42,11 @@ class WebSocketServicerContext(
 
     ``invocation_metadata()`` is the call's metadata; when it has no ``authorization``
     entry, the handshake's ``Authorization`` header is appended to it, so one auth check
-    reads both transports. The full handshake is in ``connection``.
+    reads both transports. The full handshake is in ``connection``. ``transport`` names
+    the transport ('websocket'; grpc.aio's own contexts have no such attribute).
     """
+
+    transport = TRANSPORT
 
     def __init__(
         self, call: ServerCall, metadata: grpc.aio.Metadata, connection: ConnectionInfo

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from .app import serve
+from .broker import BrokerError
 from .config import ConfigError, add_arguments, load_config
 from .logs import configure_logging
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # key or certificate files that do not load
         print(f"syncwire-server: {exc}", file=sys.stderr)
         return 2
+    except BrokerError as exc:  # e.g. a durable broker declared over a non-durable Redis
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"syncwire-server: {exc}", file=sys.stderr)
         return 1

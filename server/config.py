@@ -51,6 +51,11 @@ class ServerConfig:
     broker: str = _opt(
         "memory://", "broker URL: memory:// (embedded default) or redis://HOST:PORT/DB"
     )
+    broker_durable: bool = _opt(
+        False,
+        "declare the Redis broker durable (appendonly yes + appendfsync always, checked "
+        "at start): Redis restarts then keep epochs",
+    )
     max_connections: int = _opt(1000, "maximum concurrent client sessions, all transports")
     max_message_bytes: int = _opt(MIB, "largest accepted client message in bytes")
     heartbeat_interval: float = _opt(30.0, "seconds between server heartbeats")

@@ -91,6 +91,7 @@ def create_broker(config: ServerConfig) -> Broker:
             history_ttl=config.history_ttl,
             dedupe_ttl=config.dedupe_ttl,
             presence_ttl=max(config.idle_timeout, 3 * config.heartbeat_interval),
+            durable=config.broker_durable,
         )
     return MemoryBroker(
         history_size=config.history_size,

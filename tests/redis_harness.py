@@ -56,6 +56,8 @@ class RedisServer:
         self._directory = directory
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.options: list[str] = []
+        """Extra redis-server arguments for the next start (e.g. to turn AOF on)."""
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -63,6 +65,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         argv = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self._directory)]
+        argv += self.options
         self.process = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._directory
         )

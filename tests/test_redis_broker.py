@@ -250,6 +250,102 @@ async def test_offsets_going_backwards_start_a_new_epoch(
     assert (history.recovery, history.epoch) == (EPOCH_MISMATCH, notice.epoch)
 
 
+async def restart(node: RedisBroker, redis_server: RedisServer) -> None:  # noqa: F811
+    """Kills Redis and starts it again (from whatever it persisted); waits for the node."""
+    redis_server.kill()
+    await node.wait_connected(False)
+    redis_server.start()
+    await node.wait_connected(True)
+
+
+async def test_restart_from_an_older_snapshot_starts_a_new_epoch_unwatched(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+    raw_redis: Redis,
+) -> None:
+    # Issue 13, item 2: nobody subscribed, so no node can notice offsets going back.
+    node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
+    for _ in range(3):
+        await node.publish(delta("doc"))
+    await raw_redis.save()
+    for _ in range(3):
+        sixth = await node.publish(delta("doc"))
+    assert sixth.offset == 6
+    await restart(node, redis_server)
+    after = [await node.publish(delta("doc")) for _ in range(3)]
+    assert {result.epoch for result in after} != {sixth.epoch}
+    assert len({result.epoch for result in after}) == 1
+    resumed = await node.history("doc", 6, sixth.epoch, 10)
+    assert resumed.recovery == EPOCH_MISMATCH and resumed.epoch == after[0].epoch
+
+
+async def test_resuming_after_a_snapshot_restart_is_never_told_recovered(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+    raw_redis: Redis,
+) -> None:
+    node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
+    for _ in range(3):
+        await node.publish(delta("doc"))
+    await raw_redis.save()
+    for _ in range(3):
+        sixth = await node.publish(delta("doc"))
+    await restart(node, redis_server)
+    resumed = await node.history("doc", 3, sixth.epoch, 10)  # offsets 4..6 are gone
+    assert resumed.recovery == EPOCH_MISMATCH and resumed.epoch != sixth.epoch
+
+
+async def test_flushall_starts_a_new_epoch(
+    make_private_node: MakeNode, raw_redis: Redis
+) -> None:
+    node = await make_private_node()
+    first = await node.publish(delta("doc"))
+    await raw_redis.flushall()
+    again = await node.publish(delta("doc"))
+    assert again.epoch != first.epoch
+    assert (await node.history("doc", 1, first.epoch, 10)).recovery == EPOCH_MISMATCH
+
+
+async def test_a_declared_durable_redis_keeps_epochs_across_a_restart(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    redis_server.kill()
+    redis_server.options = ["--appendonly", "yes", "--appendfsync", "always"]
+    redis_server.start()
+    node = await make_private_node(durable=True, reconnect_base=0.05, reconnect_cap=0.2)
+    before = [await node.publish(delta("doc")) for _ in range(3)]
+    await restart(node, redis_server)  # SIGKILL: only what AOF fsynced survives
+    after = await node.publish(delta("doc"))
+    assert (after.offset, after.epoch) == (4, before[-1].epoch)
+    resumed = await node.history("doc", 3, before[-1].epoch, 10)
+    assert resumed.recovery == sync_pb2.RECOVERY_STATUS_RECOVERED
+    assert [event.delta.offset for event in resumed.events] == [4]
+
+
+async def test_durable_declaration_is_checked_at_start(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    node = RedisBroker(redis_server.url(), durable=True)
+    with pytest.raises(BrokerError, match="appendfsync"):
+        await node.start()
+    assert not node.healthy
+
+
+async def test_without_the_declaration_an_aof_restart_still_starts_a_new_epoch(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    redis_server.kill()
+    redis_server.options = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    redis_server.start()
+    node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
+    before = await node.publish(delta("doc"))
+    await restart(node, redis_server)  # everysec may have lost the last second
+    after = await node.publish(delta("doc"))
+    assert after.epoch != before.epoch
+
+
 async def test_live_epoch_change_is_announced_before_the_delta(
     watched: tuple[RedisBroker, Collector], raw_redis: Redis
 ) -> None:

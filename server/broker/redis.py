@@ -59,10 +59,14 @@ class RedisBroker(Broker):
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
         max_connections: int = 64,
+        durable: bool = False,
     ) -> None:
         """`presence_ttl`: how long a presence entry lives without `presence_refresh`;
         `meta_ttl`: how long an idle collection keeps its epoch and offset counter;
-        `op_timeout`: bound of every Redis call and of each connect attempt."""
+        `op_timeout`: bound of every Redis call and of each connect attempt (seconds);
+        `durable`: the operator declares that Redis loses no acknowledged write
+        (`appendonly yes`, `appendfsync always`, verified on every connect), so a Redis
+        restart keeps epochs; otherwise any new Redis process starts new epochs."""
         url, url_prefix = split_key_prefix(url)
         self.keys = KeySpace(key_prefix or url_prefix or DEFAULT_PREFIX)
         self.hub = LocalHub()
@@ -77,6 +81,7 @@ class RedisBroker(Broker):
             meta_ttl=meta_ttl,
             op_timeout=op_timeout,
             max_connections=max_connections,
+            durable=durable,
         )
         self._fanout = RedisFanout(
             url,
@@ -94,7 +99,12 @@ class RedisBroker(Broker):
     # --------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        """Connects (waiting up to the operation timeout; later in the background).
+        Raises BrokerError when durability was declared but Redis is not durable."""
         await self._fanout.start(wait=self._op_timeout)
+        if self._store.durability_problem:
+            await self.close()
+            raise BrokerError(self._store.durability_problem)
 
     async def close(self) -> None:
         await self._fanout.close()

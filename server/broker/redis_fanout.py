@@ -222,6 +222,9 @@ class RedisFanout:
             await pubsub.ping()
             while (await pubsub.get_message(timeout=self._op_timeout)) is None:
                 pass
+        problem = await self._store.verify_durability()
+        if problem:
+            log.error("%s", problem)
         self._set_connected(pubsub)
         self.stats.connects += 1
         if self.stats.connects > 1:

@@ -50,14 +50,38 @@ local function trim_by_age(stream, cutoff)
   end
 end
 
+-- the Redis process this script runs in: a new one after every restart or failover
+local function instance_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+end
+
 -- the collection's epoch, created (with empty history) when missing: a Redis that lost
--- its data therefore starts a new epoch and recovering clients are told
-local function ensure_meta(meta, stream, candidate, meta_ttl)
-  if redis.call('HSETNX', meta, 'epoch', candidate) == 1 then
+-- its data therefore starts a new epoch and recovering clients are told. With
+-- check_instance = '1' the meta also records which Redis process wrote it: another
+-- process (restart, failover, restore from a snapshot) may have lost acknowledged
+-- writes, so it starts a new epoch too (offsets keep counting from the stored top).
+local function ensure_meta(meta, stream, candidate, meta_ttl, check_instance)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local instance = ''
+  if check_instance == '1' then instance = instance_id() end
+  if not epoch then
     redis.call('DEL', stream)
+    redis.call('HSET', meta, 'epoch', candidate)
+    epoch = candidate
+    if instance ~= '' then redis.call('HSET', meta, 'instance', instance) end
+  elseif instance ~= '' then
+    local recorded = redis.call('HGET', meta, 'instance')
+    if recorded ~= instance then
+      if recorded then
+        redis.call('HSET', meta, 'epoch', candidate)
+        redis.call('DEL', stream)
+        epoch = candidate
+      end
+      redis.call('HSET', meta, 'instance', instance)
+    end
   end
   redis.call('PEXPIRE', meta, meta_ttl)
-  return redis.call('HGET', meta, 'epoch')
+  return epoch
 end
 """
 
@@ -66,7 +90,7 @@ PUBLISH = (
     + r"""
 -- KEYS: meta, history stream, [dedupe key]
 -- ARGV: epoch candidate, payload, history size, history ttl ms, dedupe ttl ms,
---       meta ttl ms, channel
+--       meta ttl ms, channel, check instance (0/1)
 -- -> {duplicate (0/1), offset, epoch}
 if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
@@ -75,7 +99,7 @@ if KEYS[3] then
     return {1, string.sub(seen, 1, sp - 1), string.sub(seen, sp + 1)}
   end
 end
-local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[6])
+local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[6], ARGV[8])
 local offset = int(redis.call('HINCRBY', KEYS[1], 'top', 1))
 local size = tonumber(ARGV[3])
 if size > 0 then
@@ -97,9 +121,9 @@ HISTORY = (
     + r"""
 -- KEYS: meta, history stream
 -- ARGV: epoch candidate, client epoch ('' = any), first offset wanted ('' = none),
---       limit (0 = all), history ttl ms, meta ttl ms
+--       limit (0 = all), history ttl ms, meta ttl ms, check instance (0/1)
 -- -> {epoch, offset, oldest offset, entries}
-local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[6])
+local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[6], ARGV[7])
 local top = redis.call('HGET', KEYS[1], 'top') or '0'
 trim_by_age(KEYS[2], now_ms() - tonumber(ARGV[5]))
 local oldest = '0'

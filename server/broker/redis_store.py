@@ -45,6 +45,10 @@ def connection_options(op_timeout: float) -> dict[str, Any]:
     }
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -64,8 +68,12 @@ class RedisStore:
         meta_ttl: float,
         op_timeout: float,
         max_connections: int,
+        durable: bool = False,
     ) -> None:
         self.keys = keys
+        self.durable = durable
+        self.durability_verified = False
+        self.durability_problem = ""
         self._history_size = history_size
         self._history_ttl_ms = _ms(history_ttl)
         self._dedupe_ttl_ms = _ms(dedupe_ttl)
@@ -93,6 +101,31 @@ class RedisStore:
     async def close(self) -> None:
         await self._client.aclose()
         await self._pool.disconnect()
+
+    @property
+    def _check_instance(self) -> int:
+        """1 while a change of Redis process must start new epochs (see `ensure_meta`):
+        always, unless the operator declared a durable Redis and it was verified."""
+        return 0 if self.durability_verified else 1
+
+    async def verify_durability(self) -> str:
+        """When durability was declared, checks that Redis logs every write before
+        acknowledging it (`appendonly yes`, `appendfsync always`); returns what is wrong
+        ("" when durable or not declared). Raises BrokerError when Redis cannot be asked."""
+        if not self.durable:
+            return ""
+        settings = await self._call(
+            "durability check", self._client.config_get("appendonly", "appendfsync")
+        )
+        values = {_text(key): _text(value) for key, value in settings.items()}
+        found = (values.get("appendonly", "?"), values.get("appendfsync", "?"))
+        self.durability_verified = found == ("yes", "always")
+        self.durability_problem = "" if self.durability_verified else (
+            "the Redis broker was declared durable, but Redis runs with appendonly "
+            f"{found[0]}, appendfsync {found[1]} (durable needs appendonly yes, appendfsync "
+            "always); every Redis restart therefore starts new epochs"
+        )
+        return self.durability_problem
 
     async def drop_idle_connections(self) -> None:
         """Forgets pooled connections after an outage, so no command tries a dead one."""
@@ -131,6 +164,7 @@ class RedisStore:
             self._dedupe_ttl_ms,
             self._meta_ttl_ms,
             keys.channel(collection_id),
+            self._check_instance,
         ]
         duplicate, offset, epoch = await self._call("publish", self._publish(names, args))
         return PublishResult(collection_id, int(offset), epoch.decode(), duplicate=bool(duplicate))
@@ -147,6 +181,7 @@ class RedisStore:
             max(limit, 0),
             self._history_ttl_ms,
             self._meta_ttl_ms,
+            self._check_instance,
         ]
         raw_epoch, raw_offset, raw_oldest, entries = await self._call(
             "history", self._history(names, args)

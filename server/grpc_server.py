@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import Protocol, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,9 +13,19 @@ from syncwire.v1 import sync_pb2, sync_pb2_grpc
 from .config import ServerConfig
 from .malformed import MalformedRequestInterceptor
 
-# The asyncio health servicer; grpc-stubs does not describe the module, so it is Any.
-_health_aio: Any = importlib.import_module("grpc_health.v1._async")
-HealthServicer = Any
+
+class HealthServicer(Protocol):
+    """What this server uses of grpc_health's asyncio servicer (`health.aio`, public but
+    not described by grpc-stubs)."""
+
+    async def set(
+        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
+        """Sets a service's serving status (and notifies its watchers)."""
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Marks every service NOT_SERVING and ignores later `set` calls."""
+
 
 SYNC_SERVICE_NAME: str = sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name
 
@@ -43,7 +52,7 @@ def register_services(
     """Registers the sync service, health and reflection on any grpc.aio.Server (the
     native one or the WebSocket adapter); returns the health servicer."""
     sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
-    health_servicer = _health_aio.HealthServicer()
+    health_servicer = cast(HealthServicer, health.aio.HealthServicer())  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SYNC_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

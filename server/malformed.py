@@ -70,7 +70,9 @@ def _wrap_unary_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_stream_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-    async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def call(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
         return await behaviour(checked_requests(requests), context)
 
     return call
@@ -78,7 +80,9 @@ def _wrap_stream_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_stream_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     # grpc.aio inspects the handler: it must itself be an async generator function.
-    async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def call(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
         async for response in behaviour(checked_requests(requests), context):
             yield response
 
@@ -90,19 +94,30 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        changes: dict[str, Any] = {"request_deserializer": lenient(handler.request_deserializer)}
+        decode = lenient(handler.request_deserializer)
+        encode = handler.response_serializer
         if handler.unary_unary is not None:
-            changes["unary_unary"] = _wrap_unary_request(handler.unary_unary)
-        elif handler.unary_stream is not None:
-            changes["unary_stream"] = _wrap_unary_stream(handler.unary_stream)
-        elif handler.stream_unary is not None:
-            changes["stream_unary"] = _wrap_stream_unary(handler.stream_unary)
-        elif handler.stream_stream is not None:
-            changes["stream_stream"] = _wrap_stream_stream(handler.stream_stream)
-        return handler._replace(**changes)  # type: ignore[attr-defined, no-any-return]
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary_request(handler.unary_unary), decode, encode
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_unary_stream(handler.unary_stream), decode, encode
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_stream_unary(handler.stream_unary), decode, encode
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream_stream(handler.stream_stream), decode, encode
+            )
+        return handler

@@ -127,13 +127,17 @@ class Subscription:
     def apply_joined(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
         """Takes the server's answer (or unasked notice) into the position.
 
-        After RECOVERED or GAP_TOO_OLD the replay continues from the client's offset; in
+        After RECOVERED or GAP_TOO_OLD the replay continues from the client's offset.
+        After an EPOCH_MISMATCH answer with replayed deltas, the server replays the new
+        epoch from the oldest offset it holds, so the position starts just before it. In
         every other case the server's offset is the new starting point (nothing older
         will come, and a new epoch restarts numbering).
         """
         recovery = to_recovery(subscribed.recovery)
         keep = recovery in (Recovery.RECOVERED, Recovery.GAP_TOO_OLD) and self._has_position
-        if not keep:
+        if recovery is Recovery.EPOCH_MISMATCH and solicited and subscribed.replayed:
+            self._offset = max(subscribed.oldest_offset - 1, 0)
+        elif not keep:
             self._offset = subscribed.offset
         elif not solicited:
             self._offset = max(self._offset, subscribed.offset)

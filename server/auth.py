@@ -150,7 +150,9 @@ class Authenticator:
         self.leeway = leeway
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
-        self._clock = clock
+        self.clock = clock
+        """POSIX seconds now; every time claim (exp, nbf, iat) and a session's token
+        expiry are judged by it (replaceable in tests)."""
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> Authenticator | None:
@@ -180,7 +182,7 @@ class Authenticator:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(token)
-        if self._clock() > self.deadline(principal):
+        if self.clock() > self.deadline(principal):
             del self._cache[token]
             raise unauthenticated(TOKEN_EXPIRED, "token expired")
         return principal
@@ -197,9 +199,15 @@ class Authenticator:
                 algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
-                leeway=self.leeway,
-                options={"require": ["exp"]},
+                # Time claims are judged below by `self.clock`, not by PyJWT's own clock.
+                options={
+                    "require": ["exp"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
+            _check_time_claims(claims, self.clock(), self.leeway)
         except jwt.ExpiredSignatureError:
             raise unauthenticated(TOKEN_EXPIRED, "token expired") from None
         except jwt.InvalidAudienceError:
@@ -214,6 +222,22 @@ class Authenticator:
             publish=_patterns(claims, PUBLISH_CLAIM),
             expires_at=float(claims["exp"]),
         )
+
+
+def _check_time_claims(claims: Mapping[str, Any], now: float, leeway: float) -> None:
+    """PyJWT's checks of exp, nbf and iat (same errors and messages), at time `now`."""
+    values: dict[str, float] = {}
+    for name in ("exp", "nbf", "iat"):
+        if name in claims:
+            try:
+                values[name] = int(claims[name])
+            except (ValueError, TypeError, OverflowError):
+                raise jwt.DecodeError(f"{name} claim must be an integer.") from None
+    if values["exp"] <= now - leeway:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    for name in ("nbf", "iat"):
+        if name in values and values[name] > now + leeway:
+            raise jwt.ImmatureSignatureError(f"The token is not yet valid ({name})")
 
 
 def _patterns(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:

@@ -154,11 +154,10 @@ class SyncCore:
         session = Session(self, transport=transport, peer_address=peer_address)
         self.registry.admit(session)
         self.metrics.sessions_opened.labels(transport).inc()
-        if principal is not None and self.authenticator is not None:
-            session.principal = principal
-            session.end_at(
-                self.authenticator.deadline(principal) - time.time(),
-                SessionEnd(grpc.StatusCode.UNAUTHENTICATED, "token expired", label="token_expired"),
+        authenticator = self.authenticator
+        if principal is not None and authenticator is not None:
+            session.authorize_until(
+                principal, authenticator.deadline(principal), authenticator.clock()
             )
         return session
 
@@ -249,6 +248,7 @@ class SyncCore:
             try:
                 self.metrics.broker_up.set(1 if self.broker.healthy else 0)
                 self._expire_idle(now)
+                self._expire_tokens()
                 if now >= next_beat:
                     next_beat = now + self.config.heartbeat_interval
                     self._send_heartbeats()
@@ -270,6 +270,16 @@ class SyncCore:
                         label="idle_timeout",
                     )
                 )
+
+    def _expire_tokens(self) -> None:
+        """Ends sessions whose token deadline passed on the authenticator's clock (the
+        per-session timer covers the real clock; this covers an injected one)."""
+        if self.authenticator is None:
+            return
+        now = self.authenticator.clock()
+        for session in self.registry.sessions():
+            if session.expires_at is not None and now > session.expires_at:
+                session.expire_token()
 
     def _send_heartbeats(self) -> None:
         beat = sync_pb2.SyncResponse(

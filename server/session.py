@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .broker import BrokerError
+from .auth import INVALID_TOKEN, forbidden, unauthenticated
+from .broker import BrokerError, HistorySlice
 from .clock import now_timestamp
 from .errors import RequestError, validate_collection_id
 from .event_queue import EventQueue, SessionEnd
@@ -50,6 +52,8 @@ class Session:
         self.queue = EventQueue(core.config.subscriber_queue)
         self.last_seen = time.monotonic()
         self.principal: Principal | None = None
+        self.expires_at: float | None = None
+        """When the session's token stops being accepted (authenticator clock)."""
         self._end_timer: asyncio.TimerHandle | None = None
         self._subscriptions: dict[str, _Subscription] = {}
         self._sinks: dict[str, object] = {}
@@ -78,9 +82,23 @@ class Session:
             )
         self.queue.end(end, discard_pending=discard_pending)
 
-    def end_at(self, delay: float, end: SessionEnd) -> None:
-        """Ends the session with `end` after `delay` seconds (a token's expiry)."""
-        self._end_timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self.end, end)
+    def authorize_until(self, principal: Principal, deadline: float, now: float) -> None:
+        """Puts `principal` in force until `deadline` (POSIX seconds of the
+        authenticator's clock, `now` on it): the session then ends UNAUTHENTICATED
+        ("token expired") unless a RefreshToken moves the deadline first. The core's
+        upkeep also checks `expires_at` against that clock, so an injected clock ends
+        the session when it passes the deadline."""
+        self.principal = principal
+        self.expires_at = deadline
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        self._end_timer = asyncio.get_running_loop().call_later(
+            max(deadline - now, 0.0), self.expire_token
+        )
+
+    def expire_token(self) -> None:
+        """Ends the session because its token expired."""
+        self.end(SessionEnd(grpc.StatusCode.UNAUTHENTICATED, "token expired", label="token_expired"))
 
     async def close(self, reason: str = "closed") -> None:
         """Releases everything the session holds: subscriptions and presence."""
@@ -129,6 +147,8 @@ class Session:
                 await self.set_presence(request.presence)
             elif kind == "heartbeat":
                 return
+            elif kind == "refresh_token":
+                await self.refresh_token(request.request_id, request.refresh_token.token)
             elif kind == "blob":
                 self.reply(
                     request.request_id,
@@ -211,6 +231,8 @@ class Session:
             history = await broker.history(
                 collection_id, since, subscribe.epoch, self.core.config.history_size
             )
+            if history.recovery == sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH and since is not None:
+                history = await self._new_epoch_history(collection_id, history.epoch)
         except BaseException:
             self._subscriptions.pop(collection_id, None)
             self._sinks.pop(collection_id, None)
@@ -244,6 +266,43 @@ class Session:
             user_info = subscribe.user_info if subscribe.HasField("user_info") else None
             await broker.presence_join(collection_id, self.peer_id, user_info)
             self._present.add(collection_id)
+
+    async def _new_epoch_history(self, collection_id: str, epoch: str) -> HistorySlice:
+        """After EPOCH_MISMATCH: what history holds of the new epoch, from its first
+        offset (within the history limits), still classified EPOCH_MISMATCH."""
+        held = await self.core.broker.history(
+            collection_id, 0, epoch, self.core.config.history_size
+        )
+        held.recovery = sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
+        return held
+
+    async def refresh_token(self, request_id: int, token: str) -> None:
+        """Replaces the session's token (RefreshToken): checked like the first, same
+        `sub`; the expiry moves to the new token's and its grants apply from now on
+        (subscriptions it no longer allows end with a pushed PERMISSION_DENIED Error).
+        Raises RequestError(UNAUTHENTICATED) and changes nothing when refused."""
+        core = self.core
+        authenticator = core.authenticator
+        if authenticator is None:  # authentication is off: nothing expires
+            self.reply(request_id, sync_pb2.SyncResponse(token_refreshed=sync_pb2.TokenRefreshed()))
+            return
+        principal = authenticator.authenticate(token or None)
+        if self.principal is not None and principal.subject != self.principal.subject:
+            raise unauthenticated(
+                INVALID_TOKEN, "invalid token: its sub differs from the session's"
+            )
+        deadline = authenticator.deadline(principal)
+        self.authorize_until(principal, deadline, authenticator.clock())
+        expires_at = Timestamp()
+        expires_at.FromNanoseconds(int(deadline * 1e9))
+        self.reply(
+            request_id,
+            sync_pb2.SyncResponse(token_refreshed=sync_pb2.TokenRefreshed(expires_at=expires_at)),
+        )
+        for collection_id in list(self._subscriptions):
+            if not principal.may("subscribe", collection_id):
+                await self._drop_subscription(collection_id, "forbidden")
+                self.reply(0, forbidden("subscribe", collection_id).to_response())
 
     async def unsubscribe(self, request_id: int, collection_id: str) -> None:
         if collection_id not in self._subscriptions:

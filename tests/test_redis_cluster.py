@@ -226,6 +226,9 @@ async def test_redis_restart_is_survived_and_reported_as_a_new_epoch(
     again = connect(clients, nodes[2])
     subscribed = await again.join("doc", last=old[-1])
     assert (subscribed.recovery, subscribed.epoch, subscribed.offset) == (EPOCH_MISMATCH, epoch, 2)
+    # The same subscribe replays what the new epoch holds, from its first offset.
+    assert subscribed.replayed == 2
+    assert [(d.offset, d.epoch) for d in await again.take_deltas(2)] == [(1, epoch), (2, epoch)]
 
     # Presence lost with Redis' data comes back with the nodes' next refresh.
     everyone = {client.stream.peer_id for client in [*spread, again]}

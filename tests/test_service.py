@@ -181,7 +181,11 @@ async def test_history_replay_after_reconnect(
     await wrong_epoch.welcome()
     mismatch = await wrong_epoch.subscribe("doc-r", last_offset=1, epoch="not-the-epoch")
     assert mismatch.recovery == sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH
-    assert mismatch.replayed == 0
+    # The same subscribe replays what the server holds of its epoch, from its first offset.
+    assert (mismatch.epoch, mismatch.replayed, mismatch.oldest_offset) == (sub.epoch, 5, 1)
+    held = [await wrong_epoch.expect("delta") for _ in range(5)]
+    assert [(r.delta.offset, r.delta.epoch) for r in held] == [(i, sub.epoch) for i in range(1, 6)]
+    assert [r.delta.delta for r in held] == [b"a", b"b", b"c", b"d", b"e"]
     for stream in (publisher, again, wrong_epoch):
         await stream.close()
 

@@ -223,6 +223,7 @@ class SyncRequest(_message.Message):
     PRESENCE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     BLOB_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """Client-chosen id; responses to this request (Subscribed, PublishAck, Error) carry it."""
     message_id: _builtins.str
@@ -251,6 +252,12 @@ class SyncRequest(_message.Message):
     def blob(self) -> Global___Blob:
         """Binary blob."""
 
+    @_builtins.property
+    def refresh_token(self) -> Global___RefreshToken:
+        """Replace the session's token before it expires (answered with TokenRefreshed or
+        an Error).
+        """
+
     def __init__(
         self,
         *,
@@ -262,16 +269,72 @@ class SyncRequest(_message.Message):
         presence: Global___SetPresence | None = ...,
         heartbeat: _types_pb2.Heartbeat | None = ...,
         blob: Global___Blob | None = ...,
+        refresh_token: Global___RefreshToken | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "presence", b"presence", "publish", b"publish", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "presence", b"presence", "publish", b"publish", "refresh_token", b"refresh_token", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "presence", b"presence", "publish", b"publish", "request_id", b"request_id", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "presence", b"presence", "publish", b"publish", "refresh_token", b"refresh_token", "request_id", b"request_id", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "unsubscribe", "publish", "presence", "heartbeat", "blob"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "unsubscribe", "publish", "presence", "heartbeat", "blob", "refresh_token"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SyncRequest: _TypeAlias = SyncRequest  # noqa: Y015
+
+@_typing.final
+class RefreshToken(_message.Message):
+    """Replaces the session's token without reconnecting. The new token is checked like the
+    one the stream opened with (signature, audience, issuer, time claims) and must name
+    the same `sub`. Accepted: the session's expiry moves to the new token's `exp` (plus
+    the server's leeway), and its permission claims apply from then on: subscriptions the
+    new token no longer grants end with a pushed Error (PERMISSION_DENIED, reason_code
+    "forbidden", collection_id set). Refused: an Error (UNAUTHENTICATED) and the session
+    keeps its old token and expiry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The new JWT (without the "Bearer " prefix)."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshToken: _TypeAlias = RefreshToken  # noqa: Y015
+
+@_typing.final
+class TokenRefreshed(_message.Message):
+    """Answers a RefreshToken: the new token is in force."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the session now ends unless refreshed again: the token's `exp` plus the
+        server's leeway.
+        """
+
+    def __init__(
+        self,
+        *,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenRefreshed: _TypeAlias = TokenRefreshed  # noqa: Y015
 
 @_typing.final
 class Subscribed(_message.Message):
@@ -473,6 +536,7 @@ class SyncResponse(_message.Message):
     BINARY_ACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     DISCONNECT_FIELD_NUMBER: _builtins.int
+    TOKEN_REFRESHED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """The request this answers, or 0 for pushed events."""
     message_id: _builtins.str
@@ -525,6 +589,10 @@ class SyncResponse(_message.Message):
     def disconnect(self) -> Global___Disconnect:
         """The stream is about to end."""
 
+    @_builtins.property
+    def token_refreshed(self) -> Global___TokenRefreshed:
+        """Answer to RefreshToken."""
+
     def __init__(
         self,
         *,
@@ -542,12 +610,13 @@ class SyncResponse(_message.Message):
         binary_ack: _types_pb2.BinaryAck | None = ...,
         error: Global___Error | None = ...,
         disconnect: Global___Disconnect | None = ...,
+        token_refreshed: Global___TokenRefreshed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "subscribed", b"subscribed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "request_id", b"request_id", "subscribed", b"subscribed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "request_id", b"request_id", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "subscribed", "unsubscribed", "delta", "publish_ack", "peer_join", "peer_leave", "presence", "heartbeat", "binary_ack", "error", "disconnect"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "subscribed", "unsubscribed", "delta", "publish_ack", "peer_join", "peer_leave", "presence", "heartbeat", "binary_ack", "error", "disconnect", "token_refreshed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

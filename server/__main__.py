@@ -10,6 +10,7 @@ from .app import serve
 from .broker import BrokerError
 from .config import ConfigError, add_arguments, load_config
 from .logs import configure_logging
+from .supervisor import supervise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syncwire-server: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    if config.workers > 1:
+        return supervise(config)
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:  # key or certificate files that do not load

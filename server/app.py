@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 class SyncwireServer:
     """The service on one node: one SyncCore served over every listener."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, reuse_port: bool = False) -> None:
+        """`reuse_port`: share the ports with the other workers of a supervisor
+        (SO_REUSEPORT on both listeners; see `server.supervisor`)."""
         self.config = config
         self.core = SyncCore(config)
         self.servicer = SyncServicer(self.core)
-        self.grpc_server, grpc_health = build_grpc_server(config, self.servicer)
+        self.grpc_server, grpc_health = build_grpc_server(config, self.servicer, reuse_port)
         self.ws_server = WebSocketServer(
             interceptors=[MalformedRequestInterceptor()],
             legacy_handler=LegacyGateway(self.core),
@@ -38,6 +40,7 @@ class SyncwireServer:
             ping_interval=config.ws_ping_interval or None,
             ping_timeout=config.ws_ping_timeout or None,
             compression=config.ws_compression,
+            reuse_port=reuse_port,
         )
         self._health = [grpc_health, register_services(self.ws_server, self.servicer)]
         self.tls = ServerTls.from_config(config)
@@ -104,12 +107,15 @@ class SyncwireServer:
         await self._stopped.wait()
 
 
-async def serve(config: ServerConfig) -> None:
-    """Runs until SIGTERM/SIGINT, then shuts down gracefully."""
-    server = SyncwireServer(config)
+async def serve(
+    config: ServerConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None
+) -> None:
+    """Runs until SIGTERM/SIGINT (or until `stop` is set), then shuts down gracefully.
+    `reuse_port`: see `SyncwireServer`."""
+    server = SyncwireServer(config, reuse_port=reuse_port)
     await server.start()
     print(server.ready_line(), flush=True)
-    stop = asyncio.Event()
+    stop = asyncio.Event() if stop is None else stop
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

@@ -19,6 +19,7 @@ from typing import Any
 
 ENV_PREFIX = "SYNCWIRE_"
 MIB = 1024 * 1024
+MAX_WORKERS = 64
 
 
 class ConfigError(ValueError):
@@ -56,7 +57,12 @@ class ServerConfig:
         "declare the Redis broker durable (appendonly yes + appendfsync always, checked "
         "at start): Redis restarts then keep epochs",
     )
-    max_connections: int = _opt(1000, "maximum concurrent client sessions, all transports")
+    workers: int = _opt(
+        1, "server processes sharing the ports on this host (> 1 needs a shared broker)"
+    )
+    max_connections: int = _opt(
+        1000, "maximum concurrent client sessions, all transports (host-wide: split among workers)"
+    )
     max_message_bytes: int = _opt(MIB, "largest accepted client message in bytes")
     heartbeat_interval: float = _opt(30.0, "seconds between server heartbeats")
     idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
@@ -102,7 +108,9 @@ class ServerConfig:
         2.0, "seconds of the rate limits a connection may use at once (bucket size)"
     )
     max_connections_per_address: int = _opt(
-        100, "maximum concurrent connections and sessions per client IP address (0 = unlimited)"
+        100,
+        "maximum concurrent connections and sessions per client IP address (0 = unlimited; "
+        "host-wide: split among workers)",
     )
     tls_cert: str = _opt(
         "", "PEM certificate chain file: both listeners serve TLS (grpcs, wss)", metavar="FILE"
@@ -114,6 +122,7 @@ class ServerConfig:
         _check(0 <= self.ws_port <= 65535, "ws_port", self.ws_port, "must be 0..65535")
         _check(-1 <= self.metrics_port <= 65535, "metrics_port", self.metrics_port, "must be -1..65535")
         _check(self.max_connections >= 1, "max_connections", self.max_connections, "must be >= 1")
+        self._check_workers()
         _check(
             self.max_message_bytes >= 1024,
             "max_message_bytes",
@@ -140,6 +149,47 @@ class ServerConfig:
                 value = getattr(self, f.name)
                 _check(value in choices, f.name, value, f"must be one of {', '.join(choices)}")
 
+
+    def _check_workers(self) -> None:
+        _check(1 <= self.workers <= MAX_WORKERS, "workers", self.workers, f"must be 1..{MAX_WORKERS}")
+        if self.workers == 1:
+            return
+        _check(
+            self.broker != "memory://",
+            "workers",
+            self.workers,
+            "more than one worker needs a shared broker (--broker redis://HOST:PORT/DB); "
+            "memory:// would give each worker collections of its own",
+        )
+        _check(
+            self.max_connections >= self.workers,
+            "max_connections",
+            self.max_connections,
+            f"must be >= workers ({self.workers}): the limit is split among them",
+        )
+        _check(
+            self.max_connections_per_address == 0
+            or self.max_connections_per_address >= self.workers,
+            "max_connections_per_address",
+            self.max_connections_per_address,
+            f"must be 0 or >= workers ({self.workers}): the limit is split among them",
+        )
+
+    def per_worker(self, port_grpc: int, port_ws: int) -> ServerConfig:
+        """The configuration one of `workers` processes runs with: the resolved shared
+        ports, no metrics listener of its own (the supervisor serves the aggregate) and
+        the host-wide connection limits split evenly (rounded down, so the host total
+        never exceeds them). Rate limits are per connection and stay as they are."""
+        n = self.workers
+        return dataclasses.replace(
+            self,
+            workers=1,
+            grpc_port=port_grpc,
+            ws_port=port_ws,
+            metrics_port=-1,
+            max_connections=self.max_connections // n,
+            max_connections_per_address=self.max_connections_per_address // n,
+        )
 
     def _check_security(self) -> None:
         _check(

@@ -247,6 +247,7 @@ class SyncCore:
             now = time.monotonic()
             try:
                 self.metrics.broker_up.set(1 if self.broker.healthy else 0)
+                self.metrics.refresh()
                 self._expire_idle(now)
                 self._expire_tokens()
                 if now >= next_beat:

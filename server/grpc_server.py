@@ -30,10 +30,12 @@ class HealthServicer(Protocol):
 SYNC_SERVICE_NAME: str = sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name
 
 
-def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+def grpc_options(config: ServerConfig, reuse_port: bool = False) -> list[tuple[str, int]]:
     """Channel arguments for long-lived streams. Keepalive settings are coordinated with
     the client's (see client defaults): the server pings idle connections every 20 s and
-    tolerates client pings every 5 s, so clients never get GOAWAY too_many_pings."""
+    tolerates client pings every 5 s, so clients never get GOAWAY too_many_pings.
+    SO_REUSEPORT only for the workers of one supervisor (`reuse_port`): otherwise a
+    second server on a busy port must fail to bind, not share it silently."""
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", -1),
@@ -42,7 +44,7 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
@@ -61,11 +63,11 @@ def register_services(
 
 
 def build_grpc_server(
-    config: ServerConfig, servicer: sync_pb2_grpc.SyncServiceServicer
+    config: ServerConfig, servicer: sync_pb2_grpc.SyncServiceServicer, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, HealthServicer]:
     """A grpc.aio server with the sync service, health and reflection registered."""
     server = grpc.aio.server(
-        interceptors=[MalformedRequestInterceptor()], options=grpc_options(config)
+        interceptors=[MalformedRequestInterceptor()], options=grpc_options(config, reuse_port)
     )
     return server, register_services(server, servicer)
 

@@ -2,13 +2,21 @@
 
 Hot paths stay cheap: per-delivery latency is sampled (1 in `LATENCY_SAMPLE_EVERY`
 deliveries per session) and queue depths are read only when /metrics is scraped.
+
+Under `--workers N` every worker runs with prometheus-client's multiprocess mode
+(`PROMETHEUS_MULTIPROC_DIR` set by the supervisor, which serves the aggregate): counters
+and histograms are summed over workers, live and dead; the session gauges, which a
+scrape cannot compute in another process, are refreshed by each worker's upkeep tick
+and summed (`max` for the longest queue) over live workers; `syncwire_broker_up` is the
+minimum over live workers.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -22,6 +30,27 @@ if TYPE_CHECKING:
 LATENCY_SAMPLE_EVERY = 16
 
 
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's own switch to multiprocess mode (read when it is imported)."""
+
+_Mode = Literal["livesum", "livemax"]
+_SESSION_GAUGES: tuple[tuple[str, str, _Mode], ...] = (
+    ("syncwire_connections", "Open client sessions", "livesum"),
+    ("syncwire_queue_depth_messages", "Messages waiting in session queues", "livesum"),
+    ("syncwire_queue_depth_max_messages", "Longest session queue", "livemax"),
+)
+
+
+def _session_figures(sessions: Iterable[Session]) -> dict[str, tuple[int, int, int]]:
+    """Per transport: open sessions, queued messages, longest queue."""
+    figures: dict[str, tuple[int, int, int]] = {}
+    for session in sessions:
+        queued = len(session.queue)
+        count, depth, longest = figures.get(session.transport, (0, 0, 0))
+        figures[session.transport] = (count + 1, depth + queued, max(longest, queued))
+    return figures
+
+
 class _SessionCollector(Collector):
     """Connections and queue depths, computed from the live sessions at scrape time."""
 
@@ -29,31 +58,13 @@ class _SessionCollector(Collector):
         self._sessions = sessions
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        connections = GaugeMetricFamily(
-            "syncwire_connections", "Open client sessions", labels=["transport"]
-        )
-        depth = GaugeMetricFamily(
-            "syncwire_queue_depth_messages", "Messages waiting in session queues", labels=["transport"]
-        )
-        longest = GaugeMetricFamily(
-            "syncwire_queue_depth_max_messages", "Longest session queue", labels=["transport"]
-        )
-        counts: dict[str, int] = {}
-        depths: dict[str, int] = {}
-        maxima: dict[str, int] = {}
-        for session in self._sessions():
-            transport = session.transport
-            queued = len(session.queue)
-            counts[transport] = counts.get(transport, 0) + 1
-            depths[transport] = depths.get(transport, 0) + queued
-            maxima[transport] = max(maxima.get(transport, 0), queued)
-        for transport, count in counts.items():
-            connections.add_metric([transport], count)
-            depth.add_metric([transport], depths[transport])
-            longest.add_metric([transport], maxima[transport])
-        yield connections
-        yield depth
-        yield longest
+        families = [
+            GaugeMetricFamily(name, text, labels=["transport"]) for name, text, _ in _SESSION_GAUGES
+        ]
+        for transport, values in _session_figures(self._sessions()).items():
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([transport], value)
+        yield from families
 
 
 class ServerMetrics:
@@ -62,7 +73,17 @@ class ServerMetrics:
     def __init__(self, sessions: Callable[[], Iterable[Session]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.registry.register(_SessionCollector(sessions))
+        self._sessions = sessions
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS))
+        self._session_gauges: list[Gauge] = []
+        self._transports: set[str] = set()
+        if self.multiprocess:
+            self._session_gauges = [
+                Gauge(name, text, ["transport"], registry=registry, multiprocess_mode=mode)
+                for name, text, mode in _SESSION_GAUGES
+            ]
+        else:
+            self.registry.register(_SessionCollector(sessions))
         self.sessions_opened = Counter(
             "syncwire_sessions_opened", "Sessions opened", ["transport"], registry=registry
         )
@@ -105,13 +126,25 @@ class ServerMetrics:
             "syncwire_recoveries", "Subscriptions by recovery outcome", ["outcome"], registry=registry
         )
         self.broker_up = Gauge(
-            "syncwire_broker_up", "1 when the broker is reachable", registry=registry
+            "syncwire_broker_up", "1 when the broker is reachable", registry=registry,
+            multiprocess_mode="livemin",
         )
         self.broker_up.set(1)
         self._http: WSGIServer | None = None
 
     def observe_delivery(self, server_time_ns: int) -> None:
         self.deliver_latency.observe(max(0.0, (time.time_ns() - server_time_ns) / 1e9))
+
+    def refresh(self) -> None:
+        """Multiprocess mode only: writes the session gauges for the supervisor to read
+        (called every upkeep tick; transports with no sessions left read 0)."""
+        if not self.multiprocess:
+            return
+        figures = _session_figures(self._sessions())
+        self._transports.update(figures)
+        for index, gauge in enumerate(self._session_gauges):
+            for transport in self._transports:
+                gauge.labels(transport).set(figures.get(transport, (0, 0, 0))[index])
 
     def serve(self, host: str, port: int) -> int:
         """Starts the /metrics HTTP endpoint in a thread; returns the bound port."""

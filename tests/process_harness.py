@@ -17,6 +17,7 @@ class ServerProcess:
     process: asyncio.subprocess.Process
     grpc_address: str
     ws_url: str
+    ready_line: str = ""
 
     async def terminate(self, timeout: float = 10.0) -> int:
         """SIGTERM, then wait; SIGKILL if it does not exit in time."""
@@ -55,4 +56,4 @@ async def start_server_process(*args: str, env: dict[str, str] | None = None) ->
         process.kill()
         _, err = await process.communicate()
         raise AssertionError(f"server did not start: {line!r} {err.decode()[-2000:]}")
-    return ServerProcess(process, match["grpc"], match["ws"])
+    return ServerProcess(process, match["grpc"], match["ws"], line.decode().strip())

@@ -80,7 +80,10 @@ class WebSocketServer(grpc.aio.Server):
         serialization_cache_size: int = 128,
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port`: bind with SO_REUSEPORT (workers of one host share the port)."""
+        self._reuse_port = reuse_port
         self._registry = MethodRegistry(interceptors)
         self._legacy_handler = legacy_handler
         self._limits = ServerLimits(
@@ -140,7 +143,7 @@ class WebSocketServer(grpc.aio.Server):
     def _add_port(self, address: str, tls: ssl.SSLContext | None) -> int:
         if self._started:
             raise RuntimeError("ports must be added before start()")
-        sock = bind(address)
+        sock = bind(address, self._reuse_port)
         self._pending.append((sock, tls))
         port: int = sock.getsockname()[1]
         return port

@@ -1,0 +1,67 @@
+"""One worker process of `--workers N`; started by `server.supervisor`, not by hand.
+
+The supervisor writes the worker's configuration (`ServerConfig` fields as one JSON
+line, ports already resolved) to the worker's stdin and keeps that pipe open. The
+worker serves with SO_REUSEPORT on the shared ports, prints its ready line on stdout,
+and drains and exits on SIGTERM/SIGINT or when stdin reaches end of file (the
+supervisor is gone), so a killed supervisor never leaves workers behind.
+Exit codes as `python -m server`: 0 stopped, 1 cannot bind, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+
+from .app import serve
+from .config import ConfigError, ServerConfig
+from .logs import configure_logging
+
+
+async def _stop_at_eof(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    try:
+        while await reader.read(4096):
+            pass
+        stop.set()
+    finally:
+        transport.close()
+
+
+async def _run(config: ServerConfig) -> None:
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_stop_at_eof(stop), name="syncwire-supervisor-watch")
+    try:
+        await serve(config, reuse_port=True, stop=stop)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+def main() -> int:
+    try:
+        config = ServerConfig(**json.loads(sys.stdin.buffer.readline()))
+    except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+        print(f"syncwire-server worker: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(_run(config))
+    except ConfigError as exc:
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"syncwire-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

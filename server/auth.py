@@ -13,7 +13,6 @@ PERMISSION_DENIED (collection not granted). See docs/security.md.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import grpc
 import jwt
+from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -148,8 +148,8 @@ class Authenticator:
         self._audience = audience or None
         self._issuer = issuer or None
         self.leeway = leeway
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
-        self._cache_size = cache_size
+        # token -> verified principal; least recently used dropped beyond cache_size.
+        self._cache: LRUCache[str, Principal] = LRUCache(maxsize=cache_size)
         self.clock = clock
         """POSIX seconds now; every time claim (exp, nbf, iat) and a session's token
         expiry are judged by it (replaceable in tests)."""
@@ -178,10 +178,6 @@ class Authenticator:
         if principal is None:
             principal = self._verify(token)
             self._cache[token] = principal
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(token)
         if self.clock() > self.deadline(principal):
             del self._cache[token]
             raise unauthenticated(TOKEN_EXPIRED, "token expired")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
+
+from cachetools import TTLCache
 
 from syncwire.v1 import sync_pb2, types_pb2
 
@@ -46,10 +48,12 @@ class MemoryBroker(Broker):
     ) -> None:
         self._history_size = history_size
         self._history_ttl = history_ttl
-        self._dedupe_ttl = dedupe_ttl
-        self._dedupe_max = dedupe_max_entries
         self._collections: dict[str, _Collection] = {}
-        self._dedupe: OrderedDict[tuple[str, str], tuple[float, PublishResult]] = OrderedDict()
+        # (collection_id, client_message_id) -> first result, forgotten after dedupe_ttl
+        # seconds or, beyond dedupe_max_entries, least recently used first.
+        self._dedupe: TTLCache[tuple[str, str], PublishResult] = TTLCache(
+            maxsize=dedupe_max_entries, ttl=dedupe_ttl, timer=time.monotonic
+        )
         self.hub = LocalHub()
 
     async def start(self) -> None:
@@ -73,24 +77,13 @@ class MemoryBroker(Broker):
         while history and history[0][1] < limit:
             history.popleft()
 
-    def _remember(self, key: tuple[str, str], result: PublishResult, now: float) -> None:
-        dedupe = self._dedupe
-        dedupe[key] = (now, result)
-        limit = now - self._dedupe_ttl
-        while dedupe:
-            oldest_key, (seen, _) = next(iter(dedupe.items()))
-            if seen >= limit and len(dedupe) <= self._dedupe_max:
-                break
-            del dedupe[oldest_key]
-
     async def publish(self, delta: types_pb2.Delta) -> PublishResult:
         collection_id = delta.collection_id
         now = time.monotonic()
         key = (collection_id, delta.client_message_id)
         if delta.client_message_id:
-            seen = self._dedupe.get(key)
-            if seen is not None and seen[0] >= now - self._dedupe_ttl:
-                first = seen[1]
+            first = self._dedupe.get(key)
+            if first is not None:
                 return PublishResult(collection_id, first.offset, first.epoch, duplicate=True)
         state = self._collection(collection_id)
         state.offset += 1
@@ -104,7 +97,7 @@ class MemoryBroker(Broker):
             self._trim(state, now)
         result = PublishResult(collection_id, state.offset, state.epoch)
         if delta.client_message_id:
-            self._remember(key, result, now)
+            self._dedupe[key] = result
         self.hub.dispatch(collection_id, event)
         return result
 

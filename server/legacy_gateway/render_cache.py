@@ -2,17 +2,16 @@
 
 Broker events are shared, never-mutated `SyncResponse` objects handed to every
 subscriber, and the server heartbeat is one object delivered to every session. The
-translator's output depends only on (message, wrapper flag), so a small LRU keyed by the
-object's identity and the flag turns N renders of a fan-out into one. Entries hold the
-object, so its id cannot be reused while cached. Direct replies (welcome, acks, errors)
-reach one connection only and skip the cache.
+translator's output depends only on (message, wrapper flag), so a `BroadcastCache` keyed
+by the object's identity and the flag turns N renders of a fan-out into one. Direct
+replies (welcome, acks, errors) reach one connection only and skip the cache.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Final
 
+from server.broadcast_cache import MISSING, BroadcastCache
 from server.legacy import render_for_legacy
 from syncwire.v1 import sync_pb2
 
@@ -25,32 +24,28 @@ DEFAULT_SIZE: Final = 64
 class LegacyRenderCache:
     """A per-server LRU of recent legacy renders of broadcast events."""
 
-    __slots__ = ("_entries", "_size", "hits")
+    __slots__ = ("_cache",)
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[int, bool], tuple[sync_pb2.SyncResponse, bytes | None]] = (
-            OrderedDict()
-        )
-        self.hits = 0
+        self._cache: BroadcastCache[bytes | None] = BroadcastCache(size)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._cache)
+
+    @property
+    def hits(self) -> int:
+        """Renders saved so far."""
+        return self._cache.hits
 
     def render(self, event: sync_pb2.SyncResponse, *, wrapper: bool) -> bytes | None:
         """`render_for_legacy(event, wrapper=wrapper)`, reused for the same object."""
-        if self._size <= 0 or event.WhichOneof("kind") not in BROADCAST_KINDS:
+        cache = self._cache
+        if cache.size <= 0 or event.WhichOneof("kind") not in BROADCAST_KINDS:
             return render_for_legacy(event, wrapper=wrapper)
-        key = (id(event), wrapper)
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None and entry[0] is event:
-            entries.move_to_end(key)
-            self.hits += 1
-            return entry[1]
+        rendered = cache.get(event, wrapper)
+        if rendered is not MISSING:
+            cache.hits += 1
+            return rendered
         rendered = render_for_legacy(event, wrapper=wrapper)
-        entries[key] = (event, rendered)
-        entries.move_to_end(key)
-        if len(entries) > self._size:
-            entries.popitem(last=False)
+        cache.put(event, wrapper, rendered)
         return rendered

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
@@ -21,6 +21,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .auth import INVALID_TOKEN, forbidden, unauthenticated
 from .broker import BrokerError, HistorySlice
+from .broker.seam import LiveJoin
 from .clock import now_timestamp
 from .errors import RequestError, validate_collection_id
 from .event_queue import EventQueue, SessionEnd
@@ -34,11 +35,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Subscription:
-    """A collection this session receives. While `buffer` is not None the subscription
-    is catching up (history replay) and live events wait in the buffer."""
+    """A collection this session receives (its live events reach the session through
+    a `LiveJoin` sink, which joins them to the history replay)."""
 
     collection_id: str
-    buffer: list[sync_pb2.SyncResponse] | None = field(default_factory=list)
 
 
 class Session:
@@ -216,27 +216,20 @@ class Session:
             )
         subscription = _Subscription(collection_id)
         self._subscriptions[collection_id] = subscription
-
-        def sink(event: sync_pb2.SyncResponse) -> None:
-            if subscription.buffer is not None:
-                subscription.buffer.append(event)
-            else:
-                self.deliver(event)
-
+        sink = LiveJoin(self.deliver)
         self._sinks[collection_id] = sink
         broker = self.core.broker
         try:
-            await broker.attach(collection_id, sink)
             since = subscribe.last_offset if subscribe.HasField("last_offset") else None
-            history = await broker.history(
-                collection_id, since, subscribe.epoch, self.core.config.history_size
+            history = await broker.join(
+                collection_id, sink, since, subscribe.epoch, self.core.config.history_size
             )
             if history.recovery == sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH and since is not None:
                 history = await self._new_epoch_history(collection_id, history.epoch)
         except BaseException:
             self._subscriptions.pop(collection_id, None)
             self._sinks.pop(collection_id, None)
-            await broker.detach(collection_id, sink)
+            await broker.detach(collection_id, sink)  # a no-op if join already did
             raise
         outcome = sync_pb2.RecoveryStatus.Name(history.recovery)  # type: ignore[arg-type]
         self.core.metrics.recoveries.labels(outcome.removeprefix("RECOVERY_STATUS_").lower()).inc()
@@ -253,14 +246,11 @@ class Session:
                 )
             ),
         )
-        last = history.offset
         for event in history.events:
             self.queue.put_always(event)
-        buffered = subscription.buffer or []
-        subscription.buffer = None
-        for event in buffered:
-            if event.WhichOneof("kind") == "delta" and event.delta.offset <= last:
-                continue  # already part of the replay or of the state the client knows
+        # The client now has the collection up to history.offset (replayed, or the
+        # state it knows); live events beyond it follow, each exactly once.
+        for event in sink.go_live(history.epoch, history.offset):
             self.deliver(event)
         if subscribe.join_presence:
             user_info = subscribe.user_info if subscribe.HasField("user_info") else None

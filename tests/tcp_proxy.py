@@ -2,8 +2,9 @@
 
 Clients connect to the proxy, the proxy connects to the server and copies bytes both
 ways. Tests can cut every connection (abort: the client sees a reset), stall them
-(stop forwarding without closing: a half-open connection), or refuse new connections
-(stop listening: the port is unreachable) and later accept again on the same port.
+(stop forwarding without closing: a half-open connection), hold them (keep the bytes
+and forward them later: a slow link), or refuse new connections (stop listening: the
+port is unreachable) and later accept again on the same port.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Direction(enum.Flag):
@@ -28,6 +29,8 @@ class _Connection:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
     stalled: Direction = Direction.NONE
+    held: Direction = Direction.NONE
+    backlog: list[tuple[asyncio.StreamWriter, bytes]] = field(default_factory=list)
 
     def abort(self) -> None:
         for writer in (self.client, self.server):
@@ -46,6 +49,8 @@ class TcpProxy:
         self.port = port
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.accepted_connections: list[_Connection] = []
+        """Every connection in the order it was accepted (for `hold`)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.cuts = 0
@@ -87,6 +92,7 @@ class TcpProxy:
             return
         connection = _Connection(client, server)
         self._connections.add(connection)
+        self.accepted_connections.append(connection)
         for reader, writer, direction in (
             (client_reader, server, Direction.UPSTREAM),
             (server_reader, client, Direction.DOWNSTREAM),
@@ -106,6 +112,9 @@ class TcpProxy:
             while data := await reader.read(65536):
                 if direction & connection.stalled:
                     continue  # swallowed: neither forwarded nor refused
+                if direction & connection.held:
+                    connection.backlog.append((writer, data))
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -130,6 +139,19 @@ class TcpProxy:
         for connection in self._connections:
             connection.stalled = direction
         return len(self._connections)
+
+    def hold(self, index: int, direction: Direction = Direction.DOWNSTREAM) -> None:
+        """Keeps the bytes of the `index`-th accepted connection (0 = first) that flow
+        in `direction` until `release`: the peer sees a slow link, nothing is lost."""
+        self.accepted_connections[index].held = direction
+
+    def release(self) -> None:
+        """Forwards every held byte, in order, and stops holding."""
+        for connection in self.accepted_connections:
+            for writer, data in connection.backlog:
+                writer.write(data)
+            connection.backlog.clear()
+            connection.held = Direction.NONE
 
     async def refuse(self) -> None:
         """Stops listening and cuts every connection: the port refuses connections."""

@@ -9,7 +9,7 @@ node's local subscribers through `attach`ed sinks: plain callables that must not
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from syncwire.v1 import sync_pb2, types_pb2
@@ -82,6 +82,31 @@ def classify_recovery(
 
 class Broker(ABC):
     """Owns fan-out, per-collection offsets and history, presence and idempotency."""
+
+    join_pause: Callable[[str], Awaitable[None]] | None = None
+    """Test hook: awaited (with the collection id) by `join` between attaching to live
+    delivery and reading history, the window where a seam fault would show."""
+
+    async def join(
+        self,
+        collection_id: str,
+        sink: EventSink,
+        since_offset: int | None,
+        epoch: str,
+        limit: int,
+    ) -> HistorySlice:
+        """Attaches `sink`, then reads history as `history` does: together they miss
+        nothing published meanwhile. The sink (a `seam.LiveJoin`) sorts out what both
+        delivered. On failure the sink is detached again and the error raised
+        (BrokerError while the backing store is away)."""
+        await self.attach(collection_id, sink)
+        try:
+            if self.join_pause is not None:
+                await self.join_pause(collection_id)
+            return await self.history(collection_id, since_offset, epoch, limit)
+        except BaseException:
+            await self.detach(collection_id, sink)
+            raise
 
     @abstractmethod
     async def start(self) -> None:

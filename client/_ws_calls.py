@@ -18,7 +18,7 @@ from wire.sentinels import EOF
 
 if TYPE_CHECKING:
     from client._ws_channel_base import MultiplexedChannel
-    from client._ws_connection import ClientConnection
+    from client._ws_connection import ClientConnectionDriver
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
@@ -60,7 +60,7 @@ class _Call(Generic[RequestT, ResponseT]):
         self._timer = (
             None if self._deadline is None else self._loop.call_at(self._deadline, self._expire)
         )
-        self._connection: ClientConnection | None = None
+        self._connection: ClientConnectionDriver | None = None
         self._call_id = 0
         self._started = asyncio.Event()
         self._headers = asyncio.Event()

@@ -22,7 +22,7 @@ from client._ws_calls import (
     UnaryStreamMultiCallable,
     UnaryUnaryMultiCallable,
 )
-from client._ws_connection import ClientConnection
+from client._ws_connection import ClientConnectionDriver
 from wire.transport import MessageTransport
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class MultiplexedChannel(grpc.aio.Channel):
         self._max_receive = max_receive_message_bytes
         self._max_send = max_send_message_bytes
         self._send_buffer_bytes = send_buffer_bytes
-        self._connection: ClientConnection | None = None
+        self._connection: ClientConnectionDriver | None = None
         self._connect_lock = asyncio.Lock()
         self._calls: set[_Call[Any, Any]] = set()
         self._state = Connectivity.IDLE
@@ -58,7 +58,7 @@ class MultiplexedChannel(grpc.aio.Channel):
 
     # Connection management.
 
-    async def _get_connection(self) -> ClientConnection:
+    async def _get_connection(self) -> ClientConnectionDriver:
         """The open connection, opening one if there is none (one at a time)."""
         connection = self._connection
         if connection is not None and connection.usable:
@@ -75,7 +75,7 @@ class MultiplexedChannel(grpc.aio.Channel):
                 self._set_state(Connectivity.TRANSIENT_FAILURE)
                 raise
             limits = [limit for limit in (self._max_send, server_limit) if limit is not None]
-            connection = ClientConnection(
+            connection = ClientConnectionDriver(
                 transport,
                 max_receive_bytes=self._max_receive,
                 max_send_bytes=min(limits) if limits else None,
@@ -87,7 +87,7 @@ class MultiplexedChannel(grpc.aio.Channel):
             self._set_state(Connectivity.READY)
             return connection
 
-    def _connection_closed(self, connection: ClientConnection) -> None:
+    def _connection_closed(self, connection: ClientConnectionDriver) -> None:
         if self._connection is connection:
             self._connection = None
             if not self._closed:

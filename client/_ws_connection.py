@@ -1,5 +1,5 @@
-"""Drives one connection's ClientMultiplexer: one reader, one batching writer, and the
-sinks of the calls multiplexed over it."""
+"""The client end of the typed framing: the calls of one channel over the shared
+``wire.connection.ConnectionDriver`` (reader, batching writer, back-pressure)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 from websockets.exceptions import ConnectionClosed
 
+from wire.connection import ConnectionDriver
 from wire.events import (
     CallEnded,
     CallFailed,
@@ -43,7 +44,7 @@ class CallSink(Protocol):
     def on_end(self, code: grpc.StatusCode, details: str, trailers: grpc.aio.Metadata) -> None: ...
 
 
-class ClientConnection:
+class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
     """One open pipe to the server carrying any number of calls."""
 
     def __init__(
@@ -53,20 +54,17 @@ class ClientConnection:
         max_receive_bytes: int | None,
         max_send_bytes: int | None,
         send_buffer_bytes: int,
-        on_closed: Callable[[ClientConnection], None],
+        on_closed: Callable[[ClientConnectionDriver], None],
     ) -> None:
-        self._transport = transport
-        self.mux = ClientMultiplexer(
-            max_receive_bytes=max_receive_bytes, max_send_bytes=max_send_bytes
+        super().__init__(
+            transport,
+            ClientMultiplexer(max_receive_bytes=max_receive_bytes, max_send_bytes=max_send_bytes),
+            send_buffer_bytes=send_buffer_bytes,
+            task_prefix="ws-client",
         )
-        self._send_buffer_bytes = send_buffer_bytes
         self._on_closed = on_closed
         self._sinks: dict[int, CallSink] = {}
-        self._data_ready = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-        self.closed = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def usable(self) -> bool:
@@ -79,11 +77,8 @@ class ClientConnection:
         return len(self._sinks)
 
     def start(self) -> None:
-        """Starts the reader and writer tasks."""
-        self._tasks = [
-            asyncio.create_task(self._read_loop(), name="ws-client-reader"),
-            asyncio.create_task(self._write_loop(), name="ws-client-writer"),
-        ]
+        """Starts driving the connection (reader and writer) in a task."""
+        self._task = asyncio.create_task(self.run(), name="ws-client-reader")
 
     def start_call(
         self, method: str, metadata: MetadataPairs | None, timeout: float | None, sink: CallSink
@@ -95,26 +90,6 @@ class ClientConnection:
         self._sinks[call_id] = sink
         self._data_ready.set()
         return call_id
-
-    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
-        """Queues a request, waiting for the call's flow-control window (``window`` is set
-        when it reopens) and while the send buffer is full; raises MessageTooLargeError,
-        or CallStateError once the call or connection is over."""
-        while not self.mux.can_send(call_id) and not self.closed:
-            window.clear()
-            await window.wait()
-        while self.mux.write_queue.pending_bytes >= self._send_buffer_bytes and not self.closed:
-            self._space.clear()
-            await self._space.wait()
-        if self.closed:
-            raise CallStateError("connection closed")
-        self.mux.send_message(call_id, payload)
-        self._data_ready.set()
-
-    def consumed(self, call_id: int, payload_bytes: int) -> None:
-        """The application read a response: widen the server's window for the call."""
-        self.mux.consumed(call_id, payload_bytes)
-        self._data_ready.set()
 
     def half_close(self, call_id: int) -> None:
         """Ends the call's requests (no-op once the call is over)."""
@@ -133,38 +108,20 @@ class ClientConnection:
         with contextlib.suppress(ConnectionClosed):
             await self._transport.close(code, reason)
         self._lost(f"connection closed by the client: {reason}" if reason else "channel closed")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
-    def _lost(self, details: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._space.set()
+    # ConnectionDriver hooks.
+
+    def _connection_lost(self, details: str) -> None:
         sinks, self._sinks = self._sinks, {}
         for sink in sinks.values():
             sink.on_end(grpc.StatusCode.UNAVAILABLE, details, grpc.aio.Metadata())
-        current = asyncio.current_task()
-        for task in self._tasks:  # a lost connection leaves no writer or reader behind
-            if task is not current:
-                task.cancel()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # a lost connection leaves no writer or reader behind
         self._on_closed(self)
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                message = await self._transport.recv()
-                for event in self.mux.receive(message):
-                    self._dispatch(event)
-                self._data_ready.set()
-        except ConnectionClosed as exc:
-            close = exc.rcvd or exc.sent
-            detail = f"{close.code} {close.reason}".strip() if close else "no close frame"
-            self._lost(f"connection lost ({detail})")
-        except Exception as exc:  # a broken transport must still end the calls
-            _LOG.exception("WebSocket reader failed")
-            self._lost(f"connection failed: {exc!r}")
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, FrameDiscarded | PeerProtocolError):
@@ -185,18 +142,3 @@ class ClientConnection:
             sink.on_message(event.payload)
         elif isinstance(event, WindowOpened):
             sink.on_window_opened()
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                batch = self.mux.data_to_send()
-                if batch is None:
-                    self._space.set()
-                    self._data_ready.clear()
-                    await self._data_ready.wait()
-                    continue
-                if self.mux.write_queue.pending_bytes < self._send_buffer_bytes:
-                    self._space.set()  # refill while this batch is in flight
-                await self._transport.send(batch)
-        except ConnectionClosed:
-            pass  # the reader reports the loss

@@ -75,7 +75,7 @@ class CallIdsExhaustedError(RuntimeError):
     """The connection has used every call id; open a new connection."""
 
 
-class _Multiplexer(Generic[CallStateT]):
+class Multiplexer(Generic[CallStateT]):
     """What both ends share: open calls, decoding, call-0 frames, size limits, write queue."""
 
     def __init__(
@@ -118,6 +118,11 @@ class _Multiplexer(Generic[CallStateT]):
             self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, window_update=update)))
             call.recv_window += call.ungranted
             call.ungranted = 0
+
+    def send_message(self, call_id: int, payload: bytes) -> None:
+        """Queues one call message; raises CallStateError when the call is not open for
+        sending, MessageTooLargeError over the peer's limit."""
+        raise NotImplementedError
 
     def _queue_message(self, call_id: int, call: CallStateT, payload: bytes) -> None:
         if call.send_window <= 0:
@@ -212,7 +217,7 @@ class _ServerCall(_CallState):
     responded: bool = False  # headers or a message went out
 
 
-class ServerMultiplexer(_Multiplexer[_ServerCall]):
+class ServerMultiplexer(Multiplexer[_ServerCall]):
     """The server end of one connection."""
 
     _last_call_id = 0  # highest call id started so far
@@ -359,7 +364,7 @@ class _ClientCall(_CallState):
     answered: bool = False  # headers or a message came in
 
 
-class ClientMultiplexer(_Multiplexer[_ClientCall]):
+class ClientMultiplexer(Multiplexer[_ClientCall]):
     """The client end of one connection."""
 
     _next_call_id = 1

@@ -1,15 +1,9 @@
-"""Drives one connection's ServerMultiplexer: reads messages, runs calls, writes batches.
-
-A single writer task sends everything, so frames queued while the socket is busy go out
-coalesced into one WebSocket message. Writers of response messages wait while more than
-``send_buffer_bytes`` are queued: a slow reader slows the servicer down instead of
-growing memory.
-"""
+"""The server end of the typed framing: one client connection's calls over the shared
+``wire.connection.ConnectionDriver`` (reader, batching writer, back-pressure)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +11,12 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from websockets.exceptions import ConnectionClosed
 
 from server.ws.call import ServerCall
 from server.ws.context import ConnectionInfo
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
+from wire.connection import ConnectionDriver
 from wire.events import (
     CallCancelled,
     CallFailed,
@@ -35,7 +29,7 @@ from wire.events import (
     WindowOpened,
 )
 from wire.metadata import MetadataPairs
-from wire.mux import CallStateError, ServerMultiplexer
+from wire.mux import ServerMultiplexer
 from wire.transport import MessageTransport
 
 _LOG = logging.getLogger(__name__)
@@ -49,8 +43,9 @@ class ServerLimits:
     send_buffer_bytes: int
 
 
-class ServerConnectionDriver:
-    """One client connection speaking the typed framing."""
+class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
+    """One client connection speaking the typed framing: starts a ``ServerCall`` per
+    CallStart and routes the call's frames to it."""
 
     def __init__(
         self,
@@ -63,59 +58,35 @@ class ServerConnectionDriver:
         peer_max_message_bytes: int | None,
         accepting: Callable[[], bool],
     ) -> None:
-        self._transport = transport
+        super().__init__(
+            transport,
+            ServerMultiplexer(
+                max_receive_bytes=limits.max_message_bytes, max_send_bytes=peer_max_message_bytes
+            ),
+            send_buffer_bytes=limits.send_buffer_bytes,
+        )
         self.info = info
         self.limits = limits
         self._registry = registry
         self._cache = cache
         self._accepting = accepting
-        self.mux = ServerMultiplexer(
-            max_receive_bytes=limits.max_message_bytes, max_send_bytes=peer_max_message_bytes
-        )
         self._calls: dict[int, ServerCall] = {}
-        self.idle = asyncio.Event()
+        self.idle = asyncio.Event()  # set while no call runs
         self.idle.set()
-        self._data_ready = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-        self._drained = asyncio.Event()
-        self._closed = False
-        self.max_pending_bytes = 0  # high-water mark of the send buffer, for observability
 
     @property
     def call_count(self) -> int:
         """Calls running on this connection."""
         return len(self._calls)
 
-    async def run(self) -> None:
-        """Serves the connection until the peer goes away."""
-        writer = asyncio.create_task(self._write_loop(), name="ws-writer")
-        try:
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    message = await self._transport.recv()
-                    for event in self.mux.receive(message):
-                        self._dispatch(event)
-                    self._data_ready.set()
-        finally:
-            self._closed = True
-            self._space.set()
-            for call in list(self._calls.values()):
-                call.terminate(grpc.StatusCode.UNAVAILABLE, "connection lost", notify_peer=False)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-
     async def shutdown(self, code: int, reason: str, flush_timeout: float = 1.0) -> None:
-        """Ends every call with UNAVAILABLE, flushes their ends, then closes the socket."""
-        if self._closed:
+        """Ends every call with UNAVAILABLE, flushes their ends (for at most
+        ``flush_timeout`` seconds), then closes the socket with ``code`` and ``reason``."""
+        if self.closed:
             return
         for call in list(self._calls.values()):
             call.terminate(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-        self._drained.clear()
-        self._data_ready.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), flush_timeout)
+        await self.drain(flush_timeout)
         await self._transport.close(code, reason)
 
     # Used by calls.
@@ -129,26 +100,6 @@ class ServerConnectionDriver:
     ) -> bytes:
         """Serializes a response, once per object across broadcast writes."""
         return self._cache.serialize(message, serializer, call)
-
-    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
-        """Queues a response message, first waiting for the call's flow-control window
-        (``window`` is set when it reopens) and while the connection's send buffer is full."""
-        while not self.mux.can_send(call_id) and not self._closed:
-            window.clear()
-            await window.wait()
-        while self.mux.write_queue.pending_bytes >= self.limits.send_buffer_bytes and not self._closed:
-            self._space.clear()
-            await self._space.wait()
-        if self._closed:
-            raise CallStateError("connection closed")
-        self.mux.send_message(call_id, payload)
-        self.max_pending_bytes = max(self.max_pending_bytes, self.mux.write_queue.pending_bytes)
-        self._data_ready.set()
-
-    def consumed(self, call_id: int, payload_bytes: int) -> None:
-        """The handler read a request: widen the client's window for the call."""
-        self.mux.consumed(call_id, payload_bytes)
-        self._data_ready.set()
 
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
         """Queues response headers."""
@@ -169,7 +120,11 @@ class ServerConnectionDriver:
         if not self._calls:
             self.idle.set()
 
-    # Internals.
+    # ConnectionDriver hooks.
+
+    def _connection_lost(self, details: str) -> None:
+        for call in list(self._calls.values()):
+            call.terminate(grpc.StatusCode.UNAVAILABLE, "connection lost", notify_peer=False)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, CallStarted):
@@ -194,7 +149,7 @@ class ServerConnectionDriver:
             call.terminate(event.code, event.details, notify_peer=False)
 
     def _start(self, event: CallStarted) -> None:
-        if self._closed or not self._accepting():
+        if self.closed or not self._accepting():
             self.mux.end(event.call_id, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
             return
         metadata = event.metadata
@@ -205,24 +160,3 @@ class ServerConnectionDriver:
         self._calls[event.call_id] = call
         self.idle.clear()
         call.start()
-
-    async def _write_loop(self) -> None:
-        try:
-            await self._write_batches()
-        except ConnectionClosed:
-            pass  # the reader notices too and ends the calls
-        finally:
-            self._drained.set()  # nothing more will be flushed
-
-    async def _write_batches(self) -> None:
-        while True:
-            batch = self.mux.data_to_send()
-            if batch is None:
-                self._space.set()
-                self._drained.set()
-                self._data_ready.clear()
-                await self._data_ready.wait()
-                continue
-            if self.mux.write_queue.pending_bytes < self.limits.send_buffer_bytes:
-                self._space.set()  # refill while this batch is in flight
-            await self._transport.send(batch)

@@ -1,0 +1,170 @@
+"""The asyncio driver of one multiplexed connection, shared by both ends.
+
+As python-websockets keeps one asyncio ``Connection`` over its sans-I/O protocol, this
+is the one driver over the sans-I/O multiplexers of ``wire.mux``: a reader task feeds
+received WebSocket messages to the multiplexer and hands its events to the end's
+``_dispatch``; a single writer task sends everything the multiplexer queued, so frames
+queued while the socket is busy go out coalesced into one WebSocket message
+(``wire.write_queue``). Writers of call messages wait for the call's flow-control window and
+while more than ``send_buffer_bytes`` are queued: a slow reader slows the sender down
+instead of growing memory.
+
+The ends configure it by subclassing (``server.ws.connection.ServerConnectionDriver``,
+``client._ws_connection.ClientConnectionDriver``): they dispatch call events to their
+own call objects and say what a lost connection means for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Generic, TypeVar
+
+from websockets.exceptions import ConnectionClosed
+
+from wire.events import Event
+from wire.mux import CallStateError, Multiplexer
+from wire.protocol import CLOSE_INTERNAL_ERROR
+from wire.transport import MessageTransport
+
+_LOG = logging.getLogger(__name__)
+
+MultiplexerT = TypeVar("MultiplexerT", bound=Multiplexer[Any])
+
+
+class ConnectionDriver(Generic[MultiplexerT]):
+    """Runs one multiplexer over one message transport until the transport closes.
+
+    Subclasses implement ``_dispatch`` (one event from the multiplexer; must not wait)
+    and ``_connection_lost`` (called once, when the connection is over for any reason).
+    """
+
+    def __init__(
+        self,
+        transport: MessageTransport,
+        mux: MultiplexerT,
+        *,
+        send_buffer_bytes: int,
+        task_prefix: str = "ws",
+    ) -> None:
+        self._transport = transport
+        self._task_prefix = task_prefix  # names the writer task "<prefix>-writer"
+        self.mux = mux
+        self.send_buffer_bytes = send_buffer_bytes
+        self._data_ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._drained = asyncio.Event()
+        self.closed = False
+        self.max_pending_bytes = 0  # high-water mark of the send buffer, for observability
+
+    async def run(self) -> None:
+        """Serves the connection until the peer goes away, the transport fails or it is
+        closed locally; then ends the end's calls (``_connection_lost``) and returns.
+        The caller's task is the reader; the writer runs in a task of its own."""
+        writer = asyncio.create_task(self._write_loop(), name=f"{self._task_prefix}-writer")
+        try:
+            await self._read_loop()
+        except ConnectionClosed as exc:
+            close = exc.rcvd or exc.sent
+            detail = f"{close.code} {close.reason}".strip() if close else "no close frame"
+            self._lost(f"connection lost ({detail})")
+        except Exception as exc:  # a broken transport or driver must still end the calls
+            _LOG.exception("WebSocket connection reader failed")
+            self._lost(f"connection failed: {exc!r}")
+            with contextlib.suppress(Exception):
+                await self._transport.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self._lost("connection lost")
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
+        """Queues one call message, first waiting for the call's flow-control window
+        (``window`` is set when it reopens) and while the send buffer holds
+        ``send_buffer_bytes`` or more. Raises MessageTooLargeError over the peer's limit,
+        CallStateError once the call or the connection is over."""
+        mux = self.mux
+        while not mux.can_send(call_id) and not self.closed:
+            window.clear()
+            await window.wait()
+        while mux.write_queue.pending_bytes >= self.send_buffer_bytes and not self.closed:
+            self._space.clear()
+            await self._space.wait()
+        if self.closed:
+            raise CallStateError("connection closed")
+        mux.send_message(call_id, payload)
+        self.max_pending_bytes = max(self.max_pending_bytes, mux.write_queue.pending_bytes)
+        self._data_ready.set()
+
+    def consumed(self, call_id: int, payload_bytes: int) -> None:
+        """The application took one received message of the call: widen the peer's
+        flow-control window for it (``payload_bytes``: the message's length)."""
+        self.mux.consumed(call_id, payload_bytes)
+        self._data_ready.set()
+
+    def flush(self) -> None:
+        """Wakes the writer: the multiplexer has queued frames."""
+        self._data_ready.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Waits until everything queued so far was handed to the transport (or the
+        writer stopped), for at most ``timeout`` seconds."""
+        self._drained.clear()
+        self._data_ready.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout)
+
+    # For subclasses.
+
+    def _dispatch(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def _connection_lost(self, details: str) -> None:
+        raise NotImplementedError
+
+    def _lost(self, details: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._space.set()
+        self._connection_lost(details)
+
+    # Internals.
+
+    async def _read_loop(self) -> None:
+        transport, mux, dispatch, data_ready = (
+            self._transport,
+            self.mux,
+            self._dispatch,
+            self._data_ready,
+        )
+        while True:
+            message = await transport.recv()
+            for event in mux.receive(message):
+                dispatch(event)
+            data_ready.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        except ConnectionClosed:
+            pass  # the reader notices too and ends the calls
+        finally:
+            self._drained.set()  # nothing more will be flushed
+
+    async def _write_batches(self) -> None:
+        mux, transport = self.mux, self._transport
+        while True:
+            batch = mux.data_to_send()
+            if batch is None:
+                self._space.set()
+                self._drained.set()
+                self._data_ready.clear()
+                await self._data_ready.wait()
+                continue
+            if mux.write_queue.pending_bytes < self.send_buffer_bytes:
+                self._space.set()  # refill while this batch is in flight
+            await transport.send(batch)

@@ -70,7 +70,17 @@ class ServerConfig:
     history_ttl: float = _opt(3600.0, "seconds a delta stays in history")
     dedupe_ttl: float = _opt(86400.0, "seconds a client message id is remembered")
     subscriber_queue: int = _opt(
-        10000, "messages buffered per session before it counts as a slow consumer"
+        10000,
+        "live messages buffered per session before it counts as a slow consumer "
+        "(also the unread direct replies at which its requests stop being read)",
+    )
+    subscriber_queue_bytes: int = _opt(
+        4 * MIB,
+        "bytes of live messages buffered per session before it counts as a slow consumer "
+        "(also the unread reply bytes at which its requests stop being read)",
+    )
+    max_subscriptions: int = _opt(
+        500, "collections one session may subscribe to at once (RESOURCE_EXHAUSTED beyond)"
     )
     shutdown_grace: float = _opt(10.0, "seconds to drain sessions on SIGTERM/SIGINT")
     legacy_collection: str = _opt(
@@ -134,6 +144,13 @@ class ServerConfig:
             _check(value > 0, name, value, "must be > 0")
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
         _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
+        _check(
+            self.subscriber_queue_bytes >= 1024,
+            "subscriber_queue_bytes",
+            self.subscriber_queue_bytes,
+            "must be >= 1024",
+        )
+        _check(self.max_subscriptions >= 1, "max_subscriptions", self.max_subscriptions, "must be >= 1")
         _check(self.shutdown_grace >= 0, "shutdown_grace", self.shutdown_grace, "must be >= 0")
         _check(
             self.broker == "memory://" or self.broker.startswith(("redis://", "rediss://")),

@@ -252,7 +252,7 @@ class SyncCore:
                 self._expire_tokens()
                 if now >= next_beat:
                     next_beat = now + self.config.heartbeat_interval
-                    self._send_heartbeats()
+                    self.send_heartbeats()
                     await self.broker.presence_refresh(
                         [(c, s.peer_id) for s in self.registry.sessions() for c in s.present_in]
                     )
@@ -282,7 +282,7 @@ class SyncCore:
             if session.expires_at is not None and now > session.expires_at:
                 session.expire_token()
 
-    def _send_heartbeats(self) -> None:
+    def send_heartbeats(self) -> None:
         beat = sync_pb2.SyncResponse(
             heartbeat=types_pb2.Heartbeat(timestamp=now_timestamp(), server_id=self.server_id)
         )

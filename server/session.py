@@ -24,7 +24,7 @@ from .broker import BrokerError, HistorySlice
 from .broker.seam import LiveJoin
 from .clock import now_timestamp
 from .errors import RequestError, validate_collection_id
-from .event_queue import EventQueue, SessionEnd
+from .event_queue import EventQueue, Replay, SessionEnd
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -35,10 +35,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Subscription:
-    """A collection this session receives (its live events reach the session through
-    a `LiveJoin` sink, which joins them to the history replay)."""
+    """A collection this session receives. Its live events reach the session through a
+    `LiveJoin` sink (which joins them to the history replay without gap or duplicate)
+    and, until its `replay` is sent, wait behind the replay in the session queue."""
 
     collection_id: str
+    replay: Replay
 
 
 class Session:
@@ -49,7 +51,7 @@ class Session:
         self.peer_id = str(uuid.uuid4())
         self.transport = transport
         self.peer_address = peer_address
-        self.queue = EventQueue(core.config.subscriber_queue)
+        self.queue = EventQueue(core.config.subscriber_queue, core.config.subscriber_queue_bytes)
         self.last_seen = time.monotonic()
         self.principal: Principal | None = None
         self.expires_at: float | None = None
@@ -115,10 +117,12 @@ class Session:
     # ------------------------------------------------------------------ requests
 
     async def admit(self, request_id: int, size: int) -> bool:
-        """Charges one client message of `size` bytes to the connection's rate limit.
-        Over the limit the message is refused with an `Error` reply (rate_limited,
+        """Waits while the client leaves too many replies unread (see
+        `EventQueue.wait_for_reply_room`), then charges one client message of `size`
+        bytes to the connection's rate limit. Over the limit the message is refused with an `Error` reply (rate_limited,
         retry_after_ms) and the caller's reading pauses until then: the client is slowed
         down by back-pressure instead of being answered with a flood of errors."""
+        await self.queue.wait_for_reply_room()
         try:
             self.core.charge(self.peer_address, size)
         except RequestError as exc:
@@ -181,27 +185,39 @@ class Session:
             )
 
     def reply(self, request_id: int, response: sync_pb2.SyncResponse) -> None:
-        """Sends a direct reply (never refused: replies are bounded by requests)."""
+        """Sends a direct reply. Never refused: the request reader waits for room
+        before it handles the next request (`admit`), so replies stay bounded."""
         response.request_id = request_id
-        self.queue.put_always(response)
+        self.queue.put_reply(response)
 
     def deliver(self, event: sync_pb2.SyncResponse) -> None:
         """Queues a live event; a session that cannot keep up is ended (slow consumer)
         and recovers what it missed from history when it reconnects."""
         if not self.queue.put(event):
-            log.warning("slow consumer dropped", extra={"peer_id": self.peer_id})
-            self.end(
-                SessionEnd(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"slow consumer: more than {self.core.config.subscriber_queue} "
-                    "messages pending; reconnect and recover from your last offset",
-                    label="slow_consumer",
-                ),
-                discard_pending=True,
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        config = self.core.config
+        log.warning("slow consumer dropped", extra={"peer_id": self.peer_id})
+        self.abandon(
+            SessionEnd(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"slow consumer: more than {config.subscriber_queue} messages or "
+                f"{config.subscriber_queue_bytes} bytes of live events pending; "
+                "reconnect and recover from your last offset",
+                label="slow_consumer",
             )
-            # Release subscriptions and presence now: the transport may stay blocked on
-            # this peer's full socket until keepalive gives up.
-            self._release = asyncio.get_running_loop().create_task(self.close("slow consumer"))
+        )
+
+    def abandon(self, end: SessionEnd) -> None:
+        """Ends the session with `end` without delivering what is queued, and releases
+        its subscriptions, presence and slot at once: the transport may stay blocked on
+        this peer's socket (full, or dead) until keepalive gives up, and nobody should
+        wait for that."""
+        if self._release is not None:
+            return
+        self.end(end, discard_pending=True)
+        self._release = asyncio.get_running_loop().create_task(self.close(end.reason))
 
     async def subscribe(self, request_id: int, subscribe: sync_pb2.Subscribe) -> None:
         collection_id = subscribe.collection_id
@@ -214,9 +230,23 @@ class Session:
                 f"already subscribed to {collection_id!r}",
                 collection_id=collection_id,
             )
-        subscription = _Subscription(collection_id)
-        self._subscriptions[collection_id] = subscription
-        sink = LiveJoin(self.deliver)
+        limit = self.core.config.max_subscriptions
+        if len(self._subscriptions) >= limit:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too_many_subscriptions",
+                f"a session may subscribe to at most {limit} collections at once; "
+                "unsubscribe from one first",
+                collection_id=collection_id,
+            )
+        replay = self.queue.catch_up()
+        self._subscriptions[collection_id] = _Subscription(collection_id, replay)
+
+        def hold(event: sync_pb2.SyncResponse) -> None:
+            if not self.queue.hold(replay, event):
+                self._slow_consumer()
+
+        sink = LiveJoin(hold)
         self._sinks[collection_id] = sink
         broker = self.core.broker
         try:
@@ -229,6 +259,7 @@ class Session:
         except BaseException:
             self._subscriptions.pop(collection_id, None)
             self._sinks.pop(collection_id, None)
+            self.queue.cancel(replay)
             await broker.detach(collection_id, sink)  # a no-op if join already did
             raise
         outcome = sync_pb2.RecoveryStatus.Name(history.recovery)  # type: ignore[arg-type]
@@ -246,12 +277,12 @@ class Session:
                 )
             ),
         )
-        for event in history.events:
-            self.queue.put_always(event)
         # The client now has the collection up to history.offset (replayed, or the
-        # state it knows); live events beyond it follow, each exactly once.
+        # state it knows); live events beyond it follow, each exactly once, behind the
+        # replay, which flows as the client reads.
         for event in sink.go_live(history.epoch, history.offset):
-            self.deliver(event)
+            hold(event)
+        self.queue.start(replay, history.events)
         if subscribe.join_presence:
             user_info = subscribe.user_info if subscribe.HasField("user_info") else None
             await broker.presence_join(collection_id, self.peer_id, user_info)
@@ -309,7 +340,9 @@ class Session:
         )
 
     async def _drop_subscription(self, collection_id: str, reason: str) -> None:
-        self._subscriptions.pop(collection_id, None)
+        subscription = self._subscriptions.pop(collection_id, None)
+        if subscription is not None:
+            self.queue.cancel(subscription.replay)
         sink = self._sinks.pop(collection_id, None)
         try:
             if sink is not None:

@@ -38,6 +38,17 @@ async def running_server(**overrides: Any) -> AsyncIterator[SyncwireServer]:
         await server.stop(grace=1.0)
 
 
+async def poll_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Waits until `condition()` holds, for server state that exposes no event to wait
+    on; fails naming `what` after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 - no event exists for these conditions
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout} s: {what}") from None
+
+
 def open_channel(server: SyncwireServer, transport: str) -> grpc.aio.Channel:
     """A channel to `server` over `transport` ("grpc" or "ws")."""
     if transport == "grpc":

@@ -1,0 +1,308 @@
+/**
+ * Drives one WebSocket's ClientMultiplexer: opens the socket, waits for the server's
+ * ConnectionSettings, moves batches to the socket with back-pressure, keeps the
+ * connection alive with call-0 pings, and dispatches events to the calls' sinks.
+ */
+import type { ConnectionSettings, MetadataEntry } from "./gen/syncwire/ws/v1/frame_pb.js";
+import { ClientMultiplexer, CallStateError, Status, type MuxEvent } from "./mux.js";
+import type { WebSocketConstructor, WebSocketLike } from "./socket.js";
+
+/** Sec-WebSocket-Protocol value of the typed binary framing. */
+export const SUBPROTOCOL = "syncwire-protobuf";
+
+/** What a connection tells a call; every method returns without waiting. */
+export interface CallSink {
+  onHeaders(headers: Headers): void;
+  onMessage(payload: Uint8Array): void;
+  onWindowOpened(): void;
+  onEnd(code: number, details: string, trailers: Headers): void;
+}
+
+/** Connection options (all sizes in bytes, all times in milliseconds). */
+export interface ConnectionOptions {
+  readonly url: string;
+  readonly webSocket: WebSocketConstructor;
+  readonly maxReceiveBytes: number | undefined;
+  readonly sendBufferBytes: number;
+  readonly connectTimeoutMs: number;
+  readonly settingsTimeoutMs: number;
+  readonly onClosed: (connection: Connection) => void;
+}
+
+type Waiter = () => void;
+
+/** One WebSocket carrying any number of calls. */
+export class Connection {
+  readonly mux: ClientMultiplexer;
+  /** The server's settings frame, once it arrived. */
+  settings: ConnectionSettings | undefined;
+  /** Why the connection closed, once it did. */
+  closedReason: string | undefined;
+  /** Resolves once calls may start (socket open, settings received or waited for). */
+  readonly ready: Promise<void>;
+  private readonly socket: WebSocketLike;
+  private readonly sinks = new Map<number, CallSink>();
+  private readonly spaceWaiters: Waiter[] = [];
+  private readonly slotWaiters: Waiter[] = [];
+  private resolveReady!: () => void;
+  private rejectReady!: (reason: Error) => void;
+  private gated = true; // nothing is sent before the settings (or their timeout)
+  private flushScheduled = false;
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  private startTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastSent = Date.now();
+  private pongDeadline: number | undefined;
+  private nonce = 0n;
+
+  constructor(private readonly options: ConnectionOptions) {
+    this.mux = new ClientMultiplexer({ maxReceiveBytes: options.maxReceiveBytes });
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined); // observed by the calls that wait for it
+    const socket = new options.webSocket(options.url, [SUBPROTOCOL]);
+    this.socket = socket;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => this.onOpen();
+    socket.onmessage = (event) => this.onMessage(event.data);
+    socket.onclose = (event) => this.lost(`connection lost (${`${event.code} ${event.reason}`.trim()})`);
+    socket.onerror = () => undefined; // the close event that always follows says more
+    this.startTimer = setTimeout(
+      () => this.fail(`could not connect within ${options.connectTimeoutMs} ms`),
+      options.connectTimeoutMs,
+    );
+  }
+
+  /** Whether new calls may start here. */
+  get usable(): boolean {
+    return this.closedReason === undefined && !this.mux.exhausted;
+  }
+
+  /** Calls open on this connection. */
+  get callCount(): number {
+    return this.sinks.size;
+  }
+
+  /** Waits until the server's concurrent-call limit (if any) leaves room for a call. */
+  async acquireSlot(): Promise<void> {
+    for (;;) {
+      const limit = this.settings?.maxConcurrentCalls ?? 0;
+      if (limit === 0 || this.sinks.size < limit || this.closedReason !== undefined) return;
+      await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+    }
+  }
+
+  /** Opens a call; throws CallStateError once the connection is closed. */
+  startCall(method: string, metadata: MetadataEntry[], timeoutMs: number | undefined, sink: CallSink): number {
+    if (this.closedReason !== undefined) throw new CallStateError(this.closedReason);
+    const callId = this.mux.start(method, metadata, timeoutMs);
+    this.sinks.set(callId, sink);
+    this.schedule();
+    return callId;
+  }
+
+  /**
+   * Queues a request message once the call's window is open (`waitWindow` resolves when
+   * it reopens) and the send buffer has room; throws MessageTooLargeError, or
+   * CallStateError once the call or connection is over.
+   */
+  async sendMessage(callId: number, payload: Uint8Array, waitWindow: () => Promise<void>): Promise<void> {
+    while (!this.mux.canSend(callId) && this.closedReason === undefined) await waitWindow();
+    while (this.buffered() >= this.options.sendBufferBytes && this.closedReason === undefined) {
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
+    if (this.closedReason !== undefined) throw new CallStateError(this.closedReason);
+    this.mux.sendMessage(callId, payload);
+    this.schedule();
+  }
+
+  /** The application read a response: widen the server's window for the call. */
+  consumed(callId: number, payloadBytes: number): void {
+    this.mux.consumed(callId, payloadBytes);
+    this.schedule();
+  }
+
+  /** Ends the call's requests (no-op once the call is over). */
+  halfClose(callId: number): void {
+    if (this.mux.isOpen(callId)) {
+      this.mux.halfClose(callId);
+      this.schedule();
+    }
+  }
+
+  /** Abandons the call: a cancel frame goes out and the server stops its handler. */
+  cancel(callId: number): void {
+    this.release(callId);
+    this.mux.cancel(callId);
+    this.schedule();
+  }
+
+  /** Closes the socket (code 1000); open calls end with UNAVAILABLE. */
+  close(reason = "transport closed"): void {
+    this.flushNow();
+    this.lost(reason);
+  }
+
+  private buffered(): number {
+    return this.mux.outbox.pendingBytes + this.socket.bufferedAmount;
+  }
+
+  private release(callId: number): void {
+    if (this.sinks.delete(callId)) this.slotWaiters.shift()?.();
+  }
+
+  private onOpen(): void {
+    if (this.socket.protocol !== SUBPROTOCOL) {
+      this.fail(`server did not select the ${SUBPROTOCOL} subprotocol (got ${JSON.stringify(this.socket.protocol)})`);
+      return;
+    }
+    clearTimeout(this.startTimer);
+    this.startTimer = setTimeout(() => this.open(), this.options.settingsTimeoutMs);
+  }
+
+  /** Settings received (or waited for long enough): calls may go. */
+  private open(): void {
+    clearTimeout(this.startTimer);
+    this.startTimer = undefined;
+    if (!this.gated || this.closedReason !== undefined) return;
+    this.gated = false;
+    this.resolveReady();
+    this.schedule();
+  }
+
+  private onMessage(data: unknown): void {
+    const message =
+      typeof data === "string"
+        ? data
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : ArrayBuffer.isView(data)
+            ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+            : "";
+    this.pongDeadline = undefined; // anything from the server shows it is alive
+    for (const event of this.mux.receive(message)) this.dispatch(event);
+    if (this.gated && this.settings === undefined && this.startTimer !== undefined) {
+      // The settings frame comes first when the server sends one at all.
+      this.open();
+    }
+    this.schedule();
+  }
+
+  private dispatch(event: MuxEvent): void {
+    switch (event.kind) {
+      case "settings":
+        this.settings = event.settings;
+        this.open();
+        this.startKeepalive();
+        return;
+      case "pong":
+        return;
+      case "protocolError":
+      case "discarded":
+        console.warn(`syncwire framing: ${event.kind}: ${event.details}`);
+        return;
+      case "end": {
+        const sink = this.sinks.get(event.callId);
+        this.release(event.callId);
+        sink?.onEnd(event.code, event.details, event.trailers);
+        return;
+      }
+      default: {
+        const sink = this.sinks.get(event.callId);
+        if (sink === undefined) return;
+        if (event.kind === "headers") sink.onHeaders(event.headers);
+        else if (event.kind === "message") sink.onMessage(event.payload);
+        else sink.onWindowOpened();
+      }
+    }
+  }
+
+  /** Sends queued batches now (coalescing whatever was queued in this turn). */
+  private schedule(): void {
+    if (this.flushScheduled || this.gated || this.closedReason !== undefined) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flushNow();
+    });
+  }
+
+  private flushNow(): void {
+    if (this.gated || this.closedReason !== undefined) return;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    while (this.socket.bufferedAmount < this.options.sendBufferBytes) {
+      const batch = this.mux.takeBatch();
+      if (batch === undefined) break;
+      this.socket.send(batch);
+      this.lastSent = Date.now();
+    }
+    if (!this.mux.outbox.empty) {
+      // The socket is busy: browsers have no drain event, so look again shortly.
+      this.flushTimer = setTimeout(() => this.flushNow(), 5);
+    }
+    while (this.spaceWaiters.length > 0 && this.buffered() < this.options.sendBufferBytes) {
+      this.spaceWaiters.shift()!();
+    }
+  }
+
+  private startKeepalive(): void {
+    const interval = durationMs(this.settings?.pingInterval);
+    if (interval <= 0 || this.keepaliveTimer !== undefined) return;
+    const timeout = durationMs(this.settings?.pingTimeout) || interval;
+    const check = (): void => {
+      this.keepaliveTimer = undefined;
+      if (this.closedReason !== undefined) return;
+      const now = Date.now();
+      if (this.pongDeadline !== undefined && now >= this.pongDeadline) {
+        this.fail(`keepalive: no answer to a ping within ${timeout} ms`);
+        return;
+      }
+      if (this.pongDeadline === undefined && now - this.lastSent >= interval) {
+        this.nonce += 1n;
+        this.mux.ping(this.nonce);
+        this.pongDeadline = now + timeout;
+        this.flushNow();
+      }
+      const next = this.pongDeadline !== undefined ? this.pongDeadline - now : this.lastSent + interval - now;
+      this.keepaliveTimer = unref(setTimeout(check, Math.max(next, 10)));
+    };
+    this.keepaliveTimer = unref(setTimeout(check, interval));
+  }
+
+  /** Gives up on the connection: closes the socket and fails every open call. */
+  private fail(reason: string): void {
+    this.lost(reason);
+  }
+
+  private lost(reason: string): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    clearTimeout(this.startTimer);
+    clearTimeout(this.flushTimer);
+    clearTimeout(this.keepaliveTimer);
+    try {
+      this.socket.close(1000, reason.slice(0, 120));
+    } catch {
+      // already closing
+    }
+    this.rejectReady(new Error(reason));
+    const sinks = [...this.sinks.values()];
+    this.sinks.clear();
+    for (const waiter of this.spaceWaiters.splice(0)) waiter();
+    for (const waiter of this.slotWaiters.splice(0)) waiter();
+    for (const sink of sinks) sink.onEnd(Status.UNAVAILABLE, reason, new Headers());
+    this.options.onClosed(this);
+  }
+}
+
+function durationMs(duration: { seconds: bigint; nanos: number } | undefined): number {
+  return duration === undefined ? 0 : Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);
+}
+
+function unref<T>(timer: T): T {
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
+}

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file syncwire/v1/sync.proto.
  */
 export const file_syncwire_v1_sync: GenFile = /*@__PURE__*/
-  fileDesc("ChZzeW5jd2lyZS92MS9zeW5jLnByb3RvEgtzeW5jd2lyZS52MSKcAQoJU3Vic2NyaWJlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLbGFzdF9vZmZzZXQYAiABKARIAIgBARINCgVlcG9jaBgDIAEoCRIVCg1qb2luX3ByZXNlbmNlGAQgASgIEigKCXVzZXJfaW5mbxgFIAEoCzIVLnN5bmN3aXJlLnYxLlVzZXJJbmZvQg4KDF9sYXN0X29mZnNldCIkCgtVbnN1YnNjcmliZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIiwKB1B1Ymxpc2gSIQoFZGVsdGEYASABKAsyEi5zeW5jd2lyZS52MS5EZWx0YSKLAQoLU2V0UHJlc2VuY2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKA4yGy5zeW5jd2lyZS52MS5QcmVzZW5jZUFjdGlvbhIOCgZzdGF0dXMYAyABKAkSKAoJdXNlcl9pbmZvGAQgASgLMhUuc3luY3dpcmUudjEuVXNlckluZm8iFAoEQmxvYhIMCgRkYXRhGAEgASgMIsICCgtTeW5jUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSKwoJc3Vic2NyaWJlGAMgASgLMhYuc3luY3dpcmUudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYBCABKAsyGC5zeW5jd2lyZS52MS5VbnN1YnNjcmliZUgAEicKB3B1Ymxpc2gYBSABKAsyFC5zeW5jd2lyZS52MS5QdWJsaXNoSAASLAoIcHJlc2VuY2UYBiABKAsyGC5zeW5jd2lyZS52MS5TZXRQcmVzZW5jZUgAEisKCWhlYXJ0YmVhdBgHIAEoCzIWLnN5bmN3aXJlLnYxLkhlYXJ0YmVhdEgAEiEKBGJsb2IYCCABKAsyES5zeW5jd2lyZS52MS5CbG9iSABCBgoEa2luZCKaAQoKU3Vic2NyaWJlZBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBItCghyZWNvdmVyeRgEIAEoDjIbLnN5bmN3aXJlLnYxLlJlY292ZXJ5U3RhdHVzEhAKCHJlcGxheWVkGAUgASgNEhUKDW9sZGVzdF9vZmZzZXQYBiABKAQiJQoMVW5zdWJzY3JpYmVkEhUKDWNvbGxlY3Rpb25faWQYASABKAkicAoKUHVibGlzaEFjaxIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBINCgVlcG9jaBgDIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgEIAEoCRIRCglkdXBsaWNhdGUYBSABKAgimQEKBUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAMgASgJEhYKDnJldHJ5X2FmdGVyX21zGAQgASgNEhMKC3JlYXNvbl9jb2RlGAUgASgJEi0KCXRpbWVzdGFtcBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoKRGlzY29ubmVjdBIMCgRjb2RlGAEgASgNEg4KBnJlYXNvbhgCIAEoCRIRCglyZWNvbm5lY3QYAyABKAgi0gQKDFN5bmNSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSJwoHd2VsY29tZRgDIAEoCzIULnN5bmN3aXJlLnYxLldlbGNvbWVIABItCgpzdWJzY3JpYmVkGAQgASgLMhcuc3luY3dpcmUudjEuU3Vic2NyaWJlZEgAEjEKDHVuc3Vic2NyaWJlZBgFIAEoCzIZLnN5bmN3aXJlLnYxLlVuc3Vic2NyaWJlZEgAEiMKBWRlbHRhGAYgASgLMhIuc3luY3dpcmUudjEuRGVsdGFIABIuCgtwdWJsaXNoX2FjaxgHIAEoCzIXLnN5bmN3aXJlLnYxLlB1Ymxpc2hBY2tIABIqCglwZWVyX2pvaW4YCCABKAsyFS5zeW5jd2lyZS52MS5QZWVySm9pbkgAEiwKCnBlZXJfbGVhdmUYCSABKAsyFi5zeW5jd2lyZS52MS5QZWVyTGVhdmVIABIpCghwcmVzZW5jZRgKIAEoCzIVLnN5bmN3aXJlLnYxLlByZXNlbmNlSAASKwoJaGVhcnRiZWF0GAsgASgLMhYuc3luY3dpcmUudjEuSGVhcnRiZWF0SAASLAoKYmluYXJ5X2FjaxgMIAEoCzIWLnN5bmN3aXJlLnYxLkJpbmFyeUFja0gAEiMKBWVycm9yGA0gASgLMhIuc3luY3dpcmUudjEuRXJyb3JIABItCgpkaXNjb25uZWN0GA4gASgLMhcuc3luY3dpcmUudjEuRGlzY29ubmVjdEgAQgYKBGtpbmQiMwoOUHVibGlzaFJlcXVlc3QSIQoFZGVsdGEYASABKAsyEi5zeW5jd2lyZS52MS5EZWx0YSI3Cg9QdWJsaXNoUmVzcG9uc2USJAoDYWNrGAEgASgLMhcuc3luY3dpcmUudjEuUHVibGlzaEFjayIrChJHZXRQcmVzZW5jZVJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJUChNHZXRQcmVzZW5jZVJlc3BvbnNlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSJgoHbWVtYmVycxgCIAMoCzIVLnN5bmN3aXJlLnYxLlByZXNlbmNlIl4KEUdldEhpc3RvcnlSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSFAoMc2luY2Vfb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJEg0KBWxpbWl0GAQgASgNIrQBChJHZXRIaXN0b3J5UmVzcG9uc2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoCRIiCgZkZWx0YXMYAyADKAsyEi5zeW5jd2lyZS52MS5EZWx0YRIOCgZvZmZzZXQYBCABKAQSLQoIcmVjb3ZlcnkYBSABKA4yGy5zeW5jd2lyZS52MS5SZWNvdmVyeVN0YXR1cxIVCg1vbGRlc3Rfb2Zmc2V0GAYgASgEIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0InQKFUdldFNlcnZlckluZm9SZXNwb25zZRIsCgtzZXJ2ZXJfaW5mbxgBIAEoCzIXLnN5bmN3aXJlLnYxLlNlcnZlckluZm8SLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCq3AQoOUmVjb3ZlcnlTdGF0dXMSHwobUkVDT1ZFUllfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZUkVDT1ZFUllfU1RBVFVTX1JFQ09WRVJFRBABEiIKHlJFQ09WRVJZX1NUQVRVU19FUE9DSF9NSVNNQVRDSBACEh8KG1JFQ09WRVJZX1NUQVRVU19HQVBfVE9PX09MRBADEiAKHFJFQ09WRVJZX1NUQVRVU19PRkZTRVRfQUhFQUQQBDKNAwoLU3luY1NlcnZpY2USPwoEU3luYxIYLnN5bmN3aXJlLnYxLlN5bmNSZXF1ZXN0Ghkuc3luY3dpcmUudjEuU3luY1Jlc3BvbnNlKAEwARJECgdQdWJsaXNoEhsuc3luY3dpcmUudjEuUHVibGlzaFJlcXVlc3QaHC5zeW5jd2lyZS52MS5QdWJsaXNoUmVzcG9uc2USUAoLR2V0UHJlc2VuY2USHy5zeW5jd2lyZS52MS5HZXRQcmVzZW5jZVJlcXVlc3QaIC5zeW5jd2lyZS52MS5HZXRQcmVzZW5jZVJlc3BvbnNlEk0KCkdldEhpc3RvcnkSHi5zeW5jd2lyZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnN5bmN3aXJlLnYxLkdldEhpc3RvcnlSZXNwb25zZRJWCg1HZXRTZXJ2ZXJJbmZvEiEuc3luY3dpcmUudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaIi5zeW5jd2lyZS52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_syncwire_v1_types]);
+  fileDesc("ChZzeW5jd2lyZS92MS9zeW5jLnByb3RvEgtzeW5jd2lyZS52MSKcAQoJU3Vic2NyaWJlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLbGFzdF9vZmZzZXQYAiABKARIAIgBARINCgVlcG9jaBgDIAEoCRIVCg1qb2luX3ByZXNlbmNlGAQgASgIEigKCXVzZXJfaW5mbxgFIAEoCzIVLnN5bmN3aXJlLnYxLlVzZXJJbmZvQg4KDF9sYXN0X29mZnNldCIkCgtVbnN1YnNjcmliZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIiwKB1B1Ymxpc2gSIQoFZGVsdGEYASABKAsyEi5zeW5jd2lyZS52MS5EZWx0YSKLAQoLU2V0UHJlc2VuY2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKA4yGy5zeW5jd2lyZS52MS5QcmVzZW5jZUFjdGlvbhIOCgZzdGF0dXMYAyABKAkSKAoJdXNlcl9pbmZvGAQgASgLMhUuc3luY3dpcmUudjEuVXNlckluZm8iFAoEQmxvYhIMCgRkYXRhGAEgASgMIvYCCgtTeW5jUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSKwoJc3Vic2NyaWJlGAMgASgLMhYuc3luY3dpcmUudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYBCABKAsyGC5zeW5jd2lyZS52MS5VbnN1YnNjcmliZUgAEicKB3B1Ymxpc2gYBSABKAsyFC5zeW5jd2lyZS52MS5QdWJsaXNoSAASLAoIcHJlc2VuY2UYBiABKAsyGC5zeW5jd2lyZS52MS5TZXRQcmVzZW5jZUgAEisKCWhlYXJ0YmVhdBgHIAEoCzIWLnN5bmN3aXJlLnYxLkhlYXJ0YmVhdEgAEiEKBGJsb2IYCCABKAsyES5zeW5jd2lyZS52MS5CbG9iSAASMgoNcmVmcmVzaF90b2tlbhgJIAEoCzIZLnN5bmN3aXJlLnYxLlJlZnJlc2hUb2tlbkgAQgYKBGtpbmQiHQoMUmVmcmVzaFRva2VuEg0KBXRva2VuGAEgASgJIkAKDlRva2VuUmVmcmVzaGVkEi4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpoBCgpTdWJzY3JpYmVkEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSDgoGb2Zmc2V0GAMgASgEEi0KCHJlY292ZXJ5GAQgASgOMhsuc3luY3dpcmUudjEuUmVjb3ZlcnlTdGF0dXMSEAoIcmVwbGF5ZWQYBSABKA0SFQoNb2xkZXN0X29mZnNldBgGIAEoBCIlCgxVbnN1YnNjcmliZWQSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJwCgpQdWJsaXNoQWNrEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCCKZAQoFRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKA0SEwoLcmVhc29uX2NvZGUYBSABKAkSLQoJdGltZXN0YW1wGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9CgpEaXNjb25uZWN0EgwKBGNvZGUYASABKA0SDgoGcmVhc29uGAIgASgJEhEKCXJlY29ubmVjdBgDIAEoCCKKBQoMU3luY1Jlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoCRInCgd3ZWxjb21lGAMgASgLMhQuc3luY3dpcmUudjEuV2VsY29tZUgAEi0KCnN1YnNjcmliZWQYBCABKAsyFy5zeW5jd2lyZS52MS5TdWJzY3JpYmVkSAASMQoMdW5zdWJzY3JpYmVkGAUgASgLMhkuc3luY3dpcmUudjEuVW5zdWJzY3JpYmVkSAASIwoFZGVsdGEYBiABKAsyEi5zeW5jd2lyZS52MS5EZWx0YUgAEi4KC3B1Ymxpc2hfYWNrGAcgASgLMhcuc3luY3dpcmUudjEuUHVibGlzaEFja0gAEioKCXBlZXJfam9pbhgIIAEoCzIVLnN5bmN3aXJlLnYxLlBlZXJKb2luSAASLAoKcGVlcl9sZWF2ZRgJIAEoCzIWLnN5bmN3aXJlLnYxLlBlZXJMZWF2ZUgAEikKCHByZXNlbmNlGAogASgLMhUuc3luY3dpcmUudjEuUHJlc2VuY2VIABIrCgloZWFydGJlYXQYCyABKAsyFi5zeW5jd2lyZS52MS5IZWFydGJlYXRIABIsCgpiaW5hcnlfYWNrGAwgASgLMhYuc3luY3dpcmUudjEuQmluYXJ5QWNrSAASIwoFZXJyb3IYDSABKAsyEi5zeW5jd2lyZS52MS5FcnJvckgAEi0KCmRpc2Nvbm5lY3QYDiABKAsyFy5zeW5jd2lyZS52MS5EaXNjb25uZWN0SAASNgoPdG9rZW5fcmVmcmVzaGVkGA8gASgLMhsuc3luY3dpcmUudjEuVG9rZW5SZWZyZXNoZWRIAEIGCgRraW5kIjMKDlB1Ymxpc2hSZXF1ZXN0EiEKBWRlbHRhGAEgASgLMhIuc3luY3dpcmUudjEuRGVsdGEiNwoPUHVibGlzaFJlc3BvbnNlEiQKA2FjaxgBIAEoCzIXLnN5bmN3aXJlLnYxLlB1Ymxpc2hBY2siKwoSR2V0UHJlc2VuY2VSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiVAoTR2V0UHJlc2VuY2VSZXNwb25zZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEiYKB21lbWJlcnMYAiADKAsyFS5zeW5jd2lyZS52MS5QcmVzZW5jZSJeChFHZXRIaXN0b3J5UmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhQKDHNpbmNlX29mZnNldBgCIAEoBBINCgVlcG9jaBgDIAEoCRINCgVsaW1pdBgEIAEoDSK0AQoSR2V0SGlzdG9yeVJlc3BvbnNlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSIgoGZGVsdGFzGAMgAygLMhIuc3luY3dpcmUudjEuRGVsdGESDgoGb2Zmc2V0GAQgASgEEi0KCHJlY292ZXJ5GAUgASgOMhsuc3luY3dpcmUudjEuUmVjb3ZlcnlTdGF0dXMSFQoNb2xkZXN0X29mZnNldBgGIAEoBCIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCJ0ChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USLAoLc2VydmVyX2luZm8YASABKAsyFy5zeW5jd2lyZS52MS5TZXJ2ZXJJbmZvEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqtwEKDlJlY292ZXJ5U3RhdHVzEh8KG1JFQ09WRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGVJFQ09WRVJZX1NUQVRVU19SRUNPVkVSRUQQARIiCh5SRUNPVkVSWV9TVEFUVVNfRVBPQ0hfTUlTTUFUQ0gQAhIfChtSRUNPVkVSWV9TVEFUVVNfR0FQX1RPT19PTEQQAxIgChxSRUNPVkVSWV9TVEFUVVNfT0ZGU0VUX0FIRUFEEAQyjQMKC1N5bmNTZXJ2aWNlEj8KBFN5bmMSGC5zeW5jd2lyZS52MS5TeW5jUmVxdWVzdBoZLnN5bmN3aXJlLnYxLlN5bmNSZXNwb25zZSgBMAESRAoHUHVibGlzaBIbLnN5bmN3aXJlLnYxLlB1Ymxpc2hSZXF1ZXN0Ghwuc3luY3dpcmUudjEuUHVibGlzaFJlc3BvbnNlElAKC0dldFByZXNlbmNlEh8uc3luY3dpcmUudjEuR2V0UHJlc2VuY2VSZXF1ZXN0GiAuc3luY3dpcmUudjEuR2V0UHJlc2VuY2VSZXNwb25zZRJNCgpHZXRIaXN0b3J5Eh4uc3luY3dpcmUudjEuR2V0SGlzdG9yeVJlcXVlc3QaHy5zeW5jd2lyZS52MS5HZXRIaXN0b3J5UmVzcG9uc2USVgoNR2V0U2VydmVySW5mbxIhLnN5bmN3aXJlLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiIuc3luY3dpcmUudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_syncwire_v1_types]);
 
 /**
  * Joins a collection on the sync stream.
@@ -244,6 +244,15 @@ export type SyncRequest = Message<"syncwire.v1.SyncRequest"> & {
      */
     value: Blob;
     case: "blob";
+  } | {
+    /**
+     * Replace the session's token before it expires (answered with TokenRefreshed or
+     * an Error).
+     *
+     * @generated from field: syncwire.v1.RefreshToken refresh_token = 9;
+     */
+    value: RefreshToken;
+    case: "refreshToken";
   } | { case: undefined; value?: undefined };
 };
 
@@ -253,6 +262,55 @@ export type SyncRequest = Message<"syncwire.v1.SyncRequest"> & {
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
   messageDesc(file_syncwire_v1_sync, 5);
+
+/**
+ * Replaces the session's token without reconnecting. The new token is checked like the
+ * one the stream opened with (signature, audience, issuer, time claims) and must name
+ * the same `sub`. Accepted: the session's expiry moves to the new token's `exp` (plus
+ * the server's leeway), and its permission claims apply from then on: subscriptions the
+ * new token no longer grants end with a pushed Error (PERMISSION_DENIED, reason_code
+ * "forbidden", collection_id set). Refused: an Error (UNAUTHENTICATED) and the session
+ * keeps its old token and expiry.
+ *
+ * @generated from message syncwire.v1.RefreshToken
+ */
+export type RefreshToken = Message<"syncwire.v1.RefreshToken"> & {
+  /**
+   * The new JWT (without the "Bearer " prefix).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message syncwire.v1.RefreshToken.
+ * Use `create(RefreshTokenSchema)` to create a new message.
+ */
+export const RefreshTokenSchema: GenMessage<RefreshToken> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_sync, 6);
+
+/**
+ * Answers a RefreshToken: the new token is in force.
+ *
+ * @generated from message syncwire.v1.TokenRefreshed
+ */
+export type TokenRefreshed = Message<"syncwire.v1.TokenRefreshed"> & {
+  /**
+   * When the session now ends unless refreshed again: the token's `exp` plus the
+   * server's leeway.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 1;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message syncwire.v1.TokenRefreshed.
+ * Use `create(TokenRefreshedSchema)` to create a new message.
+ */
+export const TokenRefreshedSchema: GenMessage<TokenRefreshed> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_sync, 7);
 
 /**
  * Answers a Subscribe. Replayed deltas (`replayed` of them) follow it, then live ones.
@@ -308,7 +366,7 @@ export type Subscribed = Message<"syncwire.v1.Subscribed"> & {
  * Use `create(SubscribedSchema)` to create a new message.
  */
 export const SubscribedSchema: GenMessage<Subscribed> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 6);
+  messageDesc(file_syncwire_v1_sync, 8);
 
 /**
  * Answers an Unsubscribe.
@@ -329,7 +387,7 @@ export type Unsubscribed = Message<"syncwire.v1.Unsubscribed"> & {
  * Use `create(UnsubscribedSchema)` to create a new message.
  */
 export const UnsubscribedSchema: GenMessage<Unsubscribed> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 7);
+  messageDesc(file_syncwire_v1_sync, 9);
 
 /**
  * Acknowledges a publish with the offset the server assigned.
@@ -379,7 +437,7 @@ export type PublishAck = Message<"syncwire.v1.PublishAck"> & {
  * Use `create(PublishAckSchema)` to create a new message.
  */
 export const PublishAckSchema: GenMessage<PublishAck> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 8);
+  messageDesc(file_syncwire_v1_sync, 10);
 
 /**
  * A typed error about one request; the stream stays open.
@@ -436,7 +494,7 @@ export type Error = Message<"syncwire.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 9);
+  messageDesc(file_syncwire_v1_sync, 11);
 
 /**
  * The server is about to end the stream (shutdown, slow consumer, idle timeout).
@@ -471,7 +529,7 @@ export type Disconnect = Message<"syncwire.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 10);
+  messageDesc(file_syncwire_v1_sync, 12);
 
 /**
  * One message from server to client on the sync stream.
@@ -594,6 +652,14 @@ export type SyncResponse = Message<"syncwire.v1.SyncResponse"> & {
      */
     value: Disconnect;
     case: "disconnect";
+  } | {
+    /**
+     * Answer to RefreshToken.
+     *
+     * @generated from field: syncwire.v1.TokenRefreshed token_refreshed = 15;
+     */
+    value: TokenRefreshed;
+    case: "tokenRefreshed";
   } | { case: undefined; value?: undefined };
 };
 
@@ -602,7 +668,7 @@ export type SyncResponse = Message<"syncwire.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 11);
+  messageDesc(file_syncwire_v1_sync, 13);
 
 /**
  * Publishes one delta (unary).
@@ -623,7 +689,7 @@ export type PublishRequest = Message<"syncwire.v1.PublishRequest"> & {
  * Use `create(PublishRequestSchema)` to create a new message.
  */
 export const PublishRequestSchema: GenMessage<PublishRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 12);
+  messageDesc(file_syncwire_v1_sync, 14);
 
 /**
  * Result of a unary publish.
@@ -644,7 +710,7 @@ export type PublishResponse = Message<"syncwire.v1.PublishResponse"> & {
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 13);
+  messageDesc(file_syncwire_v1_sync, 15);
 
 /**
  * Asks who is present in a collection.
@@ -665,7 +731,7 @@ export type GetPresenceRequest = Message<"syncwire.v1.GetPresenceRequest"> & {
  * Use `create(GetPresenceRequestSchema)` to create a new message.
  */
 export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 14);
+  messageDesc(file_syncwire_v1_sync, 16);
 
 /**
  * Who is present in a collection.
@@ -693,7 +759,7 @@ export type GetPresenceResponse = Message<"syncwire.v1.GetPresenceResponse"> & {
  * Use `create(GetPresenceResponseSchema)` to create a new message.
  */
 export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 15);
+  messageDesc(file_syncwire_v1_sync, 17);
 
 /**
  * Asks for a collection's history.
@@ -735,7 +801,7 @@ export type GetHistoryRequest = Message<"syncwire.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 16);
+  messageDesc(file_syncwire_v1_sync, 18);
 
 /**
  * A slice of a collection's history.
@@ -791,7 +857,7 @@ export type GetHistoryResponse = Message<"syncwire.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 17);
+  messageDesc(file_syncwire_v1_sync, 19);
 
 /**
  * Asks for the server description.
@@ -806,7 +872,7 @@ export type GetServerInfoRequest = Message<"syncwire.v1.GetServerInfoRequest"> &
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 18);
+  messageDesc(file_syncwire_v1_sync, 20);
 
 /**
  * The server description.
@@ -834,7 +900,7 @@ export type GetServerInfoResponse = Message<"syncwire.v1.GetServerInfoResponse">
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 19);
+  messageDesc(file_syncwire_v1_sync, 21);
 
 /**
  * How a subscription's recovery request turned out.

@@ -20,6 +20,7 @@ from .errors import (
     ServerDisconnected,
     SwitchingEndpoint,
     SyncError,
+    TokenRefusedError,
 )
 from .events import (
     DeltaEvent,
@@ -30,12 +31,14 @@ from .events import (
     Recovery,
     RecoveryEvent,
     SyncEvent,
+    TokenRefused,
 )
 from .publishing import PendingPublish
 from .state import ConnectionState, StateChange
 from .stats import ClientStats
 from .subscription import Subscription
 from .sync_client import SyncClient
+from .tokens import Clock, SystemClock, TokenProvider, TokenProviderError
 
 __all__ = [
     "Backoff",
@@ -44,6 +47,7 @@ __all__ = [
     "ClientClosedError",
     "ClientConfig",
     "ClientStats",
+    "Clock",
     "ConnectionLost",
     "ConnectionState",
     "DeltaEvent",
@@ -68,6 +72,11 @@ __all__ = [
     "SyncClient",
     "SyncError",
     "SyncEvent",
+    "SystemClock",
+    "TokenProvider",
+    "TokenProviderError",
+    "TokenRefused",
+    "TokenRefusedError",
     "Transport",
     "open_channel",
 ]

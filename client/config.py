@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .backoff import Backoff
 from .endpoints import ChannelFactory, ChannelSettings, open_channel
+from .tokens import SYSTEM_CLOCK, Clock, TokenProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,17 @@ class ClientConfig:
         probe_interval: With several endpoints, seconds between checks whether a more
             preferred endpoint (gRPC) is back while connected to a fallback.
         metadata: Sent with every call (for example an authorization header).
+
+    Authentication (docs/security.md, "Token provider"):
+        token_provider: Callable, plain or async, returning a bearer token (no
+            "Bearer " prefix). Asked at every connection attempt and ahead of expiry;
+            its token goes in `authorization` metadata (replacing one in `metadata`).
+            A refusal (UNAUTHENTICATED) asks it once more; a second refusal stops the
+            client (OFFLINE with TokenRefusedError, and a TokenRefused event).
+        token_refresh_margin: Seconds before the token's `exp` at which the next token
+            is asked for and sent in band (RefreshToken) on the open stream.
+        clock: POSIX time for token expiry (`time()`, `sleep_until(t)`); tests
+            inject their own.
 
     Liveness:
         heartbeat_interval: Seconds between client heartbeats; None follows the
@@ -54,6 +66,9 @@ class ClientConfig:
     request_timeout: float = 10.0
     probe_interval: float = 30.0
     metadata: tuple[tuple[str, str], ...] = ()
+    token_provider: TokenProvider | None = None
+    token_refresh_margin: float = 30.0
+    clock: Clock = SYSTEM_CLOCK
     heartbeat_interval: float | None = None
     heartbeat_timeout: float | None = None
     heartbeat_margin: float = 2.0
@@ -77,6 +92,8 @@ class ClientConfig:
         _positive("fallback_heartbeat_interval", self.fallback_heartbeat_interval)
         if self.heartbeat_margin < 0:
             raise ValueError(f"heartbeat_margin must be >= 0, got {self.heartbeat_margin}")
+        if self.token_refresh_margin < 0:
+            raise ValueError(f"token_refresh_margin must be >= 0, got {self.token_refresh_margin}")
         if self.close_flush_timeout < 0:
             raise ValueError(f"close_flush_timeout must be >= 0, got {self.close_flush_timeout}")
         for name in ("outbox_limit", "max_in_flight"):

@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import grpc
+
 from syncwire.v1 import sync_pb2, types_pb2
 
 from .errors import RequestFailed
@@ -36,6 +38,9 @@ from .subscription import Subscription, to_recovery
 Rejoin = Callable[[SyncLink, Subscription], Any]
 """Sends a Subscribe for the subscription on the link (from its current position)."""
 
+Revoke = Callable[[str, RequestFailed], None]
+"""Ends the subscription of a collection the server refused (and reports it)."""
+
 
 class Delivery:
     """The client's handler of incoming messages; one per client, across links."""
@@ -45,8 +50,10 @@ class Delivery:
         subscriptions: Mapping[str, Subscription],
         inbox: Inbox[SyncEvent],
         stats: ClientStats,
+        revoke: Revoke,
     ) -> None:
         self._subscriptions = subscriptions
+        self._revoke = revoke
         self._inbox = inbox
         self._stats = stats
         self._paused = asyncio.Event()
@@ -65,7 +72,15 @@ class Delivery:
         elif kind == "presence":
             self._deliver(response.presence.collection_id, PresenceChanged(response.presence))
         elif kind == "error" and not link.is_pending(response.request_id):
-            self._inbox.put(ErrorEvent(RequestFailed.from_proto(response.error)))
+            error = RequestFailed.from_proto(response.error)
+            if (
+                response.request_id == 0
+                and error.code is grpc.StatusCode.PERMISSION_DENIED
+                and error.collection_id in self._subscriptions
+            ):
+                self._revoke(error.collection_id, error)  # that subscription ends, not the link
+            else:
+                self._inbox.put(ErrorEvent(error))
 
     def _deliver(self, collection_id: str, event: SyncEvent) -> None:
         if collection_id in self._subscriptions:

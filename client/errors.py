@@ -7,11 +7,13 @@ client, a connection that is not there).
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import grpc.aio
 
 from syncwire.v1 import sync_pb2
-from wire.status import number_to_code
+from wire.status import REASON_CODE_METADATA_KEY, number_to_code
 
 
 class SyncError(Exception):
@@ -133,6 +135,25 @@ class SwitchingEndpoint(ConnectionLost):
         self.url = url
 
 
+class TokenRefusedError(SyncError):
+    """The server refused the token provider's token twice in a row (at connect, at a
+    reconnect or in an in-band refresh): the client stops reconnecting and goes
+    OFFLINE with this error (`reconnect()` starts again, asking the provider anew).
+
+    Attributes:
+        refusal: The server's last refusal (UNAUTHENTICATED, with its reason code such
+            as "token_expired" or "invalid_token").
+    """
+
+    def __init__(self, refusal: SyncError) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"the server refused the token provider's token twice: {refusal.message}",
+            reason_code=refusal.reason_code or "token_refused",
+        )
+        self.refusal = refusal
+
+
 class NotConnectedError(SyncError):
     """The operation needs a live connection and there is none right now."""
 
@@ -175,12 +196,23 @@ class ClientClosedError(SyncError):
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError, *, what: str = "call") -> SyncError:
-    """A SyncError (ConnectionLost for transport failures) for a failed gRPC call."""
+    """A SyncError (ConnectionLost for transport failures) for a failed gRPC call, with
+    the server's reason code from the `syncwire-reason` trailer when it sent one."""
     code = error.code()
     message = f"{what} failed: {error.details() or code.name}"
+    reason = _trailer(error, REASON_CODE_METADATA_KEY)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return ConnectionLost(code, message)
-    return SyncError(code, message)
+        return ConnectionLost(code, message, reason_code=reason)
+    return SyncError(code, message, reason_code=reason)
+
+
+def _trailer(error: grpc.aio.AioRpcError, key: str) -> str:
+    # grpc.aio returns a grpc.aio.Metadata (pairs); grpc-stubs types it as _Metadatum.
+    trailers: Any = error.trailing_metadata() or ()
+    for name, value in trailers:
+        if name == key:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return ""
 
 
 FATAL_CODES = frozenset(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .errors import RequestFailed
+from .errors import RequestFailed, TokenRefusedError
 
 
 class Recovery(enum.IntEnum):
@@ -121,13 +121,27 @@ class RecoveryEvent:
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    """A server error nobody awaits: a presence update refused, a resubscribe refused
-    (the subscription is dropped), or a publish left by an earlier process refused."""
+    """A server error nobody awaits: a presence update refused, a subscription ended by
+    the server (a resubscribe refused, or PERMISSION_DENIED pushed for a collection the
+    refreshed token no longer grants: `error.collection_id` names it and the subscription
+    is dropped; the connection carries on), or a publish left by an earlier process
+    refused."""
 
     error: RequestFailed
     request: str = ""
     """What was refused: "subscribe", "presence", "publish" or "" (unknown)."""
 
 
-SyncEvent = DeltaEvent | PeerJoined | PeerLeft | PresenceChanged | RecoveryEvent | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class TokenRefused:
+    """Terminal: the server refused the token provider's token twice in a row. The
+    client stopped reconnecting; its state is OFFLINE with the same `error`.
+    `SyncClient.reconnect()` starts again (asking the provider for a new token)."""
+
+    error: TokenRefusedError
+
+
+SyncEvent = (
+    DeltaEvent | PeerJoined | PeerLeft | PresenceChanged | RecoveryEvent | ErrorEvent | TokenRefused
+)
 """Everything `SyncClient.events()` yields."""

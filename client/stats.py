@@ -29,3 +29,7 @@ class ClientStats:
     """Publish requests sent, retries included (minus acknowledged = resent)."""
     heartbeats_sent: int = 0
     """Heartbeats sent."""
+    token_requests: int = 0
+    """Times the token provider was asked for a token."""
+    token_refreshes: int = 0
+    """In-band token refreshes the server accepted."""

@@ -37,11 +37,13 @@ from .errors import (
     ServerDisconnected,
     SwitchingEndpoint,
     SyncError,
+    TokenRefusedError,
     from_rpc_error,
 )
 from .events import (
     ErrorEvent,
     SyncEvent,
+    TokenRefused,
 )
 from .hybrid import EndpointSelector, probe
 from .inbox import Inbox
@@ -51,6 +53,7 @@ from .publishing import PendingPublish, PublishPump, check_size
 from .state import ConnectionState, StateChange, StateTracker
 from .stats import ClientStats
 from .subscription import Subscription
+from .tokens import TokenSource, with_token
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,15 @@ class SyncClient:
         self._closed = False
         self._ever_connected = False
         self.stats = ClientStats()
-        self._delivery = Delivery(self._subscriptions, self._inbox, self.stats)
+        self._delivery = Delivery(self._subscriptions, self._inbox, self.stats, self._revoked)
+        self._tokens = (
+            None
+            if self.config.token_provider is None
+            else TokenSource(
+                self.config.token_provider, self.config.token_refresh_margin, self.config.clock
+            )
+        )
+        self._token_retried = False
 
     # ------------------------------------------------------------- lifecycle
 
@@ -431,7 +442,7 @@ class SyncClient:
             response = await link.stub.GetPresence(
                 sync_pb2.GetPresenceRequest(collection_id=collection_id),
                 timeout=self.config.request_timeout,
-                metadata=self.config.metadata or None,
+                metadata=self._call_metadata() or None,
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, what="GetPresence") from None
@@ -448,7 +459,7 @@ class SyncClient:
                     collection_id=collection_id, since_offset=since_offset, epoch=epoch, limit=limit
                 ),
                 timeout=self.config.request_timeout,
-                metadata=self.config.metadata or None,
+                metadata=self._call_metadata() or None,
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error, what="GetHistory") from None
@@ -481,6 +492,23 @@ class SyncClient:
         if self._closed:
             raise ClientClosedError()
 
+    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """`config.metadata`, with the token provider's current token if there is one."""
+        token = self._tokens.token if self._tokens is not None else None
+        return with_token(self.config.metadata, token)
+
+    def _revoked(self, collection_id: str, error: RequestFailed) -> None:
+        """The server ended one subscription (PERMISSION_DENIED pushed for it): drop it
+        and tell the application; the connection carries on."""
+        subscription = self._subscriptions.pop(collection_id, None)
+        if subscription is None:
+            return
+        subscription.detach()
+        if not subscription.activated.done():
+            subscription.activated.set_exception(error)
+            subscription.activated.exception()
+        self._inbox.put(ErrorEvent(error, "subscribe"))
+
     # -------------------------------------------------------- connection loop
 
     async def _run(self) -> None:
@@ -489,6 +517,9 @@ class SyncClient:
             try:
                 link = await self._connect_any()
             except SyncError as error:
+                retry, error = self._token_refusal(error, endpoint=None)
+                if retry:
+                    continue
                 failures += 1
                 if await self._after_failure(error, failures, endpoint=None):
                     failures = 0
@@ -497,6 +528,9 @@ class SyncClient:
             if self._closed:
                 return
             self.stats.disconnects += 1
+            retry, end = self._token_refusal(end, endpoint=link.endpoint)
+            if retry:
+                continue
             if isinstance(end, SwitchingEndpoint):
                 self._tracker.set(
                     ConnectionState.RECONNECTING,
@@ -511,6 +545,31 @@ class SyncClient:
             failures = 1 if reached else failures + 1
             if await self._after_failure(end, failures, endpoint=link.endpoint):
                 failures = 0
+
+    def _token_refusal(
+        self, error: SyncError, *, endpoint: Endpoint | None
+    ) -> tuple[bool, SyncError]:
+        """With a token provider, an UNAUTHENTICATED failure asks the provider once more
+        at once: returns (True, error) to retry now. A second refusal in a row becomes
+        TokenRefusedError, reported as a TokenRefused event: returns (False, it), and
+        `_after_failure` then stops (UNAUTHENTICATED is fatal). Other errors pass."""
+        if self._tokens is None or error.code is not grpc.StatusCode.UNAUTHENTICATED:
+            return False, error
+        if not isinstance(error, TokenRefusedError):
+            if not self._token_retried:
+                self._token_retried = True
+                log.info("token refused (%s); asking the token provider once more", error)
+                self._tracker.set(
+                    self._retrying_state(),
+                    endpoint=endpoint.url if endpoint is not None else None,
+                    transport=endpoint.transport if endpoint is not None else None,
+                    error=error,
+                    delay=0.0,
+                )
+                return True, error
+            error = TokenRefusedError(error)
+        self._inbox.put(TokenRefused(error))
+        return False, error
 
     async def _after_failure(
         self, error: SyncError, failures: int, *, endpoint: Endpoint | None
@@ -535,6 +594,7 @@ class SyncClient:
             )
             await self._wake.wait()  # reconnect() (which leaves OFFLINE) or close()
             self._reconnect_now = False
+            self._token_retried = False
             return True
         delay = self.config.backoff.delay(failures)
         self._tracker.set(
@@ -551,13 +611,17 @@ class SyncClient:
     async def _connect_any(self) -> SyncLink:
         """A link to the most preferred endpoint that answers."""
         last_error: SyncError | None = None
+        if self._tokens is not None:
+            self.stats.token_requests += 1
+            await self._tokens.fetch()
+        metadata = self._call_metadata()
         for endpoint in self._selector.candidates():
             self.stats.connect_attempts += 1
             link = SyncLink(
                 self._pool.get(endpoint),
                 endpoint,
                 self._delivery.handle,
-                metadata=self.config.metadata,
+                metadata=metadata,
                 stats=self.stats,
             )
             try:
@@ -567,6 +631,8 @@ class SyncClient:
                 last_error = error
                 await link.close()
                 self._pool.discard(endpoint)
+                if error.code is grpc.StatusCode.UNAUTHENTICATED:
+                    raise  # the token is the problem, not the endpoint
                 continue
             except asyncio.CancelledError:
                 await link.close()
@@ -594,6 +660,7 @@ class SyncClient:
                 link.fail(error)
             if link.alive:
                 reached = True
+                self._token_retried = False
                 self._connected_link = link
                 self._ever_connected = True
                 self.stats.connections += 1
@@ -613,6 +680,10 @@ class SyncClient:
                 background.append(
                     asyncio.create_task(self._delivery.resume_paused(link, self._send_subscribe))
                 )
+                if self._tokens is not None:
+                    background.append(
+                        asyncio.create_task(self._keep_token_fresh(link, self._tokens))
+                    )
                 preferred = self._selector.preferred_over(link.endpoint)
                 if preferred:
                     background.append(asyncio.create_task(self._probe_preferred(link, preferred)))
@@ -657,8 +728,62 @@ class SyncClient:
             await asyncio.sleep(self.config.probe_interval)
             for endpoint in preferred:
                 channel = self._pool.get(endpoint)
-                if await probe(channel, self.config.connect_timeout, self.config.metadata):
+                if await probe(channel, self.config.connect_timeout, self._call_metadata()):
                     log.info("preferred endpoint %s is back", endpoint.url)
                     link.fail(SwitchingEndpoint(endpoint.url))
                     return
                 self._pool.discard(endpoint)
+
+    async def _keep_token_fresh(self, link: SyncLink, tokens: TokenSource) -> None:
+        """Runs for one connected link: ahead of each token's expiry, asks the provider
+        for the next one and sends it in band (RefreshToken). A refusal asks once more;
+        a second one ends the link with TokenRefusedError. A server that cannot refresh
+        in band (any other Error) gets the new token by a reconnect instead."""
+        retried = False
+        while link.alive:
+            if not retried:
+                when = tokens.refresh_at()
+                if when is None:
+                    return  # no exp: the next reconnect asks the provider
+                await tokens.clock.sleep_until(when)
+            if not link.alive:
+                return
+            try:
+                self.stats.token_requests += 1
+                token = await tokens.fetch()
+                reply = await asyncio.wait_for(
+                    link.request(refresh_token=sync_pb2.RefreshToken(token=token)),
+                    self.config.request_timeout,
+                )
+            except TimeoutError:
+                link.fail(
+                    ConnectionLost(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"token refresh not answered within {self.config.request_timeout:g} s",
+                    )
+                )
+                return
+            except SyncError as error:  # the link ended, or the provider failed
+                link.fail(error)
+                return
+            if reply.HasField("token_refreshed"):
+                self.stats.token_refreshes += 1
+                retried = False
+                continue
+            refusal = RequestFailed.from_proto(reply.error)
+            if refusal.code is not grpc.StatusCode.UNAUTHENTICATED:
+                log.warning("in-band token refresh refused (%s); reconnecting instead", refusal)
+                link.fail(
+                    ConnectionLost(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"in-band token refresh refused ({refusal}); reconnecting with the "
+                        "new token",
+                        reason_code="token_refresh",
+                    )
+                )
+                return
+            if retried:
+                link.fail(TokenRefusedError(refusal))
+                return
+            log.info("refreshed token refused (%s); asking the token provider once more", refusal)
+            retried = True

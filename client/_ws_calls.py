@@ -27,6 +27,10 @@ Deserializer = Callable[[bytes], Any] | None
 
 _LOG = logging.getLogger(__name__)
 _CANCELLED_DETAILS = "Locally cancelled by application!"
+# grpc.aio's own words (grpc/aio/_call.py), so callers can match on them.
+_RPC_ALREADY_FINISHED_DETAILS = "RPC already finished."
+_RPC_HALF_CLOSED_DETAILS = 'RPC is half closed after calling "done_writing".'
+_API_STYLE_ERROR = "The iterator and read/write APIs may not be mixed on a single RPC."
 
 
 class _Call(Generic[RequestT, ResponseT]):
@@ -197,7 +201,7 @@ class _Call(Generic[RequestT, ResponseT]):
             raise asyncio.CancelledError()
         if self._code is not grpc.StatusCode.OK:
             raise self._error()
-        raise asyncio.InvalidStateError("RPC already finished.")
+        raise asyncio.InvalidStateError(_RPC_ALREADY_FINISHED_DETAILS)
 
     def _error(self) -> grpc.aio.AioRpcError:
         return grpc.aio.AioRpcError(
@@ -318,17 +322,22 @@ class _Call(Generic[RequestT, ResponseT]):
     # Client-streaming interface (used by the two streaming-request kinds).
 
     async def write(self, request: RequestT) -> None:
-        """Sends one request."""
+        """Sends one request. Raises as grpc.aio does: grpc.aio.UsageError when a request
+        iterator was given, asyncio.InvalidStateError once the call is over (cancelled
+        included) or after done_writing(), the call's error if it ends while sending."""
         if self._iterator_given:
-            raise grpc.aio.UsageError("write() is not allowed when a request iterator was given")
+            raise grpc.aio.UsageError(_API_STYLE_ERROR)
+        if self._done.is_set():
+            raise asyncio.InvalidStateError(_RPC_ALREADY_FINISHED_DETAILS)
         if self._writing_done:
-            raise grpc.aio.UsageError("write() after done_writing()")
+            raise asyncio.InvalidStateError(_RPC_HALF_CLOSED_DETAILS)
         await self._send(request)
 
     async def done_writing(self) -> None:
-        """Tells the server no more requests come."""
+        """Tells the server no more requests come (idempotent; nothing once the call is
+        over); grpc.aio.UsageError when a request iterator was given."""
         if self._iterator_given:
-            raise grpc.aio.UsageError("done_writing() is not allowed with a request iterator")
+            raise grpc.aio.UsageError(_API_STYLE_ERROR)
         if not self._writing_done:
             self._writing_done = True
             await self._half_close()

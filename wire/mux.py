@@ -245,20 +245,34 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
         details: str = "",
         trailers: MetadataPairs | None = None,
     ) -> None:
-        """Ends the call with its status; invalid trailers turn the status into INTERNAL."""
-        if self._calls.pop(call_id, None) is None:
+        """Ends the call with its status; invalid trailers turn the status into INTERNAL.
+        Raises ValueError (the call stays open) when ``details`` cannot be encoded as
+        UTF-8, so the caller can end it with other details."""
+        if call_id not in self._calls:
             raise CallStateError(f"call {call_id} is not open")
         try:
             entries = encode_metadata(trailers)
         except MetadataError as exc:
             code, details, entries = grpc.StatusCode.INTERNAL, f"invalid trailers: {exc}", []
-        self._queue_end(call_id, code, details, entries)
+        record = self._end_record(call_id, code, details, entries)
+        del self._calls[call_id]
+        self.write_queue.push(record)
 
     def _open(self, call_id: int) -> _ServerCall:
         call = self._calls.get(call_id)
         if call is None:
             raise CallStateError(f"call {call_id} is not open")
         return call
+
+    @staticmethod
+    def _end_record(
+        call_id: int,
+        code: grpc.StatusCode,
+        details: str,
+        entries: list[frame_pb2.MetadataEntry] | None = None,
+    ) -> bytes:
+        end = frame_pb2.CallEnd(code=code_to_number(code), details=details, trailers=entries)
+        return encode_record(frame_pb2.Frame(call_id=call_id, end=end))
 
     def _queue_end(
         self,
@@ -267,8 +281,7 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
         details: str,
         entries: list[frame_pb2.MetadataEntry] | None = None,
     ) -> None:
-        end = frame_pb2.CallEnd(code=code_to_number(code), details=details, trailers=entries)
-        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=call_id, end=end)))
+        self.write_queue.push(self._end_record(call_id, code, details, entries))
 
     def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
         del self._calls[call_id]

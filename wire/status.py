@@ -13,6 +13,17 @@ def code_to_number(code: grpc.StatusCode) -> int:
     return number
 
 
+def as_status_code(code: object) -> grpc.StatusCode:
+    """A status code given as grpc.StatusCode or as its number (grpc.aio's
+    ``context.abort``/``set_code`` accept both); anything else reads as UNKNOWN, as in
+    grpc.aio's ``get_status_code``."""
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int) and not isinstance(code, bool):
+        return _BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode.UNKNOWN
+
+
 def number_to_code(number: int) -> grpc.StatusCode:
     """The status code for a wire number; numbers gRPC does not define read as UNKNOWN."""
     return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ import grpc.aio
 
 from server.ws.context import ConnectionInfo, WebSocketServicerContext
 from server.ws.handlers import invoke_handler
-from wire.metadata import MetadataError, MetadataPairs
+from wire.metadata import MetadataPairs
 from wire.mux import CallStateError, MessageTooLargeError
 from wire.sentinels import EOF
 
@@ -86,14 +87,21 @@ class ServerCall:
         self._request_ready.set()
 
     def terminate(self, code: grpc.StatusCode, details: str, *, notify_peer: bool = True) -> None:
-        """Ends the call from outside the handler and cancels the handler."""
+        """Ends the call from outside the handler (client cancel, deadline, lost connection,
+        shutdown), then stops the handler as grpc.aio does: its request stream ends first
+        (a blocked read returns EOF), and the handler task is cancelled on the next loop
+        turn, so the CancelledError lands at the handler's next await."""
+        if self.terminated:
+            return
         self.terminated = True
+        self._requests.clear()  # what was not read yet is dropped, as gRPC core does
         if notify_peer:
-            self.finish(code, details)
+            self.end(code, details)
         else:
             self._mark_finished()
-        if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()
+        task = self.task
+        if task is not None and task is not asyncio.current_task():
+            self._loop.call_soon(task.cancel)
 
     def _expire(self) -> None:
         self._timer = None
@@ -123,11 +131,9 @@ class ServerCall:
             await self._request_ready.wait()
         payload = self._requests.popleft()
         self._driver.consumed(self.call_id, len(payload))
-        try:
-            return self._deserialize(payload)
-        except Exception:
-            _LOG.exception("exception deserializing request of %s", self.method)
-            self._fail_now(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+        # A deserializer's exception reaches the handler (or, for a unary request, ends
+        # the call before it) and the call ends UNKNOWN, as in grpc.aio.
+        return self._deserialize(payload)
 
     def requests(self) -> RequestIterator:
         """The request stream as handed to streaming-request handlers."""
@@ -137,11 +143,8 @@ class ServerCall:
         """Serializes (once per broadcast) and queues one response, honouring back-pressure."""
         if self.finished:
             raise CallTerminated()
-        try:
-            payload = self._driver.serialize(message, self._serialize, self)
-        except Exception:
-            _LOG.exception("exception serializing response of %s", self.method)
-            self._fail_now(grpc.StatusCode.INTERNAL, "Exception serializing response!")
+        # A serializer's exception ends the call UNKNOWN through the handler, as in grpc.aio.
+        payload = self._driver.serialize(message, self._serialize, self)
         try:
             await self._driver.send_message(self.call_id, payload, self.window)
         except MessageTooLargeError as exc:
@@ -163,14 +166,38 @@ class ServerCall:
     def finish(
         self, code: grpc.StatusCode, details: str = "", trailers: MetadataPairs | None = None
     ) -> None:
-        """Sends the final status, once; later calls do nothing."""
+        """Sends the final status, once; later calls do nothing. Raises what encoding the
+        end raises (see ``end`` for the variant that cannot fail)."""
         if self.finished:
             return
         self._driver.send_end(self.call_id, code, details, trailers)
         self._mark_finished()
 
+    def end(
+        self, code: grpc.StatusCode, details: str = "", trailers: MetadataPairs | None = None
+    ) -> None:
+        """Ends the call with this status; if that status cannot be sent (trailers or
+        details that do not encode), logs why once and ends the call INTERNAL instead.
+        Whatever happens, the call is finished afterwards."""
+        try:
+            self.finish(code, details, trailers)
+        except Exception as exc:
+            _LOG.error(
+                "could not end call %s of %s with %s: %s; ending it INTERNAL",
+                self.call_id,
+                self.method,
+                code.name,
+                exc,
+            )
+            try:
+                self.finish(grpc.StatusCode.INTERNAL, f"Failed to send status: {exc}")
+            except Exception:  # the connection is gone: nothing more can be sent
+                _LOG.debug("could not end call %s at all", self.call_id, exc_info=True)
+        finally:
+            self._mark_finished()
+
     def _fail_now(self, code: grpc.StatusCode, details: str) -> Any:
-        self.finish(code, details)
+        self.end(code, details)
         raise CallTerminated()
 
     def _mark_finished(self) -> None:
@@ -188,32 +215,50 @@ class ServerCall:
         self._done_callbacks.clear()
 
     async def _run(self) -> None:
+        """Runs interceptors and the handler, then ends the call with the context's
+        status. Any exception from an interceptor, the handler, a (de)serializer or
+        while ending ends the call too (UNKNOWN, or the code the handler set, with
+        grpc.aio's ``Unexpected <type>: <message>`` details) and is logged once; no call
+        outlives its task."""
         context = self.context
         try:
             handler = await self._driver.find_handler(self.method, context.invocation_metadata())
             if handler is None:
-                self.finish(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+                self.end(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
                 return
             self._deserialize = handler.request_deserializer or _identity
             self._serialize = handler.response_serializer or _identity
             await invoke_handler(handler, self, context)
-            self.finish(context.code(), context.details(), context.trailing_metadata())
-        except grpc.aio.AbortError:
-            self.finish(context.code(), context.details(), context.trailing_metadata())
-        except (CallTerminated, asyncio.CancelledError):
-            self._mark_finished()
-        except MetadataError as exc:
-            self.finish(grpc.StatusCode.INTERNAL, f"invalid metadata: {exc}")
+        except (grpc.aio.AbortError, CallTerminated):
+            pass  # the status is on the context, or the call already ended
+        except asyncio.CancelledError as exc:
+            if not self.terminated:  # raised by the handler itself, not by terminate()
+                self._fail_unexpectedly(exc)
+            return
         except Exception as exc:
-            _LOG.exception(
-                "unexpected %s raised by servicer method %s", type(exc).__name__, self.method
-            )
-            code = context.code()
-            self.finish(
-                grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code,
-                f"Unexpected {type(exc)}: {exc}",
-                context.trailing_metadata(),
-            )
+            self._fail_unexpectedly(exc)
+            return
+        finally:
+            if not self.finished and sys.exc_info()[0] is not None:
+                # KeyboardInterrupt, SystemExit, ...: still end the call before leaving.
+                self.end(grpc.StatusCode.UNKNOWN, "servicer method exited abnormally")
+        self.end(context.code(), context.details(), context.trailing_metadata())
+
+    def _fail_unexpectedly(self, exc: BaseException) -> None:
+        if self.finished:
+            return
+        _LOG.error(
+            "unexpected %s raised by servicer method %s",
+            type(exc).__name__,
+            self.method,
+            exc_info=exc,
+        )
+        code = self.context.code()
+        self.end(
+            grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code,
+            f"Unexpected {type(exc)}: {exc}",
+            self.context.trailing_metadata(),
+        )
 
 
 class RequestIterator(AsyncIterator[Any], Iterator[Any]):

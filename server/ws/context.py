@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 
 from wire.metadata import MetadataPairs, encode_metadata
+from wire.status import as_status_code
 
 if TYPE_CHECKING:
     from server.ws.call import ServerCall
@@ -83,11 +84,14 @@ class WebSocketServicerContext(
         trailing_metadata: MetadataPairs = (),
     ) -> NoReturn:
         """Ends the call with a non-OK status, like grpc.aio: raises grpc.aio.AbortError,
-        which the adapter catches. OK is not a failure and becomes UNKNOWN."""
+        which the adapter catches. ``code`` may also be the code's number (grpc.aio
+        accepts an int, and gRPC's interop servicer passes one); numbers gRPC does not
+        define read as UNKNOWN. OK is not a failure and becomes UNKNOWN."""
         if self._aborted:
             raise grpc.aio.UsageError("Abort already called!")
         self._aborted = True
-        self._code = grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code
+        status = as_status_code(code)
+        self._code = grpc.StatusCode.UNKNOWN if status is grpc.StatusCode.OK else status
         if details or not self._details:
             self._details = details
         if trailing_metadata:
@@ -99,8 +103,9 @@ class WebSocketServicerContext(
         await self.abort(status.code, status.details, status.trailing_metadata)
 
     def set_code(self, code: grpc.StatusCode) -> None:
-        """Status code the call ends with when the handler returns."""
-        self._code = code
+        """Status code the call ends with when the handler returns (a StatusCode or its
+        number, as grpc.aio accepts)."""
+        self._code = as_status_code(code)
 
     def set_details(self, details: str) -> None:
         """Status details the call ends with when the handler returns."""

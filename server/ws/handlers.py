@@ -37,7 +37,7 @@ async def invoke_handler(
     else:
         request = await call.read_request()
         if request is EOF:
-            call.finish(grpc.StatusCode.INTERNAL, "unary call half-closed without a request")
+            call.end(grpc.StatusCode.INTERNAL, "unary call half-closed without a request")
             return
     if handler.response_streaming:
         method = handler.stream_stream if handler.request_streaming else handler.unary_stream

@@ -37,6 +37,8 @@ class OutboxEntry:
     delta: types_pb2.Delta
     waiter: asyncio.Future[sync_pb2.PublishAck] | None = None
     attempts: int = field(default=0)
+    last_error: SyncError | None = None
+    """The latest retryable refusal (e.g. broker_unavailable); the entry is retried."""
 
     @property
     def client_message_id(self) -> str:

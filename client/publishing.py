@@ -48,6 +48,11 @@ class PendingPublish:
     def done(self) -> bool:
         return self._waiter.done()
 
+    @property
+    def last_error(self) -> SyncError | None:
+        """Why the latest attempt was refused for now (it is being retried), or None."""
+        return self._entry.last_error
+
     async def wait(self) -> sync_pb2.PublishAck:
         """The acknowledgement (offset, epoch, duplicate flag); raises RequestFailed if
         the server refused the delta, ClientClosedError if the client closed first."""
@@ -125,6 +130,7 @@ class PublishPump:
             return
         error = RequestFailed.from_proto(response.error)
         if error.retryable:
+            entry.last_error = error
             self._retry_from(entry, error.retry_after or 1.0)
             return
         self._refuse(entry, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -48,6 +49,7 @@ class SyncwireServer:
         self.ws_port = 0
         self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
+        self._health_follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for warning in exposure_warnings(self.config):
@@ -72,8 +74,28 @@ class SyncwireServer:
         await self.ws_server.start()
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
+        healthy = self.core.broker.healthy
+        await self._report_health(healthy)
+        self._health_follower = asyncio.create_task(
+            self._follow_broker_health(healthy), name="syncwire-health"
+        )
+
+    async def _report_health(self, healthy: bool) -> None:
         for health in self._health:
-            await mark_serving(health, True)
+            await mark_serving(health, healthy)
+        if not healthy:
+            log.warning("health NOT_SERVING: the broker is unavailable")
+
+    async def _follow_broker_health(self, reported: bool) -> None:
+        """Health says SERVING exactly while the broker can serve (NOT_SERVING while
+        Redis is unreachable), until shutdown begins."""
+        broker = self.core.broker
+        while True:
+            await broker.wait_healthy(not reported)
+            reported = broker.healthy
+            await self._report_health(reported)
+            if reported:
+                log.warning("health SERVING: the broker is available again")
 
     @property
     def grpc_address(self) -> str:
@@ -95,6 +117,10 @@ class SyncwireServer:
         if self._stopped.is_set():
             return
         grace = self.config.shutdown_grace if grace is None else grace
+        if self._health_follower is not None:
+            self._health_follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_follower
         for health in self._health:
             await mark_serving(health, False)
         self.core.begin_shutdown()

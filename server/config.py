@@ -57,6 +57,11 @@ class ServerConfig:
         "declare the Redis broker durable (appendonly yes + appendfsync always, checked "
         "at start): Redis restarts then keep epochs",
     )
+    broker_timeout: float = _opt(
+        2.0,
+        "seconds a broker operation (each Redis call or connect attempt) may take; past it "
+        "the request is answered UNAVAILABLE (broker_unavailable)",
+    )
     workers: int = _opt(
         1, "server processes sharing the ports on this host (> 1 needs a shared broker)"
     )
@@ -139,7 +144,9 @@ class ServerConfig:
             self.max_message_bytes,
             "must be >= 1024",
         )
-        for name in ("heartbeat_interval", "idle_timeout", "history_ttl", "dedupe_ttl"):
+        for name in (
+            "heartbeat_interval", "idle_timeout", "history_ttl", "dedupe_ttl", "broker_timeout"
+        ):
             value = getattr(self, name)
             _check(value > 0, name, value, "must be > 0")
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")

@@ -92,6 +92,7 @@ def create_broker(config: ServerConfig) -> Broker:
             dedupe_ttl=config.dedupe_ttl,
             presence_ttl=max(config.idle_timeout, 3 * config.heartbeat_interval),
             durable=config.broker_durable,
+            op_timeout=config.broker_timeout,
         )
     return MemoryBroker(
         history_size=config.history_size,

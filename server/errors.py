@@ -48,6 +48,22 @@ class RequestError(Exception):
         )
 
 
+BROKER_UNAVAILABLE = "broker_unavailable"
+"""Reason code of every refusal caused by the broker (e.g. Redis unreachable)."""
+
+
+def broker_unavailable(error: Exception) -> RequestError:
+    """The refusal a request gets when the broker failed with `error` (a BrokerError):
+    UNAVAILABLE, reason `broker_unavailable`, "broker unavailable: ...", and the
+    broker's retry hint (`retry_after_ms`, default 1000)."""
+    return RequestError(
+        grpc.StatusCode.UNAVAILABLE,
+        BROKER_UNAVAILABLE,
+        f"broker unavailable: {error}",
+        retry_after_ms=int(getattr(error, "retry_after_ms", 1000)),
+    )
+
+
 def validate_collection_id(collection_id: str) -> None:
     """Collection ids are non-empty UTF-8 strings of at most 256 bytes, no control chars."""
     if not collection_id:

@@ -9,6 +9,7 @@ iterator (streams), which the servicer maps to INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -60,6 +61,10 @@ def _wrap_unary_request(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_unary_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behaviour):
+        # A coroutine that sends with context.write (grpc_health's Watch does).
+        return _wrap_unary_request(behaviour)
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if isinstance(request, MalformedMessage):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)

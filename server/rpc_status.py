@@ -21,13 +21,11 @@ from wire.status import REASON_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 
 from .broker import BrokerError
 from .core import SyncCore
-from .errors import RequestError
+from .errors import BROKER_UNAVAILABLE, RequestError, broker_unavailable
 from .metrics import ServerMetrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-BROKER_UNAVAILABLE = "broker_unavailable"
-"""Reason code counted for a `BrokerError` (the call ends UNAVAILABLE)."""
 
 GRPC_TRANSPORT = "grpc"
 """Transport name of native grpc.aio calls (contexts without a `transport` attribute)."""
@@ -48,10 +46,10 @@ def reason_of(error: RequestError | BrokerError) -> str:
 
 async def abort_with(context: Context, error: RequestError | BrokerError) -> NoReturn:
     """Ends the call with the error's status: a `RequestError`'s code and message with
-    its reason code and retry hint in the trailers; UNAVAILABLE "broker unavailable: ..."
-    for a `BrokerError`. Raises what `context.abort` raises (grpc.aio.AbortError)."""
+    its reason code and retry hint in the trailers (a `BrokerError` as
+    `errors.broker_unavailable`: UNAVAILABLE, `broker_unavailable`, retry hint). Raises what `context.abort` raises (grpc.aio.AbortError)."""
     if isinstance(error, BrokerError):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"broker unavailable: {error}")
+        error = broker_unavailable(error)
     trailers = [(REASON_CODE_METADATA_KEY, error.reason_code)]
     if error.retry_after_ms > 0:
         trailers.append((RETRY_AFTER_METADATA_KEY, str(error.retry_after_ms)))

@@ -23,7 +23,7 @@ from .auth import INVALID_TOKEN, forbidden, unauthenticated
 from .broker import BrokerError, HistorySlice
 from .broker.seam import LiveJoin
 from .clock import now_timestamp
-from .errors import RequestError, validate_collection_id
+from .errors import RequestError, broker_unavailable, validate_collection_id
 from .event_queue import EventQueue, Replay, SessionEnd
 
 if TYPE_CHECKING:
@@ -173,16 +173,9 @@ class Session:
             self.reply(request.request_id, exc.to_response())
         except BrokerError as exc:
             metrics.broker_errors.inc()
-            metrics.request_errors.labels("broker_unavailable").inc()
-            self.reply(
-                request.request_id,
-                RequestError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "broker_unavailable",
-                    f"broker unavailable: {exc}",
-                    retry_after_ms=1000,
-                ).to_response(),
-            )
+            refusal = broker_unavailable(exc)
+            metrics.request_errors.labels(refusal.reason_code).inc()
+            self.reply(request.request_id, refusal.to_response())
 
     def reply(self, request_id: int, response: sync_pb2.SyncResponse) -> None:
         """Sends a direct reply. Never refused: the request reader waits for room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from client.errors import SyncError
 from client.publishing import PendingPublish
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .errors import UsageError
+from .errors import CliError, ExitCode, UsageError
 from .output import emit_json, enum_label, notice, progress, stdout
 from .runner import run
 from .session import CommandSession, open_session
@@ -166,7 +167,24 @@ class _Sender:
             raise self.session.explain(error, _what(payload)) from None
 
     async def send_one(self, payload: Payload) -> sync_pb2.PublishAck:
-        return await self.session.run(self.submit(payload), _what(payload))
+        return await self.settle(self.submit(payload), _what(payload))
+
+    async def settle(self, pending: PendingPublish, what: str) -> sync_pb2.PublishAck:
+        """The acknowledgement, awaited at most --timeout seconds: the client retries
+        refusals such as broker_unavailable by itself, the command does not wait for
+        ever. Raises CliError (the last refusal, or the timeout; exit code 3)."""
+        timeout = self.session.target.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.session.run(pending, what)
+        except TimeoutError:
+            if pending.last_error is not None:
+                raise self.session.explain(pending.last_error, what) from None
+            raise CliError(
+                f"{self.session.target.where} did not acknowledge the {what} within "
+                f"{timeout:g} s",
+                ExitCode.UNAVAILABLE,
+            ) from None
 
     async def send_all(self, payloads: list[Payload], as_json: bool) -> list[sync_pb2.PublishAck]:
         """Publishes in order with up to WINDOW in flight; returns the acks in order."""
@@ -176,7 +194,7 @@ class _Sender:
 
             async def settle_oldest() -> None:
                 payload, pending = window.popleft()
-                ack = await self.session.run(pending, _what(payload))
+                ack = await self.settle(pending, _what(payload))
                 acks.append(ack)
                 if as_json:
                     show_ack(ack, as_json=True, brief=True)

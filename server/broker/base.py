@@ -8,6 +8,7 @@ node's local subscribers through `attach`ed sinks: plain callables that must not
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ RecoveryStatus = sync_pb2.RecoveryStatus
 
 
 class BrokerError(Exception):
-    """The broker cannot serve the request right now (for example Redis is down)."""
+    """The broker cannot serve the request right now (for example Redis is down).
+
+    `retry_after_ms` is the broker's hint of when a retry may succeed; callers answer
+    UNAVAILABLE with reason `broker_unavailable` and this hint (`errors.broker_unavailable`).
+    """
+
+    def __init__(self, message: str, *, retry_after_ms: int = 1000) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +180,9 @@ class Broker(ABC):
     def healthy(self) -> bool:
         """False while the backing store is unreachable."""
         return True
+
+    async def wait_healthy(self, healthy: bool) -> None:
+        """Returns once `self.healthy` equals `healthy`. A broker without a backing store
+        is always healthy, so waiting for False never returns."""
+        if self.healthy != healthy:
+            await asyncio.Event().wait()

@@ -124,6 +124,9 @@ class RedisBroker(Broker):
         """Waits until the node is (or, with False, is no longer) connected to Redis."""
         await self._fanout.wait_state(connected)
 
+    async def wait_healthy(self, healthy: bool) -> None:
+        await self._fanout.wait_state(healthy)
+
     def _require_redis(self) -> None:
         if not self._fanout.connected:
             raise BrokerError("redis unavailable (reconnecting)")

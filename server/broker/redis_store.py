@@ -133,7 +133,7 @@ class RedisStore:
 
     async def _call(self, what: str, operation: Awaitable[Any]) -> Any:
         try:
-            async with asyncio.timeout(self._op_timeout * 2):
+            async with asyncio.timeout(self._op_timeout):
                 return await operation
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerError(f"redis {what} failed: {exc or type(exc).__name__}") from exc

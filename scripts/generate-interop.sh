@@ -16,3 +16,11 @@ mkdir -p "$out"
   $(find tests/protos -name '*.proto' | sort)
 # Mark every generated directory as a regular package (protoc writes none).
 find "$out" -mindepth 1 -type d -exec touch {}/__init__.py \;
+
+# TypeScript descriptors for the web package's interop tests (web/test/gen), with the
+# protoc-gen-es pinned in web/package-lock.json (installed by `npm ci` when missing).
+if [[ ! -x web/node_modules/.bin/protoc-gen-es ]]; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+rm -rf web/test/gen
+buf generate --template web/buf.gen.interop.yaml tests/protos

@@ -43,6 +43,7 @@ class SyncwireServer:
             compression=config.ws_compression,
             reuse_port=reuse_port,
         )
+        self.core.metrics.watch_framing_connections(lambda: len(self.ws_server.connections))
         self._health = [grpc_health, register_services(self.ws_server, self.servicer)]
         self.tls = ServerTls.from_config(config)
         self.grpc_port = 0

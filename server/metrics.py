@@ -130,7 +130,22 @@ class ServerMetrics:
             multiprocess_mode="livemin",
         )
         self.broker_up.set(1)
+        self.framing_connections = Gauge(
+            "syncwire_framing_connections",
+            "Open typed-framing connections (one per WebSocket, however many calls it carries)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._framing_connection_count: Callable[[], int] | None = None
         self._http: WSGIServer | None = None
+
+    def watch_framing_connections(self, count: Callable[[], int]) -> None:
+        """Reports ``count()`` (open typed-framing connections) as
+        ``syncwire_framing_connections``: read at scrape time, or every upkeep tick in
+        multiprocess mode."""
+        self._framing_connection_count = count
+        if not self.multiprocess:
+            self.framing_connections.set_function(lambda: float(count()))
 
     def observe_delivery(self, server_time_ns: int) -> None:
         self.deliver_latency.observe(max(0.0, (time.time_ns() - server_time_ns) / 1e9))
@@ -140,6 +155,8 @@ class ServerMetrics:
         (called every upkeep tick; transports with no sessions left read 0)."""
         if not self.multiprocess:
             return
+        if self._framing_connection_count is not None:
+            self.framing_connections.set(self._framing_connection_count())
         figures = _session_figures(self._sessions())
         self._transports.update(figures)
         for index, gauge in enumerate(self._session_gauges):

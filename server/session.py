@@ -368,7 +368,7 @@ class Session:
             return
         if request.action == types_pb2.PRESENCE_ACTION_JOIN and collection_id not in self._present:
             self._present.add(collection_id)
-            await broker.presence_join(collection_id, self.peer_id, user_info)
+            await broker.presence_join(collection_id, self.peer_id, user_info, request.status)
             return
         self._present.add(collection_id)
         presence = types_pb2.Presence(

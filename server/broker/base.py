@@ -152,13 +152,20 @@ class Broker(ABC):
 
     @abstractmethod
     async def presence_join(
-        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+        self,
+        collection_id: str,
+        peer_id: str,
+        user_info: types_pb2.UserInfo | None,
+        status: str = "",
     ) -> None:
-        """Records the peer as present and broadcasts a PeerJoin."""
+        """Records the peer as present (with `status` and `user_info`) and broadcasts a
+        PeerJoin."""
 
     @abstractmethod
     async def presence_update(self, presence: types_pb2.Presence) -> None:
-        """Records the peer's latest presence and broadcasts it."""
+        """Applies `presence` to the peer's entry (`presence_events.updated_entry`:
+        status replaced, user_info kept when unset) and broadcasts the resulting entry
+        as a Presence event."""
 
     @abstractmethod
     async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:

@@ -18,7 +18,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 from ..clock import now_timestamp
 from .base import Broker, EventSink, HistorySlice, PublishResult, classify_recovery
 from .hub import LocalHub
-from .presence_events import join_entry, join_event, leave_event
+from .presence_events import join_entry, join_event, leave_event, updated_entry
 
 
 def new_epoch() -> str:
@@ -130,15 +130,21 @@ class MemoryBroker(Broker):
         self.hub.remove(collection_id, sink)
 
     async def presence_join(
-        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+        self,
+        collection_id: str,
+        peer_id: str,
+        user_info: types_pb2.UserInfo | None,
+        status: str = "",
     ) -> None:
-        entry = join_entry(collection_id, peer_id, user_info)
+        entry = join_entry(collection_id, peer_id, user_info, status)
         self._collection(collection_id).presence[peer_id] = entry
         self.hub.dispatch(collection_id, join_event(entry))
 
     async def presence_update(self, presence: types_pb2.Presence) -> None:
-        self._collection(presence.collection_id).presence[presence.peer_id] = presence
-        self.hub.dispatch(presence.collection_id, sync_pb2.SyncResponse(presence=presence))
+        members = self._collection(presence.collection_id).presence
+        entry = updated_entry(members.get(presence.peer_id), presence)
+        members[presence.peer_id] = entry
+        self.hub.dispatch(presence.collection_id, sync_pb2.SyncResponse(presence=entry))
 
     async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
         state = self._collections.get(collection_id)

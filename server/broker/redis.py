@@ -22,7 +22,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .base import Broker, BrokerError, EventSink, HistorySlice, PublishResult
 from .hub import LocalHub
-from .presence_events import join_entry, join_event, leave_event
+from .presence_events import join_entry, join_event, leave_event, updated_entry
 from .redis_fanout import FanoutStats, RedisFanout
 from .redis_keys import DEFAULT_PREFIX, KeySpace
 from .redis_store import RedisStore
@@ -158,17 +158,25 @@ class RedisBroker(Broker):
     # ---------------------------------------------------------------- presence
 
     async def presence_join(
-        self, collection_id: str, peer_id: str, user_info: types_pb2.UserInfo | None
+        self,
+        collection_id: str,
+        peer_id: str,
+        user_info: types_pb2.UserInfo | None,
+        status: str = "",
     ) -> None:
         self._require_redis()
-        entry = join_entry(collection_id, peer_id, user_info)
+        entry = join_entry(collection_id, peer_id, user_info, status)
         await self._store.presence_set(entry, join_event(entry))
         self._local_presence[(collection_id, peer_id)] = entry
 
     async def presence_update(self, presence: types_pb2.Presence) -> None:
+        # Only the peer's own session (on this node) changes its entry, so the node's
+        # copy is the entry the update applies to.
         self._require_redis()
-        await self._store.presence_set(presence, sync_pb2.SyncResponse(presence=presence))
-        self._local_presence[(presence.collection_id, presence.peer_id)] = presence
+        key = (presence.collection_id, presence.peer_id)
+        entry = updated_entry(self._local_presence.get(key), presence)
+        await self._store.presence_set(entry, sync_pb2.SyncResponse(presence=entry))
+        self._local_presence[key] = entry
 
     async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
         # Forgotten locally first: if Redis is away the entry simply expires there.

@@ -61,6 +61,7 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
             ClientMultiplexer(max_receive_bytes=max_receive_bytes, max_send_bytes=max_send_bytes),
             send_buffer_bytes=send_buffer_bytes,
             task_prefix="ws-client",
+            peer="syncwire server",
         )
         self._on_closed = on_closed
         self._sinks: dict[int, CallSink] = {}
@@ -125,7 +126,7 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, FrameDiscarded | PeerProtocolError):
-            _LOG.warning("syncwire framing: %s", event)
+            self._log_discards(event)
             return
         if isinstance(event, CallEnded | CallFailed):
             sink = self._sinks.pop(event.call_id, None)

@@ -36,6 +36,7 @@ class SyncwireServer:
             interceptors=[MalformedRequestInterceptor()],
             legacy_handler=LegacyGateway(self.core),
             max_message_bytes=config.max_message_bytes,
+            max_concurrent_calls=config.max_concurrent_calls,
             max_connections=config.max_connections,
             max_connections_per_address=config.max_connections_per_address,
             ping_interval=config.ws_ping_interval or None,

@@ -69,6 +69,11 @@ class ServerConfig:
         1000, "maximum concurrent client sessions, all transports (host-wide: split among workers)"
     )
     max_message_bytes: int = _opt(MIB, "largest accepted client message in bytes")
+    max_concurrent_calls: int = _opt(
+        1000,
+        "most calls one client connection may have open at once (WebSocket: the call over "
+        "it ends RESOURCE_EXHAUSTED; gRPC: HTTP/2 max concurrent streams, further calls wait)",
+    )
     heartbeat_interval: float = _opt(30.0, "seconds between server heartbeats")
     idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
     history_size: int = _opt(1000, "deltas kept per collection for recovery")
@@ -143,6 +148,12 @@ class ServerConfig:
             "max_message_bytes",
             self.max_message_bytes,
             "must be >= 1024",
+        )
+        _check(
+            self.max_concurrent_calls >= 1,
+            "max_concurrent_calls",
+            self.max_concurrent_calls,
+            "must be >= 1",
         )
         for name in (
             "heartbeat_interval", "idle_timeout", "history_ttl", "dedupe_ttl", "broker_timeout"

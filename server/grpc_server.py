@@ -38,6 +38,7 @@ def grpc_options(config: ServerConfig, reuse_port: bool = False) -> list[tuple[s
     second server on a busy port must fail to bind, not share it silently."""
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_concurrent_streams", config.max_concurrent_calls),
         ("grpc.max_send_message_length", -1),
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 20_000),

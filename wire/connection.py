@@ -19,18 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
-from wire.events import Event
+from wire.events import Event, FrameDiscarded, PeerProtocolError
 from wire.mux import CallStateError, Multiplexer
-from wire.protocol import CLOSE_INTERNAL_ERROR
+from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION
 from wire.transport import MessageTransport
 
 _LOG = logging.getLogger(__name__)
 
 MultiplexerT = TypeVar("MultiplexerT", bound=Multiplexer[Any])
+
+# At most one log line about discarded frames per connection per this many seconds.
+DISCARD_LOG_INTERVAL_SECONDS = 10.0
 
 
 class ConnectionDriver(Generic[MultiplexerT]):
@@ -47,8 +52,14 @@ class ConnectionDriver(Generic[MultiplexerT]):
         *,
         send_buffer_bytes: int,
         task_prefix: str = "ws",
+        peer: str = "peer",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
+        self._peer = peer  # names the other end in log lines
+        self._clock = clock
+        self._next_discard_log = float("-inf")
+        self._unlogged_discards = 0
         self._task_prefix = task_prefix  # names the writer task "<prefix>-writer"
         self.mux = mux
         self.send_buffer_bytes = send_buffer_bytes
@@ -125,6 +136,36 @@ class ConnectionDriver(Generic[MultiplexerT]):
     def _connection_lost(self, details: str) -> None:
         raise NotImplementedError
 
+    def _log_discards(self, event: FrameDiscarded | PeerProtocolError) -> None:
+        """Logs frames dropped by either end: at most one WARNING per connection per
+        DISCARD_LOG_INTERVAL_SECONDS, counting the frames of the lines held back."""
+        self._unlogged_discards += event.count if isinstance(event, FrameDiscarded) else 1
+        if self.mux.violation is not None:
+            return  # the line that closes the connection says it all
+        now = self._clock()
+        if now < self._next_discard_log:
+            return
+        self._next_discard_log = now + DISCARD_LOG_INTERVAL_SECONDS
+        count, self._unlogged_discards = self._unlogged_discards, 0
+        side = "discarded" if isinstance(event, FrameDiscarded) else "peer discarded"
+        _LOG.warning(
+            "%s: %s %d frame(s) in the last %g s, latest: %s",
+            self._peer,
+            side,
+            count,
+            DISCARD_LOG_INTERVAL_SECONDS,
+            event.details,
+        )
+
+    async def _close_for_violation(self, reason: str) -> None:
+        """The peer exceeded the invalid-frame budget: flush the last ProtocolError, close
+        with 1008 and ``reason``, and end the calls."""
+        _LOG.warning("%s: closing the connection (1008): %s", self._peer, reason)
+        self._lost(f"connection closed: {reason}")
+        await self.drain(1.0)
+        with contextlib.suppress(ConnectionClosed):
+            await self._transport.close(CLOSE_POLICY_VIOLATION, reason)
+
     def _lost(self, details: str) -> None:
         if self.closed:
             return
@@ -146,6 +187,9 @@ class ConnectionDriver(Generic[MultiplexerT]):
             for event in mux.receive(message):
                 dispatch(event)
             data_ready.set()
+            if mux.violation is not None:
+                await self._close_for_violation(mux.violation)
+                return
 
     async def _write_loop(self) -> None:
         try:

@@ -78,10 +78,13 @@ class CallFailed:
 
 @dataclass(frozen=True, slots=True)
 class FrameDiscarded:
-    """Either side: a frame belonged to no open call and was dropped; the peer was sent a
-    ProtocolError. Informational (log it); no call is affected."""
+    """Either side: ``count`` frames of one received WebSocket message belonged to no open
+    call and were dropped (the peer got one ProtocolError for them) or, for refused
+    starts, answered with an end; ``details`` says what was wrong with the first.
+    Informational (log it, throttled); no call is affected."""
 
     details: str
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,20 @@ locally (INTERNAL). A frame for no known call is dropped and reported to the pee
 ProtocolError on call 0. Frames for calls that already finished are dropped silently:
 they are the normal race between an end and a late client frame (or a cancel and a late
 server frame).
+
+What one received WebSocket message can cost is bounded: all the frames of a message
+that belong to no call are answered by at most one ProtocolError (carrying their count
+in ``discarded_frames``) and reported as one FrameDiscarded event; and once more than
+``discard_limit`` frames were discarded or refused within ``discard_window`` seconds,
+the rest of the message is ignored, ``violation`` says why, and the driver closes the
+connection (1008).
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -49,6 +59,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 # least half the initial window.
 INITIAL_WINDOW = 256 * 1024
 MESSAGE_OVERHEAD = 32
+# Discarded frames (belonging to no call) and refused starts a connection may send in
+# DISCARD_WINDOW_SECONDS before it is closed with 1008 (policy violation).
+DISCARD_LIMIT = 100
+DISCARD_WINDOW_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -84,12 +98,25 @@ class Multiplexer(Generic[CallStateT]):
         max_receive_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
         max_send_bytes: int | None = None,
         batch_bytes: int = BATCH_BYTES,
+        discard_limit: int = DISCARD_LIMIT,
+        discard_window: float = DISCARD_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.write_queue = WriteQueue(batch_bytes)
         self.max_receive_bytes = max_receive_bytes
         self.max_send_bytes = max_send_bytes
         self._events: list[Event] = []
         self._calls: dict[int, CallStateT] = {}
+        self._discard_limit = discard_limit
+        self._discard_window = discard_window
+        self._clock = clock
+        self._recent_discards: deque[tuple[float, int]] = deque()  # (time, count) per message
+        self._recent_total = 0
+        self.violation: str | None = None  # set once the discard budget is exceeded
+        self._message_discards = 0  # frames of the current message answered by nothing
+        self._message_refusals = 0  # frames of the current message answered by an end
+        self._first_discard = ""  # what was wrong with the first discarded frame
+        self._first_problem = ""  # ... with the first discarded or refused frame
 
     def is_open(self, call_id: int) -> bool:
         """Whether the call is still running (not ended, cancelled or failed)."""
@@ -156,7 +183,14 @@ class Multiplexer(Generic[CallStateT]):
         return self.write_queue.take_batch()
 
     def receive(self, message: bytes | str) -> list[Event]:
-        """Applies one received WebSocket message; returns what happened, in order."""
+        """Applies one received WebSocket message; returns what happened, in order.
+        Ignored once ``violation`` is set (the connection is being closed)."""
+        if self.violation is not None:
+            return []
+        now = self._clock()
+        while self._recent_discards and self._recent_discards[0][0] <= now - self._discard_window:
+            self._recent_total -= self._recent_discards.popleft()[1]
+        self._message_discards = self._message_refusals = 0
         if isinstance(message, str):
             self._discard("text WebSocket message ignored: frames travel in binary messages")
         else:
@@ -167,8 +201,37 @@ class Multiplexer(Generic[CallStateT]):
                     self._on_connection_frame(item)
                 else:
                     self._on_call_frame(item)
+                if self.violation is not None:
+                    break  # the rest of the message is not worth decoding
+        self._report_discards(now)
         events, self._events = self._events, []
         return events
+
+    def _report_discards(self, now: float) -> None:
+        """One ProtocolError and one FrameDiscarded event for the whole message."""
+        discarded, refused = self._message_discards, self._message_refusals
+        if not discarded and not refused:
+            return
+        if discarded:
+            error = frame_pb2.ProtocolError(
+                code=code_to_number(grpc.StatusCode.INVALID_ARGUMENT),
+                details=self._first_discard,
+                discarded_frames=discarded,
+            )
+            self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
+        self._recent_discards.append((now, discarded + refused))
+        self._events.append(FrameDiscarded(self._first_problem, discarded + refused))
+
+    def _count_discard(self, details: str) -> None:
+        """Counts one frame of this message that belongs to no call against the budget."""
+        if not self._message_discards and not self._message_refusals:
+            self._first_problem = details
+        self._recent_total += 1
+        if self._recent_total > self._discard_limit and self.violation is None:
+            self.violation = (
+                f"too many invalid frames: more than {self._discard_limit} in "
+                f"{self._discard_window:g} s"
+            )
 
     def _on_undecodable(self, error: FrameDecodeError) -> None:
         raise NotImplementedError
@@ -187,12 +250,12 @@ class Multiplexer(Generic[CallStateT]):
             self._discard(f"frame kind {frame.WhichOneof('kind')!r} is not valid on call 0")
 
     def _discard(self, details: str) -> None:
-        """Drops an unattributable frame and tells the peer why."""
-        error = frame_pb2.ProtocolError(
-            code=code_to_number(grpc.StatusCode.INVALID_ARGUMENT), details=details
-        )
-        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
-        self._events.append(FrameDiscarded(details))
+        """Drops an unattributable frame; the peer hears of it in the message's one
+        ProtocolError."""
+        self._count_discard(details)
+        if not self._message_discards:
+            self._first_discard = details
+        self._message_discards += 1
 
     def _payload_fits(self, call_id: int, payload: bytes) -> bool:
         limit = self.max_receive_bytes
@@ -291,7 +354,8 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
     def _refuse_start(self, call_id: int, details: str) -> None:
         """Ends a call that never opened: the client is waiting for its end."""
         self._queue_end(call_id, grpc.StatusCode.INVALID_ARGUMENT, details)
-        self._events.append(FrameDiscarded(details))
+        self._count_discard(details)
+        self._message_refusals += 1
 
     def _on_undecodable(self, error: FrameDecodeError) -> None:
         call_id = error.call_id

@@ -35,12 +35,20 @@ from wire.transport import MessageTransport
 _LOG = logging.getLogger(__name__)
 
 
+# Calls one connection may have open at once by default (HTTP/2's MAX_CONCURRENT_STREAMS
+# plays this part for native gRPC).
+DEFAULT_MAX_CONCURRENT_CALLS = 1000
+CONCURRENCY_EXCEEDED_DETAILS = "Concurrent RPC limit exceeded!"  # grpc.aio's words
+
+
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    """Per-connection bounds."""
+    """Per-connection bounds: largest call message accepted, bytes queued before writers
+    wait, calls open at once (the call over it ends RESOURCE_EXHAUSTED)."""
 
     max_message_bytes: int
     send_buffer_bytes: int
+    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
 
 
 class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
@@ -64,6 +72,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
                 max_receive_bytes=limits.max_message_bytes, max_send_bytes=peer_max_message_bytes
             ),
             send_buffer_bytes=limits.send_buffer_bytes,
+            peer=info.peer,
         )
         self.info = info
         self.limits = limits
@@ -131,7 +140,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
             self._start(event)
             return
         if isinstance(event, FrameDiscarded | PeerProtocolError):
-            _LOG.warning("%s: %s", self.info.peer, event)
+            self._log_discards(event)
             return
         call = self._calls.get(event.call_id)
         if call is None:
@@ -151,6 +160,11 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
     def _start(self, event: CallStarted) -> None:
         if self.closed or not self._accepting():
             self.mux.end(event.call_id, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+            return
+        if len(self._calls) >= self.limits.max_concurrent_calls:
+            self.mux.end(
+                event.call_id, grpc.StatusCode.RESOURCE_EXHAUSTED, CONCURRENCY_EXCEEDED_DETAILS
+            )
             return
         metadata = event.metadata
         authorization = self.info.headers.get("authorization")

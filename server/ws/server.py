@@ -21,7 +21,11 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from server.ratelimit import AddressCounter
-from server.ws.connection import ServerConnectionDriver, ServerLimits
+from server.ws.connection import (
+    DEFAULT_MAX_CONCURRENT_CALLS,
+    ServerConnectionDriver,
+    ServerLimits,
+)
 from server.ws.context import ConnectionInfo
 from server.ws.listener import announced_limit, bind, connection_info
 from server.ws.registry import Handler, MethodRegistry
@@ -63,6 +67,12 @@ class WebSocketServer(grpc.aio.Server):
     (``add_XServicer_to_server(servicer, ws_server)``), add ports, ``await start()``.
     Connections offering ``syncwire-protobuf`` get the typed framing; connections offering
     no subprotocol go to ``legacy_handler`` (refused with close code 1008 without one).
+
+    Per connection: at most ``max_concurrent_calls`` calls run at once (a call started
+    beyond that ends at once with RESOURCE_EXHAUSTED, ``Concurrent RPC limit exceeded!``,
+    grpc.aio's words); a client sending more than ``wire.mux.DISCARD_LIMIT`` frames that
+    belong to no call (or starts that are refused) within ``DISCARD_WINDOW_SECONDS`` is
+    closed with 1008. See docs/protocol.md, "Limits".
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class WebSocketServer(grpc.aio.Server):
         interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
         legacy_handler: LegacyHandler | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
         max_connections: int = 1000,
         max_connections_per_address: int = 0,
         ping_interval: float | None = PING_INTERVAL_SECONDS,
@@ -89,6 +100,7 @@ class WebSocketServer(grpc.aio.Server):
         self._limits = ServerLimits(
             max_message_bytes=max_message_bytes,
             send_buffer_bytes=send_buffer_bytes,
+            max_concurrent_calls=max_concurrent_calls,
         )
         self._max_connections = max_connections
         self._addresses = AddressCounter(max_connections_per_address)

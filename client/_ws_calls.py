@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
+from client._call_credentials import CredentialsFailed, credentials_metadata
+from client._ws_interceptors import INTERCEPTED_CALLS
 from wire.metadata import MetadataError, MetadataPairs
 from wire.mux import CallIdsExhaustedError, CallStateError, MessageTooLargeError
 from wire.sentinels import EOF
@@ -52,8 +54,10 @@ class _Call(Generic[RequestT, ResponseT]):
         timeout: float | None,
         metadata: MetadataPairs | None,
         wait_for_ready: bool | None,
+        credentials: grpc.CallCredentials | None = None,
     ) -> None:
         self._channel = channel
+        self._credentials = credentials
         self._method = method
         self._serialize: Callable[[Any], bytes] = serializer or _identity
         self._deserialize: Callable[[bytes], Any] = deserializer or _identity
@@ -79,6 +83,9 @@ class _Call(Generic[RequestT, ResponseT]):
         self._locally_cancelled = False
         self._done_callbacks: list[Callable[[Any], None]] = []
         self._writing_done = False
+        self._done_writing_flag = False
+        """The request side is half-closed (grpc.aio's name: its interceptor wrappers
+        read it before a write())."""
         self._iterator_given = request is not None and self._request_streaming
         self._start_task = self._loop.create_task(self._start(request), name=f"ws-call {method}")
         channel._track(self)
@@ -121,9 +128,15 @@ class _Call(Generic[RequestT, ResponseT]):
         try:
             if self._wait_for_ready:
                 await self._channel.channel_ready()
+            metadata = self._metadata
+            if self._credentials is not None:
+                extra = await credentials_metadata(
+                    self._credentials, self._channel.authority_url, self._method
+                )
+                metadata = [*(metadata or ()), *extra]
             connection = await self._channel._get_connection()
             self._call_id = connection.start_call(
-                self._method, self._metadata, self.time_remaining(), self
+                self._method, metadata, self.time_remaining(), self
             )
             self._connection = connection
             self._started.set()
@@ -134,6 +147,8 @@ class _Call(Generic[RequestT, ResponseT]):
                 await self._consume(request)
         except asyncio.CancelledError:
             pass
+        except CredentialsFailed as exc:
+            self.on_end(grpc.StatusCode.UNAVAILABLE, str(exc), grpc.aio.Metadata())
         except MetadataError as exc:
             self.on_end(grpc.StatusCode.INTERNAL, f"invalid metadata: {exc}", grpc.aio.Metadata())
         except (CallIdsExhaustedError, CallStateError) as exc:
@@ -179,6 +194,7 @@ class _Call(Generic[RequestT, ResponseT]):
         self._raise_if_done()
 
     async def _half_close(self) -> None:
+        self._done_writing_flag = True
         await self._started.wait()
         if not self._done.is_set() and self._connection is not None:
             self._connection.half_close(self._call_id)
@@ -398,7 +414,7 @@ class _MultiCallable:
     """Starts calls of one kind (``_call_class``) for one method; the four public
     multi-callables differ only in their grpc.aio base and call class."""
 
-    _call_class: type[_Call[Any, Any]]
+    _kind: str
 
     def __init__(
         self,
@@ -421,18 +437,53 @@ class _MultiCallable:
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        """Starts a call; ``request`` is the request, or for streaming requests an
-        (async) iterator of requests or None to use write()/done_writing().
-        ``credentials`` and ``compression`` are not supported per call and ignored."""
-        self._channel._check_open()
-        return self._call_class(
-            self._channel,
+        """Starts a call, as grpc.aio's multi-callables do.
+
+        Args:
+            request: The request, or for streaming requests an (async) iterator of
+                requests, or None to use write()/done_writing().
+            timeout: Seconds the call may take (None: no deadline).
+            metadata: Call metadata (pairs).
+            credentials: Per-call credentials (`grpc.access_token_call_credentials`,
+                `grpc.metadata_call_credentials`, composites): on a secure channel
+                (wss://) their metadata is appended to the call's; on an insecure one
+                grpc.aio.UsageError is raised, as grpc.aio does. A failing metadata
+                plugin ends the call UNAVAILABLE.
+            wait_for_ready: Wait for the connection instead of failing fast.
+            compression: Accepted and ignored: permessage-deflate on the WebSocket
+                already compresses every message of every call.
+
+        The channel's interceptors of this call kind run first, as on grpc.aio.
+        """
+        channel = self._channel
+        channel._check_open()
+        interceptors = channel._interceptors.of_kind(self._kind)
+        if interceptors:
+            # grpc.aio hands interceptors grpc.aio.Metadata and the method as bytes.
+            if not isinstance(metadata, grpc.aio.Metadata):
+                metadata = grpc.aio.Metadata.from_tuple(tuple(metadata or ()))
+            return INTERCEPTED_CALLS[self._kind](
+                interceptors,
+                request,
+                timeout,
+                metadata,
+                credentials,
+                wait_for_ready,
+                channel,
+                self._method.encode(),
+                self._serializer,
+                self._deserializer,
+                asyncio.get_running_loop(),
+            )
+        return channel._start_call(
+            self._kind,
             self._method,
             self._serializer,
             self._deserializer,
             request,
             timeout,
             metadata,
+            credentials,
             wait_for_ready,
         )
 
@@ -442,7 +493,7 @@ class UnaryUnaryMultiCallable(
 ):
     """Starts unary-unary calls."""
 
-    _call_class = UnaryUnaryCall
+    _kind = "unary_unary"
 
 
 class UnaryStreamMultiCallable(
@@ -450,7 +501,7 @@ class UnaryStreamMultiCallable(
 ):
     """Starts unary-stream calls."""
 
-    _call_class = UnaryStreamCall
+    _kind = "unary_stream"
 
 
 class StreamUnaryMultiCallable(
@@ -458,7 +509,7 @@ class StreamUnaryMultiCallable(
 ):
     """Starts stream-unary calls."""
 
-    _call_class = StreamUnaryCall
+    _kind = "stream_unary"
 
 
 class StreamStreamMultiCallable(
@@ -466,8 +517,16 @@ class StreamStreamMultiCallable(
 ):
     """Starts stream-stream calls."""
 
-    _call_class = StreamStreamCall
+    _kind = "stream_stream"
 
 
 def _identity(value: Any) -> Any:
     return value
+
+
+CALL_CLASSES: dict[str, type[_Call[Any, Any]]] = {
+    "unary_unary": UnaryUnaryCall,
+    "unary_stream": UnaryStreamCall,
+    "stream_unary": StreamUnaryCall,
+    "stream_stream": StreamStreamCall,
+}

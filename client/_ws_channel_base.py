@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
+from client._call_credentials import check_secure
 from client._ws_calls import (
+    CALL_CLASSES,
     Deserializer,
     Serializer,
     StreamStreamMultiCallable,
@@ -23,6 +26,7 @@ from client._ws_calls import (
     UnaryUnaryMultiCallable,
 )
 from client._ws_connection import ClientConnectionDriver
+from client._ws_interceptors import ClientInterceptor, Interceptors
 from wire.transport import MessageTransport
 
 if TYPE_CHECKING:
@@ -41,7 +45,11 @@ class MultiplexedChannel(grpc.aio.Channel):
         max_receive_message_bytes: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
         max_send_message_bytes: int | None = None,
         send_buffer_bytes: int = 256 * 1024,
+        interceptors: Sequence[ClientInterceptor] | None = None,
+        secure: bool = False,
     ) -> None:
+        self._interceptors = Interceptors(interceptors)
+        self._secure = secure
         self._max_receive = max_receive_message_bytes
         self._max_send = max_send_message_bytes
         self._send_buffer_bytes = send_buffer_bytes
@@ -102,6 +110,38 @@ class MultiplexedChannel(grpc.aio.Channel):
     def _check_open(self) -> None:
         if self._closed:
             raise grpc.aio.UsageError("Cannot invoke RPC: channel is closed")
+
+    @property
+    def authority_url(self) -> str:
+        """The URL whose authority names the server (call credentials' service_url)."""
+        return ""
+
+    def _start_call(
+        self,
+        kind: str,
+        method: str,
+        serializer: Serializer,
+        deserializer: Deserializer,
+        request: Any,
+        timeout: float | None,
+        metadata: Any,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+    ) -> Any:
+        """Starts a call of `kind` ("unary_unary", ...) past the interceptors; raises
+        grpc.aio.UsageError for call credentials on an insecure channel."""
+        check_secure(credentials, self._secure)
+        return CALL_CLASSES[kind](
+            self,
+            method,
+            serializer,
+            deserializer,
+            request,
+            timeout,
+            metadata,
+            wait_for_ready,
+            credentials,
+        )
 
     def _track(self, call: _Call[Any, Any]) -> None:
         self._calls.add(call)

@@ -10,10 +10,12 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import grpc
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from client._ws_channel_base import DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, MultiplexedChannel
+from client._ws_interceptors import ClientInterceptor
 from wire.protocol import (
     MAX_MESSAGE_BYTES_HEADER,
     PING_INTERVAL_SECONDS,
@@ -36,10 +38,22 @@ class WebSocketChannel(MultiplexedChannel):
         max_receive_message_bytes: Largest response message accepted (grpc default 4 MiB).
         max_send_message_bytes: Largest request sent; the server's announced limit also
             applies, so oversize requests fail with RESOURCE_EXHAUSTED before sending.
-        compression: Offer permessage-deflate.
+        compression: Offer permessage-deflate, which compresses every message of every
+            call: True (default), or a `grpc.Compression` as given to
+            `grpc.aio.insecure_channel` (Gzip, Deflate, or None: on;
+            NoCompression: off), or False (off). A per-call `compression=` is accepted
+            and ignored: the WebSocket compression already covers the call.
         ping_interval, ping_timeout: WebSocket keepalive; None disables.
         open_timeout: Seconds allowed for the opening handshake.
+        close_timeout: Seconds closing the channel (or a dropped connection) waits for
+            the server's closing handshake before it aborts the TCP connection: bounds
+            how long closing a half-open socket takes (None: wait forever).
         proxy: Proxy to use (True: from the environment; None: none).
+        interceptors: `grpc.aio` client interceptors (any of the four
+            `*ClientInterceptor` kinds), run exactly as on `grpc.aio.insecure_channel`.
+
+    Per-call `credentials` are applied as call metadata on ``wss://`` and refused with
+    grpc.aio.UsageError on ``ws://``, as grpc.aio does on an insecure channel.
     """
 
     def __init__(
@@ -51,17 +65,21 @@ class WebSocketChannel(MultiplexedChannel):
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         max_receive_message_bytes: int | None = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
         max_send_message_bytes: int | None = None,
-        compression: bool = True,
+        compression: bool | grpc.Compression | None = True,
         ping_interval: float | None = PING_INTERVAL_SECONDS,
         ping_timeout: float | None = PING_TIMEOUT_SECONDS,
         open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
         proxy: str | Literal[True] | None = True,
         send_buffer_bytes: int = 256 * 1024,
+        interceptors: Sequence[ClientInterceptor] | None = None,
     ) -> None:
         super().__init__(
             max_receive_message_bytes=max_receive_message_bytes,
             max_send_message_bytes=max_send_message_bytes,
             send_buffer_bytes=send_buffer_bytes,
+            interceptors=interceptors,
+            secure=url.startswith("wss:"),
         )
         self.url = url
         if ssl_context is None and (ca_file is not None or url.startswith("wss:")):
@@ -73,15 +91,20 @@ class WebSocketChannel(MultiplexedChannel):
             pairs.append((MAX_MESSAGE_BYTES_HEADER, str(max_receive_message_bytes)))
         self._headers = pairs
         self._connect_options = {
-            "compression": "deflate" if compression else None,
+            "compression": "deflate" if _deflate(compression) else None,
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "open_timeout": open_timeout,
+            "close_timeout": close_timeout,
             "max_size": None
             if max_receive_message_bytes is None
             else max_receive_message_bytes + BATCH_BYTES,
             "proxy": proxy,
         }
+
+    @property
+    def authority_url(self) -> str:
+        return self.url
 
     async def _open_transport(self) -> tuple[MessageTransport, int | None]:
         websocket = await connect(
@@ -100,3 +123,10 @@ class WebSocketChannel(MultiplexedChannel):
             else ""
         )
         return websocket, int(announced) if announced.isdigit() else None
+
+
+def _deflate(compression: bool | grpc.Compression | None) -> bool:
+    """Whether a `compression` argument turns permessage-deflate on."""
+    if isinstance(compression, bool):
+        return compression
+    return compression is not grpc.Compression.NoCompression

@@ -41,6 +41,7 @@ class SyncwireServer:
             max_connections_per_address=config.max_connections_per_address,
             ping_interval=config.ws_ping_interval or None,
             ping_timeout=config.ws_ping_timeout or None,
+            close_timeout=config.ws_close_timeout,
             compression=config.ws_compression,
             reuse_port=reuse_port,
         )

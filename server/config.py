@@ -98,7 +98,12 @@ class ServerConfig:
     )
     ws_compression: bool = _opt(True, "negotiate permessage-deflate on WebSocket")
     ws_ping_interval: float = _opt(20.0, "seconds between WebSocket keepalive pings (0 = off)")
-    ws_ping_timeout: float = _opt(20.0, "seconds to wait for a WebSocket pong")
+    ws_ping_timeout: float = _opt(
+        20.0, "seconds to wait for a WebSocket pong; a peer that misses it is dropped at once"
+    )
+    ws_close_timeout: float = _opt(
+        10.0, "seconds a WebSocket closing handshake may take before the socket is dropped"
+    )
     metrics_port: int = _opt(-1, "Prometheus /metrics HTTP port (-1 = off, 0 = pick a free port)")
     log_level: str = _opt(
         "warning", "log level", choices=("debug", "info", "warning", "error", "critical")
@@ -156,7 +161,12 @@ class ServerConfig:
             "must be >= 1",
         )
         for name in (
-            "heartbeat_interval", "idle_timeout", "history_ttl", "dedupe_ttl", "broker_timeout"
+            "heartbeat_interval",
+            "idle_timeout",
+            "history_ttl",
+            "dedupe_ttl",
+            "ws_close_timeout",
+            "broker_timeout",
         ):
             value = getattr(self, name)
             _check(value > 0, name, value, "must be > 0")

@@ -262,10 +262,12 @@ class SyncCore:
                 log.exception("upkeep failed; retrying next tick")
 
     def _expire_idle(self, now: float) -> None:
+        """Heartbeat silence: a session that sent nothing for `idle_timeout` is released
+        at once (its transport may be stuck writing to a dead peer)."""
         limit = now - self.config.idle_timeout
         for session in self.registry.sessions():
             if session.last_seen < limit:
-                session.end(
+                session.abandon(
                     SessionEnd(
                         grpc.StatusCode.UNAVAILABLE,
                         f"idle timeout: nothing received for {self.config.idle_timeout:g} s",

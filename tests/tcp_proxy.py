@@ -29,8 +29,15 @@ class _Connection:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
     stalled: Direction = Direction.NONE
+    frozen: bool = False
     held: Direction = Direction.NONE
     backlog: list[tuple[asyncio.StreamWriter, bytes]] = field(default_factory=list)
+
+    def pause_reading(self) -> None:
+        for writer in (self.client, self.server):
+            transport = writer.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()
 
     def abort(self) -> None:
         for writer in (self.client, self.server):
@@ -110,6 +117,9 @@ class TcpProxy:
     ) -> None:
         try:
             while data := await reader.read(65536):
+                if connection.frozen:
+                    connection.pause_reading()
+                    await asyncio.Event().wait()  # until cut: nothing more is read
                 if direction & connection.stalled:
                     continue  # swallowed: neither forwarded nor refused
                 if direction & connection.held:
@@ -120,15 +130,25 @@ class TcpProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            if not connection.stalled:
+            if not connection.stalled and not connection.frozen:
                 connection.abort()
                 self._connections.discard(connection)
+
+    def freeze(self) -> int:
+        """Stops reading and forwarding on every open connection without closing it:
+        both peers' sends pile up in their socket buffers until those are full;
+        returns how many were frozen."""
+        for connection in self._connections:
+            connection.frozen = True
+            connection.pause_reading()
+        return len(self._connections)
 
     def cut(self) -> int:
         """Aborts every open connection (both sides see a reset); returns how many."""
         connections, self._connections = list(self._connections), set()
         for connection in connections:
             connection.stalled = Direction.NONE
+            connection.frozen = False
             connection.abort()
         self.cuts += 1
         return len(connections)

@@ -30,6 +30,7 @@ from server.ws.context import ConnectionInfo
 from server.ws.listener import announced_limit, bind, connection_info
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
+from wire.keepalive import FailFastKeepalive
 from wire.mux import DEFAULT_MAX_MESSAGE_BYTES
 from wire.protocol import (
     CLOSE_GOING_AWAY,
@@ -50,6 +51,11 @@ _PROTOBUF = Subprotocol(SUBPROTOCOL_PROTOBUF)
 
 LegacyHandler = Callable[[ServerConnection], Awaitable[None]]
 """Serves a connection that offered no subprotocol (a legacy JSON client)."""
+
+
+class _Connection(FailFastKeepalive, ServerConnection):
+    """A server connection whose keepalive fails a silent peer at once (no closing
+    handshake to wait out), so its session, presence and slot go at once."""
 
 
 def _select_subprotocol(
@@ -165,6 +171,11 @@ class WebSocketServer(grpc.aio.Server):
         return [sock.getsockname()[1] for sock, _ in self._pending]
 
     @property
+    def open_connections(self) -> int:
+        """Accepted WebSocket connections not yet closed (typed and legacy)."""
+        return self._open_connections
+
+    @property
     def connections(self) -> list[ServerConnectionDriver]:
         """Open typed-framing connections (WebSocket and in-process)."""
         return list(self._drivers)
@@ -184,6 +195,7 @@ class WebSocketServer(grpc.aio.Server):
                 select_subprotocol=_select_subprotocol,
                 process_request=self._process_request,
                 process_response=self._process_response,
+                create_connection=_Connection,
                 **self._ws_options,
             )
             self._listeners.append(listener)

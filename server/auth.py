@@ -220,15 +220,18 @@ class Authenticator:
         )
 
 
+_TIME_CLAIMS: Final = {"exp": "Expiration Time", "nbf": "Not Before", "iat": "Issued At"}
+
+
 def _check_time_claims(claims: Mapping[str, Any], now: float, leeway: float) -> None:
     """PyJWT's checks of exp, nbf and iat (same errors and messages), at time `now`."""
     values: dict[str, float] = {}
-    for name in ("exp", "nbf", "iat"):
+    for name, title in _TIME_CLAIMS.items():
         if name in claims:
             try:
                 values[name] = int(claims[name])
             except (ValueError, TypeError, OverflowError):
-                raise jwt.DecodeError(f"{name} claim must be an integer.") from None
+                raise jwt.DecodeError(f"{title} claim ({name}) must be an integer.") from None
     if values["exp"] <= now - leeway:
         raise jwt.ExpiredSignatureError("Signature has expired")
     for name in ("nbf", "iat"):

@@ -3,7 +3,8 @@ back on the same ports, and small waits on client events and state."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from client import Backoff, ClientConfig, ConnectionState, StateChange, SyncClient, SyncEvent
@@ -59,6 +60,17 @@ class RestartableServer:
         process, self._process = self._process, None
         if process is not None:
             await process.terminate()
+
+
+@contextlib.asynccontextmanager
+async def restartable_server(*args: str) -> AsyncIterator[RestartableServer]:
+    """A started RestartableServer (`args`: extra server options), stopped at exit."""
+    running = RestartableServer(*args)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 async def next_event(

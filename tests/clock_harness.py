@@ -1,10 +1,20 @@
 """A hand-driven clock for token lifetimes: the server's authenticator reads it, the
-client's token refresh sleeps on it, and a test moves it forward instead of waiting."""
+client's token refresh sleeps on it, and a test moves it forward instead of waiting;
+`server_on_clock` starts an authenticating server that judges tokens by it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+
+from server.app import SyncwireServer
+
+from .security_harness import SECRET
+from .service_harness import running_server
+
+AUDIENCE = "syncwire-test"
 
 
 class ManualClock:
@@ -28,3 +38,15 @@ class ManualClock:
     async def sleep_until(self, when: float) -> None:
         while self.now < when:
             await self._moved.wait()
+
+
+@contextlib.asynccontextmanager
+async def server_on_clock(clock: ManualClock) -> AsyncIterator[SyncwireServer]:
+    """A server with HS256 auth (SECRET, AUDIENCE, no leeway) whose authenticator reads
+    `clock`; a short heartbeat interval makes its upkeep check token expiry often."""
+    async with running_server(
+        auth_secret=SECRET, auth_audience=AUDIENCE, auth_leeway=0.0, heartbeat_interval=0.2
+    ) as server:
+        assert server.core.authenticator is not None
+        server.core.authenticator.clock = clock.time
+        yield server

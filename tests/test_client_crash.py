@@ -23,7 +23,7 @@ from client import (
     SyncClient,
 )
 
-from .client_harness import RestartableServer, next_change, next_event
+from .client_harness import RestartableServer, next_change, next_event, restartable_server
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -34,12 +34,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "client_app.py"
 
 @pytest.fixture
 async def server() -> AsyncIterator[RestartableServer]:
-    running = RestartableServer("--heartbeat-interval", "1")
-    await running.start()
-    try:
+    async with restartable_server("--heartbeat-interval", "1") as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def wait_for_retries(client: SyncClient, attempts: int) -> None:

@@ -28,14 +28,12 @@ from client import (
 )
 from server.app import SyncwireServer
 
-from .client_harness import RestartableServer, next_change, next_event
-from .clock_harness import ManualClock
-from .security_harness import OTHER_SECRET, SECRET, make_token
-from .service_harness import running_server
+from .client_harness import RestartableServer, next_change, next_event, restartable_server
+from .clock_harness import AUDIENCE, ManualClock, server_on_clock
+from .security_harness import OTHER_SECRET, make_token
 
 pytestmark = pytest.mark.timeout(40)
 
-AUDIENCE = "syncwire-test"
 LIFETIME = 60.0
 MARGIN = 10.0
 TIMEOUT = 10.0
@@ -44,11 +42,7 @@ TIMEOUT = 10.0
 @pytest.fixture
 async def clock_and_server() -> AsyncIterator[tuple[ManualClock, SyncwireServer]]:
     clock = ManualClock()
-    async with running_server(
-        auth_secret=SECRET, auth_audience=AUDIENCE, auth_leeway=0.0, heartbeat_interval=0.2
-    ) as server:
-        assert server.core.authenticator is not None
-        server.core.authenticator.clock = clock.time
+    async with server_on_clock(clock) as server:
         yield clock, server
 
 
@@ -250,12 +244,8 @@ async def test_permission_denied_ends_one_subscription_not_the_connection(
 
 @pytest.fixture
 async def restartable() -> AsyncIterator[RestartableServer]:
-    running = RestartableServer("--heartbeat-interval", "1")
-    await running.start()
-    try:
+    async with restartable_server("--heartbeat-interval", "1") as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_epoch_change_replays_the_new_epochs_deltas_in_the_same_subscribe(

@@ -3,6 +3,7 @@ an injected authenticator clock, over gRPC and the WebSocket framing."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,13 +12,12 @@ import pytest
 from server.app import SyncwireServer
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
 
-from .clock_harness import ManualClock
-from .security_harness import SECRET, bearer, make_token
+from .clock_harness import AUDIENCE, ManualClock, server_on_clock
+from .security_harness import bearer, make_token
 from .service_harness import TRANSPORTS, SyncStream, open_channel, running_server
 
 pytestmark = pytest.mark.timeout(30)
 
-AUDIENCE = "syncwire-test"
 LIFETIME = 60.0
 
 
@@ -29,16 +29,25 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def clock_and_server() -> AsyncIterator[tuple[ManualClock, SyncwireServer]]:
     clock = ManualClock()
-    async with running_server(
-        auth_secret=SECRET, auth_audience=AUDIENCE, auth_leeway=0.0, heartbeat_interval=0.2
-    ) as server:
-        assert server.core.authenticator is not None
-        server.core.authenticator.clock = clock.time
+    async with server_on_clock(clock) as server:
         yield clock, server
 
 
 def token(clock: ManualClock, lifetime: float = LIFETIME, **claims: object) -> str:
     return make_token(aud=AUDIENCE, exp=int(clock.time() + lifetime), **claims)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def session(
+    server: SyncwireServer, transport: str, first_token: str, *collections: str
+) -> AsyncIterator[SyncStream]:
+    """A Sync stream opened with `first_token`, welcomed and subscribed to `collections`."""
+    async with open_channel(server, transport) as channel:
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel), metadata=bearer(first_token))
+        await stream.welcome()
+        for collection in collections:
+            await stream.subscribe(collection)
+        yield stream
 
 
 async def refresh(stream: SyncStream, new_token: str) -> sync_pb2.SyncResponse:
@@ -50,12 +59,8 @@ async def test_refresh_extends_the_session_past_the_first_token(
     clock_and_server: tuple[ManualClock, SyncwireServer], transport: str
 ) -> None:
     clock, server = clock_and_server
-    async with open_channel(server, transport) as channel:
-        stub = sync_pb2_grpc.SyncServiceStub(channel)
-        first = token(clock)
-        stream = SyncStream(stub, metadata=bearer(first))
-        await stream.welcome()
-        await stream.subscribe("doc")
+    first = token(clock)
+    async with session(server, transport, first, "doc") as stream:
         clock.advance(LIFETIME - 10)
         answer = await refresh(stream, token(clock))
         assert answer.WhichOneof("kind") == "token_refreshed"
@@ -90,11 +95,7 @@ async def test_refused_refresh_keeps_the_old_token(
     reason: str,
 ) -> None:
     clock, server = clock_and_server
-    async with open_channel(server, transport) as channel:
-        stub = sync_pb2_grpc.SyncServiceStub(channel)
-        stream = SyncStream(stub, metadata=bearer(token(clock)))
-        await stream.welcome()
-        await stream.subscribe("doc")
+    async with session(server, transport, token(clock), "doc") as stream:
         answer = await refresh(stream, make_refused(clock))  # type: ignore[operator]
         assert answer.WhichOneof("kind") == "error"
         assert (answer.error.code, answer.error.reason_code) == (16, reason)
@@ -111,12 +112,7 @@ async def test_refresh_with_narrower_grants_ends_those_subscriptions(
     clock_and_server: tuple[ManualClock, SyncwireServer], transport: str
 ) -> None:
     clock, server = clock_and_server
-    async with open_channel(server, transport) as channel:
-        stub = sync_pb2_grpc.SyncServiceStub(channel)
-        stream = SyncStream(stub, metadata=bearer(token(clock)))
-        await stream.welcome()
-        await stream.subscribe("kept")
-        await stream.subscribe("revoked")
+    async with session(server, transport, token(clock), "kept", "revoked") as stream:
         answer = await refresh(stream, token(clock, subs=["kept"]))
         assert answer.WhichOneof("kind") == "token_refreshed"
         pushed = await stream.expect("error")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from syncwire.v1 import sync_pb2, types_pb2
 
@@ -42,6 +43,42 @@ class Collector:
     async def wait_deltas(self, count: int, timeout: float = 5.0) -> list[types_pb2.Delta]:
         await self.wait_until(lambda c: len(c.of_kind("delta")) >= count, timeout)
         return [event.delta for event in self.of_kind("delta")]
+
+
+class ManualClock:
+    """A monotonic clock tests move by hand (inject it where a `clock` is taken)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    condition: Callable[[T], bool],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+) -> T:
+    """Calls `probe` until `condition` holds for its result and returns that result;
+    fails with the last result after `timeout`. For states only a server-side clock
+    changes (Redis TIME, key expiry), where no event announces the change."""
+    result = await probe()
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition(result):
+                await asyncio.sleep(interval)
+                result = await probe()
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout} s; last {result!r}") from None
+    return result
 
 
 def delta(collection_id: str, data: bytes = b"d", **fields: object) -> types_pb2.Delta:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
@@ -45,14 +46,18 @@ class MemoryBroker(Broker):
         history_ttl: float = 3600.0,
         dedupe_ttl: float = 86400.0,
         dedupe_max_entries: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`history_ttl`, `dedupe_ttl`: seconds of `clock` (monotonic seconds; tests
+        inject their own, as for the rate limiter and the authenticator)."""
+        self._clock = clock
         self._history_size = history_size
         self._history_ttl = history_ttl
         self._collections: dict[str, _Collection] = {}
         # (collection_id, client_message_id) -> first result, forgotten after dedupe_ttl
         # seconds or, beyond dedupe_max_entries, least recently used first.
         self._dedupe: TTLCache[tuple[str, str], PublishResult] = TTLCache(
-            maxsize=dedupe_max_entries, ttl=dedupe_ttl, timer=time.monotonic
+            maxsize=dedupe_max_entries, ttl=dedupe_ttl, timer=clock
         )
         self.hub = LocalHub()
 
@@ -79,7 +84,7 @@ class MemoryBroker(Broker):
 
     async def publish(self, delta: types_pb2.Delta) -> PublishResult:
         collection_id = delta.collection_id
-        now = time.monotonic()
+        now = self._clock()
         key = (collection_id, delta.client_message_id)
         if delta.client_message_id:
             first = self._dedupe.get(key)
@@ -105,7 +110,7 @@ class MemoryBroker(Broker):
         self, collection_id: str, since_offset: int | None, epoch: str, limit: int
     ) -> HistorySlice:
         state = self._collection(collection_id)
-        self._trim(state, time.monotonic())
+        self._trim(state, self._clock())
         oldest = state.history[0][0] if state.history else 0
         recovery = classify_recovery(since_offset, epoch, state.epoch, state.offset, oldest)
         result = HistorySlice(collection_id, state.epoch, state.offset, oldest, recovery)
@@ -117,7 +122,7 @@ class MemoryBroker(Broker):
     async def maintenance(self) -> None:
         """Drops collections nobody uses whose history has expired, so memory stays
         bounded by live collections (a later subscriber sees a new epoch: history lost)."""
-        now = time.monotonic()
+        now = self._clock()
         for collection_id, state in list(self._collections.items()):
             self._trim(state, now)
             if not state.history and not state.presence and not self.hub.has(collection_id):

@@ -7,7 +7,6 @@ server and on the WebSocket adapter. Sessions and publishing live in `SyncCore`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -26,6 +25,7 @@ from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
 from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
 from .session import Session
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     if deltas % LATENCY_SAMPLE_EVERY == 0:
                         metrics.observe_delivery(event.delta.server_time.ToNanoseconds())
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await cancel_and_wait(reader, log, "sync stream request reader")
             await session.close()
 
     def core_principal(self, context: Context) -> Principal | None:

@@ -195,15 +195,19 @@ class RedisFanout:
             finally:
                 was_connected = self._pubsub is pubsub
                 self._set_connected(None)
-                with contextlib.suppress(Exception):
+                try:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
+                except Exception:  # the connection is already broken: note it, go on
+                    log.warning("closing the broken pub/sub connection failed", exc_info=True)
             if was_connected:
                 if loop.time() - self._connected_at >= STABLE_CONNECTION:
                     failures = 0  # a flapping connection keeps backing off
                 self.stats.disconnects += 1
                 log.warning("redis connection lost (%s); reconnecting", error)
-                with contextlib.suppress(Exception):
+                try:
                     await self._store.drop_idle_connections()
+                except Exception:
+                    log.warning("dropping idle redis connections failed", exc_info=True)
             elif failures == 0:
                 log.warning("redis connection failed (%s); retrying with backoff", error)
             failures += 1

@@ -11,7 +11,6 @@ before the close handshake, so the remaining peers hear "disconnected" at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from server.legacy import (
 from server.legacy_gateway.handshake import close_reason
 from server.legacy_gateway.render_cache import LegacyRenderCache
 from server.session import Session
+from server.tasks import cancel_and_wait
 from syncwire.v1 import sync_pb2
 from wire.protocol import (
     CLOSE_GOING_AWAY,
@@ -139,11 +139,9 @@ class LegacyConnection:
         except ConnectionClosed:
             close = None
         finally:
-            for task in (reader, writer):
+            for task, what in ((reader, "legacy reader"), (writer, "legacy writer")):
                 if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                    await cancel_and_wait(task, log, what)
             await session.close("disconnected")
         if close is not None:
             await self._ws.close(close.code, close.reason)

@@ -98,6 +98,10 @@ class ChannelSettings:
     max_receive_message_bytes: int = 4 * 1024 * 1024
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
+    ws_close_timeout: float | None = 2.0
+    """Seconds closing a WebSocket channel waits for the server's closing handshake
+    before aborting the TCP connection (a dropped, possibly half-open connection's
+    channel is closed in the background; this bounds how long it lingers)."""
     extra_grpc_options: tuple[tuple[str, int | str], ...] = ()
 
     def grpc_options(self) -> list[tuple[str, int | str]]:
@@ -128,6 +132,7 @@ def open_channel(endpoint: Endpoint, settings: ChannelSettings) -> grpc.aio.Chan
             max_receive_message_bytes=settings.max_receive_message_bytes,
             ping_interval=settings.ws_ping_interval,
             ping_timeout=settings.ws_ping_timeout,
+            close_timeout=settings.ws_close_timeout,
         )
     options = settings.grpc_options()
     if endpoint.tls:

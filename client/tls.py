@@ -35,6 +35,7 @@ def tls_channel_factory(ca_file: str | os.PathLike[str]) -> ChannelFactory:
                 max_receive_message_bytes=settings.max_receive_message_bytes,
                 ping_interval=settings.ws_ping_interval,
                 ping_timeout=settings.ws_ping_timeout,
+                close_timeout=settings.ws_close_timeout,
             )
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         return grpc.aio.secure_channel(

@@ -398,7 +398,10 @@ class SyncClient:
         """Publishes a delta and returns the server's acknowledgement (its offset).
 
         Offline, the delta waits in the outbox and this returns after the reconnect
-        flushed it. Cancelling the wait does not withdraw the delta."""
+        flushed it; a retryable refusal (e.g. `broker_unavailable` while the server's
+        Redis is away) is retried after its `retry_after_ms` the same way, so bound the
+        wait with asyncio.timeout (`submit(...).last_error` says why it is still
+        pending). Cancelling the wait does not withdraw the delta."""
         pending = self.submit(
             collection_id, data, crdt_type=crdt_type, encoding=encoding, replica_id=replica_id
         )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from server.broker import BrokerError
+from server.broker import BrokerError, PublishResult
 from server.broker.redis import RedisBroker, split_key_prefix
 from server.broker.redis_codec import decode_message
 from server.broker.redis_keys import KeySpace
@@ -288,13 +288,13 @@ async def restart(node: RedisBroker, redis_server: RedisServer) -> None:  # noqa
     await node.wait_connected(True)
 
 
-async def test_restart_from_an_older_snapshot_starts_a_new_epoch_unwatched(
-    make_private_node: MakeNode,
+async def restart_from_a_snapshot_of_three(
+    node: RedisBroker,
     redis_server: RedisServer,  # noqa: F811
     raw_redis: Redis,
-) -> None:
-    # Issue 13, item 2: nobody subscribed, so no node can notice offsets going back.
-    node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
+) -> PublishResult:
+    """Publishes 1-3 into "doc", snapshots (SAVE), publishes 4-6, restarts Redis from the
+    snapshot; returns the result of offset 6 (which Redis has now forgotten)."""
     for _ in range(3):
         await node.publish(delta("doc"))
     await raw_redis.save()
@@ -302,6 +302,17 @@ async def test_restart_from_an_older_snapshot_starts_a_new_epoch_unwatched(
         sixth = await node.publish(delta("doc"))
     assert sixth.offset == 6
     await restart(node, redis_server)
+    return sixth
+
+
+async def test_restart_from_an_older_snapshot_starts_a_new_epoch_unwatched(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+    raw_redis: Redis,
+) -> None:
+    # Issue 13, item 2: nobody subscribed, so no node can notice offsets going back.
+    node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
+    sixth = await restart_from_a_snapshot_of_three(node, redis_server, raw_redis)
     after = [await node.publish(delta("doc")) for _ in range(3)]
     assert {result.epoch for result in after} != {sixth.epoch}
     assert len({result.epoch for result in after}) == 1
@@ -315,12 +326,7 @@ async def test_resuming_after_a_snapshot_restart_is_never_told_recovered(
     raw_redis: Redis,
 ) -> None:
     node = await make_private_node(reconnect_base=0.05, reconnect_cap=0.2)
-    for _ in range(3):
-        await node.publish(delta("doc"))
-    await raw_redis.save()
-    for _ in range(3):
-        sixth = await node.publish(delta("doc"))
-    await restart(node, redis_server)
+    sixth = await restart_from_a_snapshot_of_three(node, redis_server, raw_redis)
     resumed = await node.history("doc", 3, sixth.epoch, 10)  # offsets 4..6 are gone
     assert resumed.recovery == EPOCH_MISMATCH and resumed.epoch != sixth.epoch
 

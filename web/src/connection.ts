@@ -44,6 +44,7 @@ export class Connection {
   private readonly sinks = new Map<number, CallSink>();
   private readonly spaceWaiters: Waiter[] = [];
   private readonly slotWaiters: Waiter[] = [];
+  private slots = 0; // calls holding a slot of max_concurrent_calls
   private resolveReady!: () => void;
   private rejectReady!: (reason: Error) => void;
   private gated = true; // nothing is sent before the settings (or their timeout)
@@ -85,13 +86,25 @@ export class Connection {
     return this.sinks.size;
   }
 
-  /** Waits until the server's concurrent-call limit (if any) leaves room for a call. */
+  /**
+   * Waits until the server's concurrent-call limit (if any) leaves room for a call, and
+   * takes the room: `startCall` uses it, or `releaseSlot` gives it back.
+   */
   async acquireSlot(): Promise<void> {
     for (;;) {
       const limit = this.settings?.maxConcurrentCalls ?? 0;
-      if (limit === 0 || this.sinks.size < limit || this.closedReason !== undefined) return;
+      if (limit === 0 || this.slots < limit || this.closedReason !== undefined) {
+        this.slots += 1;
+        return;
+      }
       await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
     }
+  }
+
+  /** Gives back a slot taken by `acquireSlot` (the call ended, or never started). */
+  releaseSlot(): void {
+    this.slots = Math.max(0, this.slots - 1);
+    this.slotWaiters.shift()?.();
   }
 
   /** Opens a call; throws CallStateError once the connection is closed. */
@@ -150,7 +163,7 @@ export class Connection {
   }
 
   private release(callId: number): void {
-    if (this.sinks.delete(callId)) this.slotWaiters.shift()?.();
+    if (this.sinks.delete(callId)) this.releaseSlot();
   }
 
   private onOpen(): void {

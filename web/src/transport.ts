@@ -129,11 +129,15 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     } catch (error) {
       throw new ConnectError(error instanceof Error ? error.message : String(error), Code.Unavailable);
     }
-    if (signal.aborted) throw ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
+    if (signal.aborted) {
+      conn.releaseSlot();
+      throw ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
+    }
     const call = new WsCall(conn);
     try {
       call.start(`/${method.parent.typeName}/${method.name}`, metadata, timeoutMs);
     } catch (error) {
+      conn.releaseSlot();
       throw new ConnectError(error instanceof Error ? error.message : String(error), Code.Unavailable);
     }
     const onAbort = (): void => {

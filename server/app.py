@@ -7,12 +7,14 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 import grpc
 
+from .app_services import ServiceRegistration, load_registrations
 from .config import ServerConfig
 from .core import SyncCore
-from .grpc_server import build_grpc_server, mark_serving, register_services
+from .grpc_server import SYNC_SERVICE_NAME, build_grpc_server, mark_serving, register_services
 from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
@@ -25,15 +27,25 @@ log = logging.getLogger(__name__)
 class SyncwireServer:
     """The service on one node: one SyncCore served over every listener."""
 
-    def __init__(self, config: ServerConfig, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        reuse_port: bool = False,
+        services: Sequence[ServiceRegistration] = (),
+    ) -> None:
         """`reuse_port`: share the ports with the other workers of a supervisor
-        (SO_REUSEPORT on both listeners; see `server.supervisor`)."""
+        (SO_REUSEPORT on both listeners; see `server.supervisor`). `services`: the
+        application's own service registrations (see `server.app_services`), served on
+        both listeners next to SyncService, with those `config.services` names; health
+        and reflection list them. Raises ConfigError when `config.services` names a
+        function that cannot be loaded."""
         self.config = config
         self.core = SyncCore(config)
         self.servicer = SyncServicer(self.core)
-        self.grpc_server, grpc_health = build_grpc_server(config, self.servicer, reuse_port)
+        app_services = [*services, *load_registrations(config.services)]
         self.ws_server = WebSocketServer(
-            interceptors=[MalformedRequestInterceptor()],
+            interceptors=[MalformedRequestInterceptor(SYNC_SERVICE_NAME)],
             legacy_handler=LegacyGateway(self.core),
             max_message_bytes=config.max_message_bytes,
             max_concurrent_calls=config.max_concurrent_calls,
@@ -46,7 +58,19 @@ class SyncwireServer:
             reuse_port=reuse_port,
         )
         self.core.metrics.watch_framing_connections(lambda: len(self.ws_server.connections))
-        self._health = [grpc_health, register_services(self.ws_server, self.servicer)]
+        known = set(self.ws_server.service_names())
+        for register in app_services:
+            register(self.ws_server)
+        self.app_service_names = [
+            name for name in self.ws_server.service_names() if name not in known
+        ]
+        ws_health = register_services(
+            self.ws_server, self.servicer, app_service_names=self.app_service_names
+        )
+        self.grpc_server, grpc_health = build_grpc_server(
+            config, self.servicer, reuse_port, app_services, self.app_service_names
+        )
+        self._health = [grpc_health, ws_health]
         self.tls = ServerTls.from_config(config)
         self.grpc_port = 0
         self.ws_port = 0
@@ -77,6 +101,8 @@ class SyncwireServer:
         await self.ws_server.start()
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
+        for health in self._health:  # application services do not depend on the broker
+            await mark_serving(health, True, self.app_service_names)
         healthy = self.core.broker.healthy
         await self._report_health(healthy)
         self._health_follower = asyncio.create_task(
@@ -125,7 +151,7 @@ class SyncwireServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_follower
         for health in self._health:
-            await mark_serving(health, False)
+            await mark_serving(health, False, ("", SYNC_SERVICE_NAME, *self.app_service_names))
         self.core.begin_shutdown()
         await asyncio.gather(self.grpc_server.stop(grace), self.ws_server.stop(grace))
         await self.core.stop()

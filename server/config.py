@@ -69,6 +69,13 @@ class ServerConfig:
         1000, "maximum concurrent client sessions, all transports (host-wide: split among workers)"
     )
     max_message_bytes: int = _opt(MIB, "largest accepted client message in bytes")
+    services: str = _opt(
+        "",
+        "application gRPC services to serve next to SyncService on both ports: "
+        "comma-separated MODULE:FUNCTION, each function registering servicers on the "
+        "grpc.aio.Server it is given (docs/your-own-service.md)",
+        metavar="MODULE:FUNCTION[,...]",
+    )
     max_concurrent_calls: int = _opt(
         1000,
         "most calls one client connection may have open at once (WebSocket: the call over "

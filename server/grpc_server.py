@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, cast
 
 import grpc
@@ -10,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
 
+from .app_services import ServiceRegistration
 from .config import ServerConfig
 from .malformed import MalformedRequestInterceptor
 
@@ -50,34 +52,56 @@ def grpc_options(config: ServerConfig, reuse_port: bool = False) -> list[tuple[s
 
 
 def register_services(
-    server: grpc.aio.Server, servicer: sync_pb2_grpc.SyncServiceServicer
+    server: grpc.aio.Server,
+    servicer: sync_pb2_grpc.SyncServiceServicer,
+    app_services: Sequence[ServiceRegistration] = (),
+    app_service_names: Sequence[str] = (),
 ) -> HealthServicer:
-    """Registers the sync service, health and reflection on any grpc.aio.Server (the
-    native one or the WebSocket adapter); returns the health servicer."""
+    """Registers the sync service, the application's services (``app_services``, whose
+    full names are ``app_service_names``), health and reflection listing them all, on
+    any grpc.aio.Server (the native one or the WebSocket adapter); returns the health
+    servicer."""
     sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
+    for register in app_services:
+        register(server)
     health_servicer = cast(HealthServicer, health.aio.HealthServicer())  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SYNC_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SYNC_SERVICE_NAME, *app_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
     )
     return health_servicer
 
 
 def build_grpc_server(
-    config: ServerConfig, servicer: sync_pb2_grpc.SyncServiceServicer, reuse_port: bool = False
+    config: ServerConfig,
+    servicer: sync_pb2_grpc.SyncServiceServicer,
+    reuse_port: bool = False,
+    app_services: Sequence[ServiceRegistration] = (),
+    app_service_names: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, HealthServicer]:
-    """A grpc.aio server with the sync service, health and reflection registered."""
+    """A grpc.aio server with the sync service, the application's services, health and
+    reflection registered. SyncService's lenient request decoding applies to it only."""
     server = grpc.aio.server(
-        interceptors=[MalformedRequestInterceptor()], options=grpc_options(config, reuse_port)
+        interceptors=[MalformedRequestInterceptor(SYNC_SERVICE_NAME)],
+        options=grpc_options(config, reuse_port),
     )
-    return server, register_services(server, servicer)
+    health_servicer = register_services(
+        server, servicer, app_services, app_service_names
+    )
+    return server, health_servicer
 
 
-async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
+async def mark_serving(
+    health_servicer: HealthServicer,
+    serving: bool,
+    names: Sequence[str] = ("", SYNC_SERVICE_NAME),
+) -> None:
+    """Sets the health status of ``names`` ("" = the server as a whole)."""
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for name in ("", SYNC_SERVICE_NAME):
+    for name in names:
         await health_servicer.set(name, status)

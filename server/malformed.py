@@ -1,6 +1,7 @@
 """Turns undecodable requests into INVALID_ARGUMENT for that call only.
 
-grpc.aio answers a request it cannot deserialize with INTERNAL. A server interceptor
+grpc.aio answers a request it cannot deserialize with UNKNOWN (the deserializer's
+exception, ``Unexpected <class '...DecodeError'>: ...``). A server interceptor
 swaps each method's request deserializer for a lenient one: an undecodable message
 becomes a `MalformedMessage` marker, which the wrapped behaviour turns into
 INVALID_ARGUMENT (unary requests) or a `MalformedRequestError` raised from the request
@@ -95,7 +96,12 @@ def _wrap_stream_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Applies the lenient deserializer to every method of the server."""
+    """Applies the lenient deserializer to the methods of ``services`` (full service
+    names, e.g. ``syncwire.v1.SyncService``); other services (an application's own)
+    answer undecodable requests exactly as grpc.aio does."""
+
+    def __init__(self, *services: str) -> None:
+        self._prefixes = tuple(f"/{service}/" for service in services)
 
     async def intercept_service(
         self,
@@ -106,6 +112,8 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
+            return handler
+        if not handler_call_details.method.startswith(self._prefixes):
             return handler
         decode = lenient(handler.request_deserializer)
         encode = handler.response_serializer

@@ -20,6 +20,7 @@ import grpc
 
 from .config import ServerConfig
 from .errors import RequestError
+from .ws.address_limit import AddressCounter as ConnectionCounter
 
 RATE_LIMITED: Final = "rate_limited"
 TOO_MANY_FROM_ADDRESS: Final = "too_many_connections_per_address"
@@ -156,31 +157,9 @@ def peer_host(peer: str) -> str | None:
     return host.strip("[]") or None
 
 
-class AddressCounter:
-    """Counts open connections per client address against a limit (0 = unlimited)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._counts: dict[str, int] = {}
-
-    def count(self, address: str | None) -> int:
-        return self._counts.get(address, 0) if address is not None else 0
-
-    def full(self, address: str | None) -> bool:
-        return self.limit > 0 and address is not None and self.count(address) >= self.limit
-
-    def add(self, address: str | None) -> None:
-        if address is not None:
-            self._counts[address] = self._counts.get(address, 0) + 1
-
-    def remove(self, address: str | None) -> None:
-        if address is None:
-            return
-        left = self._counts.get(address, 0) - 1
-        if left > 0:
-            self._counts[address] = left
-        else:
-            self._counts.pop(address, None)
+class AddressCounter(ConnectionCounter):
+    """Counts open connections per client address against a limit (0 = unlimited), and
+    words the refusal of one too many for the sync service."""
 
     def refusal(self, address: str) -> RequestError:
         """The error for one connection too many from `address`."""

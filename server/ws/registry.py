@@ -28,6 +28,7 @@ class MethodRegistry:
     def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = ()) -> None:
         self._generic: list[grpc.GenericRpcHandler[Any, Any]] = []
         self._registered: dict[str, Handler] = {}
+        self._services: dict[str, None] = {}  # registered service names, in order
         self._interceptors = tuple(interceptors)
 
     def add_generic(self, handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]) -> None:
@@ -36,8 +37,14 @@ class MethodRegistry:
 
     def add_registered(self, service: str, handlers: Mapping[str, Handler]) -> None:
         """Adds one service's method handlers by name."""
+        self._services[service] = None
         for name, handler in handlers.items():
             self._registered[f"/{service}/{name}"] = handler
+
+    def service_names(self) -> list[str]:
+        """Full names of the services registered by name (as generated
+        ``add_*Servicer_to_server`` code does), in registration order."""
+        return list(self._services)
 
     def _lookup(self, details: grpc.HandlerCallDetails) -> Handler | None:
         registered = self._registered.get(details.method)

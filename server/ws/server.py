@@ -20,7 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from server.ratelimit import AddressCounter
+from server.ws.address_limit import AddressCounter
 from server.ws.connection import (
     DEFAULT_MAX_CONCURRENT_CALLS,
     ServerConnectionDriver,
@@ -142,6 +142,11 @@ class WebSocketServer(grpc.aio.Server):
     ) -> None:
         """Adds one service's method handlers by method name."""
         self._registry.add_registered(service_name, method_handlers)
+
+    def service_names(self) -> list[str]:
+        """Full names of the services registered by name, in registration order (generic
+        handlers have no name to report)."""
+        return self._registry.service_names()
 
     # Ports.
 

@@ -143,3 +143,13 @@ class InteropServicer(test_pb2_grpc.TestServiceServicer):
 def add_interop_service(server: grpc.aio.Server, servicer: InteropServicer) -> None:
     """Registers TestService on any grpc.aio.Server (native or WebSocketServer)."""
     test_pb2_grpc.add_TestServiceServicer_to_server(servicer, server)
+
+
+INTEROP_SERVICER = InteropServicer()
+"""The instance ``register_interop_service`` serves (one for every listener)."""
+
+
+def register_interop_service(server: grpc.aio.Server) -> None:
+    """A service registration (``syncwire serve --services
+    tests.interop.servicer:register_interop_service``): TestService on ``server``."""
+    add_interop_service(server, INTEROP_SERVICER)

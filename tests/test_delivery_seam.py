@@ -35,6 +35,16 @@ def through(proxy: TcpProxy, url: str) -> str:
 
 
 @contextlib.asynccontextmanager
+async def connected_server(broker: str) -> AsyncIterator[SyncwireServer]:
+    """A server whose broker is connected (a busy machine may take longer than the
+    server's start waits for Redis)."""
+    async with running_server(broker=broker) as server:
+        async with asyncio.timeout(30):
+            await server.core.broker.wait_healthy(True)
+        yield server
+
+
+@contextlib.asynccontextmanager
 async def stream(server: SyncwireServer) -> AsyncIterator[SyncStream]:
     channel = grpc.aio.insecure_channel(server.grpc_address)
     client = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
@@ -62,11 +72,11 @@ async def test_replay_and_live_join_without_gap_or_duplicate(
             assert target.hostname is not None and target.port is not None
             proxy = await stack.enter_async_context(TcpProxy(target.hostname, target.port))
         node = await stack.enter_async_context(
-            running_server(broker=through(proxy, url) if proxy else url)
+            connected_server(through(proxy, url) if proxy else url)
         )
         other = node
         if setup == "redis-two-nodes":
-            other = await stack.enter_async_context(running_server(broker=url))
+            other = await stack.enter_async_context(connected_server(url))
         watcher = await stack.enter_async_context(stream(node))
         publisher = await stack.enter_async_context(stream(other))
         joiner = await stack.enter_async_context(stream(node))
@@ -105,10 +115,10 @@ async def test_staggered_subscribers_under_concurrent_publishing(
     url = "memory://" if setup == "memory" else str(request.getfixturevalue("redis_url"))
     total = 300
     async with contextlib.AsyncExitStack() as stack:
-        node = await stack.enter_async_context(running_server(broker=url))
+        node = await stack.enter_async_context(connected_server(url))
         other = node
         if setup == "redis-two-nodes":
-            other = await stack.enter_async_context(running_server(broker=url))
+            other = await stack.enter_async_context(connected_server(url))
         publisher = await stack.enter_async_context(stream(other))
         subscribers = [await stack.enter_async_context(stream(node)) for _ in range(6)]
 

@@ -7,6 +7,7 @@ without user_info keeps it). GetPresence and the Presence events show the result
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,8 @@ ANNA = types_pb2.UserInfo(user_id="u1", display_name="Anna")
 async def stub(request: pytest.FixtureRequest) -> AsyncIterator[sync_pb2_grpc.SyncServiceAsyncStub]:
     broker = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
     async with running_server(broker=broker) as server:
+        async with asyncio.timeout(30):  # Redis may take longer than start waits
+            await server.core.broker.wait_healthy(True)
         channel = grpc.aio.insecure_channel(server.grpc_address)
         yield sync_pb2_grpc.SyncServiceStub(channel)
         await channel.close(None)

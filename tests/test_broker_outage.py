@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import pytest
@@ -21,8 +22,14 @@ from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from wire.status import REASON_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 
 from .process_harness import ServerProcess, start_server_process
-from .redis_harness import RedisServer, redis_server  # noqa: F401  (fixture)
-from .service_harness import SyncStream
+from .redis_harness import (  # noqa: F401  (fixtures)
+    RedisServer,
+    redis_base_url,
+    redis_server,
+    redis_url,
+)
+from .service_harness import SyncStream, running_server
+from .tcp_proxy import TcpProxy
 from .test_cli import closed_port, one_line_error, run_cli
 
 pytestmark = pytest.mark.timeout(90)
@@ -157,3 +164,36 @@ async def test_redis_killed_then_restarted(
             assert health.code == 0 and "SERVING" in health.out
         finally:
             watch.cancel()
+
+
+async def test_redis_that_stops_answering(redis_url: str) -> None:  # noqa: F811
+    """Redis accepts the bytes but answers nothing (a hung server, a black-holed
+    network): requests are answered broker_unavailable after --broker-timeout instead of
+    hanging, health turns NOT_SERVING once the node's ping goes unanswered, and both
+    recover on a fresh connection."""
+    target = urlsplit(redis_url)
+    assert target.hostname is not None and target.port is not None
+    async with (
+        TcpProxy(target.hostname, target.port) as proxy,
+        running_server(
+            broker=urlunsplit(target._replace(netloc=proxy.address)), broker_timeout=0.5
+        ) as server,
+    ):
+        channel = grpc.aio.insecure_channel(server.grpc_address)
+        watch = HealthWatch(channel)
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+        try:
+            await watch.until(SERVING)
+            await stream.welcome()
+            await stream.subscribe("doc")
+            proxy.stall()  # every open connection, the node's pub/sub one included
+            publish = sync_pb2.Publish(delta=types_pb2.Delta(collection_id="doc", delta=b"x"))
+            refused_by_broker(await stream.expect_reply(stream.send(publish=publish)))
+            await watch.until(NOT_SERVING)
+            await watch.until(SERVING)  # reconnected over a new connection
+            ack = await stream.publish("doc", b"after")
+            assert ack.offset >= 1
+        finally:
+            watch.cancel()
+            await stream.close()
+            await channel.close(None)

@@ -54,21 +54,28 @@ def require_browser() -> str:
     return chromium
 
 
-def build_page(out_dir: Path) -> None:
-    """Bundles the test page into `out_dir` (page.js + index.html)."""
+def bundle(entry: Path, outfile: Path) -> None:
+    """esbuild bundle of a TypeScript entry for the browser; `syncwire-web` resolves to
+    the package's source, as a user's bundler resolves the installed package."""
     subprocess.run(
         [
             str(ESBUILD),
-            str(PAGE_ENTRY),
+            str(entry),
             "--bundle",
             "--format=esm",
-            f"--outfile={out_dir / 'page.js'}",
+            f"--alias:syncwire-web={WEB / 'src' / 'index.ts'}",
+            f"--outfile={outfile}",
         ],
         cwd=WEB,
         check=True,
         capture_output=True,
         timeout=120,
     )
+
+
+def build_page(out_dir: Path) -> None:
+    """Bundles the test page into `out_dir` (page.js + index.html)."""
+    bundle(PAGE_ENTRY, out_dir / "page.js")
     (out_dir / "index.html").write_text(INDEX_HTML)
 
 

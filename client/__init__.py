@@ -17,6 +17,7 @@ from .errors import (
     NotSubscribedError,
     OutboxFullError,
     RequestFailed,
+    SendBufferFullError,
     ServerDisconnected,
     SwitchingEndpoint,
     SyncError,
@@ -34,7 +35,7 @@ from .events import (
     TokenRefused,
 )
 from .publishing import PendingPublish
-from .state import ConnectionState, StateChange
+from .state import ConnectionState, StateChange, StateChangesOverflow
 from .stats import ClientStats
 from .subscription import Subscription
 from .sync_client import SyncClient
@@ -65,8 +66,10 @@ __all__ = [
     "Recovery",
     "RecoveryEvent",
     "RequestFailed",
+    "SendBufferFullError",
     "ServerDisconnected",
     "StateChange",
+    "StateChangesOverflow",
     "Subscription",
     "SwitchingEndpoint",
     "SyncClient",

@@ -54,7 +54,12 @@ class ClientConfig:
         event_buffer: Events buffered for `events()`. When it is full, a subscription
             stops taking deltas and rejoins from its offset once the application has
             read half of the buffer; the server replays the rest from history
-            (0 = unbounded).
+            (0 = unbounded). Presence events that find it full are dropped and
+            reported once by an `ErrorEvent` ("presence_events_dropped").
+        event_buffer_bytes: The same bound in bytes of delta payload (0 = unbounded).
+        send_buffer_bytes: Bytes of requests waiting to be sent on a connection (the
+            server reads them no faster than it can answer); a request beyond it fails
+            with `SendBufferFullError`; publishes wait for room instead.
 
     Channels:
         channel: gRPC keepalive and size settings for the default channel factory.
@@ -79,6 +84,8 @@ class ClientConfig:
     close_flush_timeout: float = 5.0
     replica_id: str = ""
     event_buffer: int = 10_000
+    event_buffer_bytes: int = 16 * 1024 * 1024
+    send_buffer_bytes: int = 4 * 1024 * 1024
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     channel_factory: ChannelFactory = open_channel
 
@@ -99,8 +106,11 @@ class ClientConfig:
         for name in ("outbox_limit", "max_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.event_buffer < 0:
-            raise ValueError(f"event_buffer must be >= 0, got {self.event_buffer}")
+        for name in ("event_buffer", "event_buffer_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.send_buffer_bytes < 1024:
+            raise ValueError(f"send_buffer_bytes must be >= 1024, got {self.send_buffer_bytes}")
 
     def liveness(self, advertised: int | None) -> tuple[float, float]:
         """(send interval, dead-after timeout) for a server advertising `advertised` s."""

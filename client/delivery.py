@@ -6,7 +6,12 @@ unannounced epoch is reported before it is delivered, and every rejoin or unaske
 notice becomes a `RecoveryEvent`. It never waits: when the application's buffer is full
 a subscription pauses (its deltas are dropped without moving its offset) and
 `resume_paused` rejoins it from that offset once the application has made room, so the
-server replays exactly what was dropped while acknowledgements keep flowing.
+server replays exactly what was dropped while acknowledgements keep flowing. Presence
+events that find the buffer full are dropped (counted in `presence_dropped`); once there
+is room an `ErrorEvent` (RESOURCE_EXHAUSTED, "presence_events_dropped") names each
+collection whose presence events were lost, so the application re-reads its presence.
+Recovery notices and errors are few (bounded by subscriptions and requests) and always
+delivered.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Delivery:
         self._inbox = inbox
         self._stats = stats
         self._paused = asyncio.Event()
+        self._presence_lost: set[str] = set()
 
     def handle(self, link: SyncLink, response: sync_pb2.SyncResponse) -> None:
         """Handles one message (the link's reader calls it for each, in order)."""
@@ -83,8 +89,14 @@ class Delivery:
                 self._inbox.put(ErrorEvent(error))
 
     def _deliver(self, collection_id: str, event: SyncEvent) -> None:
-        if collection_id in self._subscriptions:
-            self._inbox.put(event)
+        if collection_id not in self._subscriptions:
+            return
+        if self._inbox.full:
+            self._stats.presence_dropped += 1
+            self._presence_lost.add(collection_id)
+            self._paused.set()  # resume_paused reports the loss once there is room
+            return
+        self._inbox.put(event)
 
     def _on_delta(self, delta: types_pb2.Delta) -> None:
         subscription = self._subscriptions.get(delta.collection_id)
@@ -114,7 +126,7 @@ class Delivery:
         elif not subscription.accept(delta):
             self._stats.duplicates_dropped += 1
             return
-        self._inbox.put(DeltaEvent(delta))
+        self._inbox.put(DeltaEvent(delta), delta.ByteSize())
         subscription.advance(delta)
         self._stats.deltas += 1
 
@@ -149,6 +161,7 @@ class Delivery:
             await self._paused.wait()
             await self._inbox.wait_for_room()
             self._paused.clear()
+            self._report_presence_lost()
             for subscription in list(self._subscriptions.values()):
                 if subscription.paused and subscription.sent_on(link) and link.alive:
                     link.send(
@@ -156,3 +169,16 @@ class Delivery:
                     )
                     subscription.detach()
                     rejoin(link, subscription)
+
+    def _report_presence_lost(self) -> None:
+        lost, self._presence_lost = self._presence_lost, set()
+        for collection_id in sorted(lost):
+            if collection_id in self._subscriptions:
+                error = RequestFailed(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"presence events of {collection_id!r} were dropped while the event "
+                    "buffer was full; call presence() for the current members",
+                    reason_code="presence_events_dropped",
+                    collection_id=collection_id,
+                )
+                self._inbox.put(ErrorEvent(error, "presence"))

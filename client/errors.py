@@ -79,6 +79,21 @@ class RequestFailed(SyncError):
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 
 
+class SendBufferFullError(SyncError):
+    """More than `ClientConfig.send_buffer_bytes` of requests wait to be sent on the
+    connection: the server is not reading them (it stops reading a client that leaves
+    its replies unread, or the network stalls). Retry after reading events, or later."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"more than {limit} bytes of requests wait to be sent to the server; "
+            "try again later",
+            reason_code="send_buffer_full",
+            retry_after=1.0,
+        )
+
+
 class MessageTooLargeError(RequestFailed):
     """A delta is larger than the server's advertised message limit. Refused before
     sending: an oversize message would end the whole stream, again on every retry."""

@@ -2,8 +2,9 @@
 
 Putting never waits: the connection keeps reading (acknowledgements and heartbeats must
 not queue behind deltas the application has not read yet). The client checks `full`
-before adding a delta and, when it is, pauses that subscription and later rejoins it
-from its offset once the application has made room (`wait_for_room`).
+before adding a delta or a presence event and, when it is, pauses that subscription and
+later rejoins it from its offset once the application has made room (`wait_for_room`);
+presence events are dropped and reported instead. The bound counts events and bytes.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ T = TypeVar("T")
 
 
 class Inbox(Generic[T]):
-    """FIFO with a soft bound (0 = none); iterating ends after `close` once drained."""
+    """FIFO with a soft bound of `limit` items and `limit_bytes` bytes (0 = none);
+    iterating ends after `close` once drained."""
 
-    def __init__(self, limit: int) -> None:
-        self._items: deque[T] = deque()
+    def __init__(self, limit: int, limit_bytes: int = 0) -> None:
+        self._items: deque[tuple[T, int]] = deque()
         self._limit = limit
         self._low_water = limit // 2
+        self._limit_bytes = limit_bytes
+        self._bytes = 0
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -33,20 +37,29 @@ class Inbox(Generic[T]):
 
     @property
     def full(self) -> bool:
-        return bool(self._limit) and len(self._items) >= self._limit
+        return (bool(self._limit) and len(self._items) >= self._limit) or (
+            bool(self._limit_bytes) and self._bytes >= self._limit_bytes
+        )
 
-    def put(self, item: T) -> None:
-        """Appends `item` (even beyond the bound: callers check `full` where it matters)."""
+    def _over_low_water(self) -> bool:
+        return (bool(self._limit) and len(self._items) > self._low_water) or (
+            bool(self._limit_bytes) and self._bytes > self._limit_bytes // 2
+        )
+
+    def put(self, item: T, size: int = 0) -> None:
+        """Appends `item` of `size` bytes (even beyond the bound: callers check `full`
+        where it matters)."""
         if self._closed:
             return
-        self._items.append(item)
+        self._items.append((item, size))
+        self._bytes += size
         self._readable.set()
-        if len(self._items) > self._low_water:
+        if self._over_low_water():
             self._room.clear()
 
     async def wait_for_room(self) -> None:
-        """Returns once the buffer is at most half full (or closed)."""
-        while self._limit and len(self._items) > self._low_water and not self._closed:
+        """Returns once the buffer is at most half full, in items and bytes (or closed)."""
+        while self._over_low_water() and not self._closed:
             self._room.clear()
             await self._room.wait()
 
@@ -57,8 +70,9 @@ class Inbox(Generic[T]):
                 return None
             self._readable.clear()
             await self._readable.wait()
-        item = self._items.popleft()
-        if len(self._items) <= self._low_water:
+        item, size = self._items.popleft()
+        self._bytes -= size
+        if not self._over_low_water():
             self._room.set()
         return item
 

@@ -25,6 +25,7 @@ from .endpoints import Endpoint
 from .errors import (
     ConnectionLost,
     HeartbeatTimeout,
+    SendBufferFullError,
     ServerDisconnected,
     SyncError,
     from_rpc_error,
@@ -50,6 +51,7 @@ class SyncLink:
         *,
         metadata: tuple[tuple[str, str], ...] = (),
         stats: ClientStats | None = None,
+        send_buffer_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.channel = channel
         self.endpoint = endpoint
@@ -58,6 +60,10 @@ class SyncLink:
         self._metadata = metadata
         self._loop = asyncio.get_running_loop()
         self._requests: asyncio.Queue[sync_pb2.SyncRequest | None] = asyncio.Queue()
+        self._send_buffer_bytes = send_buffer_bytes
+        self._queued_bytes = 0
+        self._send_room = asyncio.Event()
+        self._send_room.set()
         self._pending: dict[int, asyncio.Future[sync_pb2.SyncResponse]] = {}
         self._next_request_id = 0
         self._call: (
@@ -111,7 +117,18 @@ class SyncLink:
 
     async def _request_stream(self) -> AsyncIterator[sync_pb2.SyncRequest]:
         while (request := await self._requests.get()) is not None:
+            self._queued_bytes -= request.ByteSize()
+            if self._queued_bytes < self._send_buffer_bytes:
+                self._send_room.set()
             yield request
+
+    async def wait_for_send_room(self) -> None:
+        """Returns once requests may be queued again (or the link ended)."""
+        while not self._send_room.is_set() and not self.ended.done():
+            ended: asyncio.Future[SyncError] = self.ended
+            room = asyncio.ensure_future(self._send_room.wait())
+            await asyncio.wait((room, ended), return_when=asyncio.FIRST_COMPLETED)
+            room.cancel()
 
     # ----------------------------------------------------------------- requests
 
@@ -129,11 +146,19 @@ class SyncLink:
         return future
 
     def send(self, **kind: Any) -> int:
-        """Sends a request that expects no answer; returns its request id."""
+        """Sends a request that expects no answer; returns its request id. Raises the
+        link's end error once it ended, and `SendBufferFullError` while more than
+        `send_buffer_bytes` of requests wait to be sent (one request alone always fits)."""
         if self.ended.done():
             raise self.ended.result()
+        request = sync_pb2.SyncRequest(request_id=self._next_request_id + 1, **kind)
+        size = request.ByteSize()
+        if self._queued_bytes and self._queued_bytes + size > self._send_buffer_bytes:
+            self._send_room.clear()
+            raise SendBufferFullError(self._send_buffer_bytes)
         self._next_request_id += 1
-        self._requests.put_nowait(sync_pb2.SyncRequest(request_id=self._next_request_id, **kind))
+        self._queued_bytes += size
+        self._requests.put_nowait(request)
         return self._next_request_id
 
     def is_pending(self, request_id: int) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .errors import MessageTooLargeError, RequestFailed, SyncError
+from .errors import MessageTooLargeError, RequestFailed, SendBufferFullError, SyncError
 from .link import SyncLink
 from .outbox import Outbox, OutboxEntry
 from .stats import ClientStats
@@ -114,6 +114,12 @@ class PublishPump:
             entry.attempts += 1
             try:
                 reply = self._link.request(publish=sync_pb2.Publish(delta=entry.delta))
+            except SendBufferFullError:
+                self._slots.release()
+                entry.attempts -= 1
+                self._cursor = entry.seq - 1  # send it again once there is room
+                await self._link.wait_for_send_room()
+                continue
             except SyncError:
                 self._slots.release()
                 return  # the link ended; the next one resends

@@ -2,6 +2,11 @@
 
 Applications read `SyncClient.state`, iterate `SyncClient.state_changes()`, or register a
 callback; each observer sees every change after it started observing, in order.
+
+An iterator keeps at most `STATE_CHANGES_LIMIT` changes it has not yet yielded. One that
+falls further behind (never iterated, or iterated far too slowly) stops receiving
+changes: it yields what it kept, then raises `StateChangesOverflow`. An iterator the
+application drops without finishing is forgotten (nothing keeps queueing for it).
 """
 
 from __future__ import annotations
@@ -9,8 +14,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+
+import grpc
 
 from .errors import SyncError
 
@@ -59,6 +68,42 @@ class StateChange:
 
 StateListener = Callable[[StateChange], None]
 
+STATE_CHANGES_LIMIT = 256
+"""Changes a `state_changes()` iterator keeps unread before it overflows."""
+
+
+class StateChangesOverflow(SyncError):
+    """A `state_changes()` iterator fell more than `STATE_CHANGES_LIMIT` changes behind;
+    later changes were not kept for it. Read `SyncClient.state` and start a new one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"state_changes() fell more than {STATE_CHANGES_LIMIT} changes behind; later "
+            "changes were dropped (read client.state and call state_changes() again)",
+            reason_code="state_changes_overflow",
+        )
+
+
+class _Observer:
+    """One iterator's unread changes (weakly referenced by the tracker)."""
+
+    __slots__ = ("__weakref__", "changes", "overflowed", "wakeup")
+
+    def __init__(self) -> None:
+        self.changes: deque[StateChange] = deque()
+        self.overflowed = False
+        self.wakeup = asyncio.Event()
+
+    def push(self, change: StateChange) -> None:
+        if self.overflowed:
+            return
+        if len(self.changes) >= STATE_CHANGES_LIMIT:
+            self.overflowed = True
+        else:
+            self.changes.append(change)
+        self.wakeup.set()
+
 
 class StateTracker:
     """Holds the current state and fans changes out to iterators and callbacks."""
@@ -67,7 +112,7 @@ class StateTracker:
         self._state = initial
         self._last: StateChange | None = None
         self._listeners: list[StateListener] = []
-        self._queues: set[asyncio.Queue[StateChange]] = set()
+        self._observers: weakref.WeakSet[_Observer] = weakref.WeakSet()
         self._changed = asyncio.Event()
 
     @property
@@ -102,8 +147,8 @@ class StateTracker:
         change = StateChange(state, self._state, endpoint, transport, error, delay)
         self._state = state
         self._last = change
-        for queue in self._queues:
-            queue.put_nowait(change)
+        for observer in list(self._observers):
+            observer.push(change)
         for listener in list(self._listeners):
             try:
                 listener(change)
@@ -123,21 +168,33 @@ class StateTracker:
         return remove
 
     def changes(self) -> AsyncIterator[StateChange]:
-        """Every change from the moment of this call on; ends after CLOSED."""
-        queue: asyncio.Queue[StateChange] = asyncio.Queue()
-        if self._state is not ConnectionState.CLOSED:
-            self._queues.add(queue)
-        return self._drain(queue)
+        """Every change from the moment of this call on; ends after CLOSED. Raises
+        `StateChangesOverflow` after falling `STATE_CHANGES_LIMIT` changes behind."""
+        observer = _Observer()
+        if self._state is ConnectionState.CLOSED:
+            return self._closed()
+        self._observers.add(observer)
+        return self._drain(observer)
 
-    async def _drain(self, queue: asyncio.Queue[StateChange]) -> AsyncIterator[StateChange]:
+    @staticmethod
+    async def _closed() -> AsyncIterator[StateChange]:
+        return
+        yield  # an async generator that ends at once
+
+    async def _drain(self, observer: _Observer) -> AsyncIterator[StateChange]:
         try:
-            while queue in self._queues or not queue.empty():
-                change = await queue.get()
+            while True:
+                while not observer.changes:
+                    if observer.overflowed:
+                        raise StateChangesOverflow()
+                    observer.wakeup.clear()
+                    await observer.wakeup.wait()
+                change = observer.changes.popleft()
                 yield change
                 if change.state is ConnectionState.CLOSED:
                     return
         finally:
-            self._queues.discard(queue)
+            self._observers.discard(observer)
 
     async def wait_for(self, *states: ConnectionState) -> ConnectionState:
         """Returns as soon as the state is one of `states` (at once if it already is)."""

@@ -23,6 +23,8 @@ class ClientStats:
     """Times a subscription paused because the application's event buffer was full."""
     deltas_deferred: int = 0
     """Deltas dropped while paused (the rejoin replays them from history)."""
+    presence_dropped: int = 0
+    """Presence events dropped because the application's event buffer was full."""
     gaps: int = 0
     """Recovery outcomes that lost deltas (epoch mismatch, gap too old, offset ahead)."""
     publishes_sent: int = 0

@@ -86,7 +86,7 @@ class SyncClient:
         self._pool = ChannelPool(self.config.channel_factory, self.config.channel)
         self._replica_id = self.config.replica_id or str(uuid.uuid4())
         self._outbox = Outbox.open(self.config.outbox_path, self.config.outbox_limit)
-        self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer)
+        self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer, self.config.event_buffer_bytes)
         self._tracker = StateTracker(ConnectionState.OFFLINE)
         self._subscriptions: dict[str, Subscription] = {}
         self._link: SyncLink | None = None
@@ -426,7 +426,9 @@ class SyncClient:
         user_info: types_pb2.UserInfo | None = None,
     ) -> None:
         """Sets this client's presence in a subscribed collection. Offline, it is sent
-        after the reconnect; errors arrive as ErrorEvent."""
+        after the reconnect; errors arrive as ErrorEvent. Raises SendBufferFullError when
+        the connection's send buffer is full (the state is kept and sent on the next
+        connection, or by calling again later)."""
         subscription = self._subscriptions.get(collection_id)
         if subscription is None:
             raise NotSubscribedError(collection_id)
@@ -626,6 +628,7 @@ class SyncClient:
                 self._delivery.handle,
                 metadata=metadata,
                 stats=self.stats,
+                send_buffer_bytes=self.config.send_buffer_bytes,
             )
             try:
                 await link.open(self.config.connect_timeout)

@@ -326,3 +326,32 @@ async def test_oversize_deltas_are_refused_without_breaking_the_stream(transport
                 client.submit("doc", b"x" * 4096)  # known now: refused at once
             assert (await client.publish("doc", b"x" * 1500)).offset == 1
             assert client.stats.disconnects == 0 and client.outbox_size == 0
+
+
+async def test_state_changes_iterators_are_bounded_and_forgotten() -> None:
+    import gc
+
+    from client.state import (
+        STATE_CHANGES_LIMIT,
+        ConnectionState,
+        StateChangesOverflow,
+        StateTracker,
+    )
+
+    tracker = StateTracker(ConnectionState.OFFLINE)
+    laggard = tracker.changes()  # never iterated until far too late
+    dropped = tracker.changes()
+    del dropped
+    gc.collect()
+    states = [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
+    for i in range(STATE_CHANGES_LIMIT * 4):
+        tracker.set(states[i % 2])
+    assert len(tracker._observers) == 1  # the dropped iterator is forgotten
+    kept = []
+    with pytest.raises(StateChangesOverflow) as raised:
+        async for change in laggard:
+            kept.append(change.state)
+    assert len(kept) == STATE_CHANGES_LIMIT  # the oldest, in order, then the clear error
+    assert kept[:2] == states
+    assert raised.value.reason_code == "state_changes_overflow"
+    assert len(tracker._observers) == 0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from .errors import CliError, ExitCode
+from .generate import generate
 from .publish import publish
 from .query import health, info, presence
 from .serve import serve
@@ -57,7 +58,7 @@ def _configure_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-for command in (serve, publish, subscribe, presence, info, health):
+for command in (serve, publish, subscribe, presence, info, health, generate):
     cli.add_command(command)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from typing import NoReturn
 
 from .app import serve
 from .broker import BrokerError
@@ -13,9 +15,21 @@ from .logs import configure_logging
 from .supervisor import supervise
 
 
+PROG_ENV = "SYNCWIRE_SERVER_PROG"
+"""Program name shown in usage and errors; `syncwire serve` sets it to 'syncwire serve'."""
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Argument errors are one line (``PROG: error (see 'PROG --help')``), exit 2,
+    instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="syncwire-server",
+    parser = _OneLineErrorParser(
+        prog=os.environ.get(PROG_ENV) or "syncwire-server",
         description="Run the syncwire sync service (gRPC + WebSocket + legacy JSON).",
     )
     add_arguments(parser)
@@ -23,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         config = load_config(args)
     except ConfigError as exc:
-        print(f"syncwire-server: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
     if config.workers > 1:
@@ -35,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:  # key or certificate files that do not load
-        print(f"syncwire-server: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     except BrokerError as exc:  # e.g. a durable broker declared over a non-durable Redis
-        print(f"syncwire-server: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"syncwire-server: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,6 +18,7 @@ from .publish import publish
 from .query import health, info, presence
 from .serve import serve
 from .subscribe import subscribe
+from .target import group_connection_options
 
 PROG = "syncwire"
 
@@ -27,7 +28,8 @@ PROG = "syncwire"
 @click.option(
     "-v", "--verbose", count=True, help="Log the client's connection activity (-vv: debug)."
 )
-def cli(verbose: int) -> None:
+@group_connection_options
+def cli(verbose: int, **_connection: object) -> None:
     """syncwire: publish to, tail and inspect collections on a syncwire server.
 
     \b
@@ -37,7 +39,8 @@ def cli(verbose: int) -> None:
       syncwire publish notes 'hello'
 
     Every command but serve takes --server URL (grpc://HOST:PORT, ws://HOST:PORT,
-    grpcs://, wss://; env SYNCWIRE_SERVER), --token (env SYNCWIRE_TOKEN) and --ca FILE.
+    grpcs://, wss://; env SYNCWIRE_SERVER), --transport, --token (env SYNCWIRE_TOKEN),
+    --tls, --ca FILE (env SYNCWIRE_CA) and --timeout, before or after the command name.
 
     \b
     Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 server unreachable or not

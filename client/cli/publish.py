@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import deque
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, TypeAlias
@@ -16,6 +17,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .errors import CliError, ExitCode, UsageError
 from .output import emit_json, enum_label, notice, progress, stdout
+from .params import UTF8_TEXT
 from .runner import run
 from .session import CommandSession, open_session
 from .target import Target, connection_options
@@ -39,7 +41,7 @@ class Payload:
 
 
 @click.command()
-@click.argument("collection")
+@click.argument("collection", type=UTF8_TEXT)
 @click.argument("data", required=False)
 @click.option("-d", "--data", "data_option", metavar="TEXT", help="The delta, as text.")
 @click.option(
@@ -86,7 +88,9 @@ def publish(
     if file is not None:
         payloads = read_lines(file.read(), encoding, getattr(file, "name", "-"))
     else:
-        payloads = [Payload(given[0].encode("utf-8"))]
+        # os.fsencode: the argument's bytes as given, even when they are not UTF-8
+        # (Python decodes argv with surrogateescape), as --file reads them.
+        payloads = [Payload(os.fsencode(given[0]))]
         check_payloads(payloads, encoding, "DATA")
     crdt = CRDT_TYPES[crdt_type] if crdt_type else types_pb2.CRDT_TYPE_UNSPECIFIED
     run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None))
@@ -181,8 +185,7 @@ class _Sender:
             if pending.last_error is not None:
                 raise self.session.explain(pending.last_error, what) from None
             raise CliError(
-                f"{self.session.target.where} did not acknowledge the {what} within "
-                f"{timeout:g} s",
+                f"{self.session.target.where} did not acknowledge the {what} within {timeout:g} s",
                 ExitCode.UNAVAILABLE,
             ) from None
 

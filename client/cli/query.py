@@ -15,6 +15,7 @@ from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 
 from .errors import CliError, ExitCode, from_rpc_error
 from .output import emit_json, iso_time, print_columns, proto_dict, stdout
+from .params import UTF8_TEXT
 from .runner import run
 from .target import Target, connection_options
 
@@ -44,7 +45,7 @@ async def _call(target: Target, what: str, call: Awaitable[T]) -> T:
 
 
 @click.command()
-@click.argument("collection")
+@click.argument("collection", type=UTF8_TEXT)
 @json_option
 @connection_options
 def presence(target: Target, collection: str, as_json: bool) -> None:
@@ -138,6 +139,7 @@ async def _info(target: Target) -> sync_pb2.GetServerInfoResponse:
 @click.option(
     "--service",
     default="",
+    type=UTF8_TEXT,
     help="Service to ask about ('' = the server as a whole; or syncwire.v1.SyncService).",
 )
 @connection_options

@@ -12,7 +12,12 @@ import sys
 
 import click
 
+from .errors import UsageError
+from .target import given_before_command
+
 SERVER_MODULE = "server"
+SERVER_PROG_ENV = "SYNCWIRE_SERVER_PROG"
+"""Tells the server which program name to show (its `PROG_ENV`)."""
 
 
 @click.command(
@@ -26,7 +31,12 @@ def serve(server_args: tuple[str, ...]) -> None:
     Every argument goes to the server: see 'syncwire serve --help' for its options
     (--grpc-port, --ws-port, --broker, --metrics-port, --config FILE, ...).
     """
+    given = given_before_command(click.get_current_context())
+    if given:
+        names = ", ".join(f"--{name}" for name in given)
+        raise UsageError(f"{names}: connection options of the client commands, not of serve")
     argv = [sys.executable, "-m", SERVER_MODULE, *server_args]
     sys.stdout.flush()
     sys.stderr.flush()
+    os.environ[SERVER_PROG_ENV] = "syncwire serve"  # the server's usage and error lines
     os.execv(sys.executable, argv)

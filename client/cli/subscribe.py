@@ -21,6 +21,7 @@ from syncwire.v1 import types_pb2
 
 from .errors import CliError, UsageError
 from .output import delta_line, delta_record, emit_json, notice, progress, stdout
+from .params import UTF8_TEXT
 from .runner import run
 from .session import CommandSession, open_session
 from .target import Target, connection_options
@@ -34,7 +35,7 @@ class TailOptions:
 
 
 @click.command()
-@click.argument("collection")
+@click.argument("collection", type=UTF8_TEXT)
 @click.option(
     "--from-offset",
     type=click.IntRange(min=0),
@@ -44,6 +45,7 @@ class TailOptions:
 @click.option(
     "--epoch",
     default="",
+    type=UTF8_TEXT,
     metavar="E",
     help="Epoch of --from-offset (as printed by publish); a different epoch means the "
     "history was reset, which is reported.",
@@ -53,7 +55,9 @@ class TailOptions:
 @click.option(
     "--join", is_flag=True, help="Be present in the collection while tailing (see presence)."
 )
-@click.option("--user-id", default="", help="User id shown in presence with --join.")
+@click.option(
+    "--user-id", default="", type=UTF8_TEXT, help="User id shown in presence with --join."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (presence, recovery).")
 @connection_options
 def subscribe(

@@ -24,6 +24,7 @@ from client.endpoints import ChannelFactory, ChannelSettings, Endpoint, open_cha
 from client.tls import tls_channel_factory
 
 from .errors import UsageError
+from .params import UTF8_TEXT
 
 R = TypeVar("R")
 TransportName = Literal["grpc", "ws"]
@@ -137,6 +138,7 @@ _OPTIONS = (
     ),
     click.option(
         "--token",
+        type=UTF8_TEXT,
         envvar="SYNCWIRE_TOKEN",
         show_envvar=True,
         help="Bearer token (JWT), sent as 'authorization: Bearer TOKEN' metadata.",
@@ -161,20 +163,62 @@ _OPTIONS = (
 )
 
 
+CONNECTION_OPTION_NAMES = ("server", "transport", "token", "tls", "ca", "timeout")
+"""Parameter names of the connection options (on the group and on each command)."""
+
+_UNSET_SOURCES = (None, click.core.ParameterSource.DEFAULT)
+
+
+def group_connection_options(group: Callable[..., R]) -> Callable[..., R]:
+    """Adds the connection options to the `syncwire` group, so they are accepted before
+    the command name too (``syncwire --transport ws health``); the group ignores them
+    and `connection_options` reads them from the group's context."""
+    decorated = group
+    for option in reversed(_OPTIONS):
+        decorated = option(decorated)
+    return decorated
+
+
+def given_before_command(ctx: click.Context) -> list[str]:
+    """The connection options given on the command line before the command name."""
+    parent = ctx.parent
+    if parent is None:
+        return []
+    return [
+        name
+        for name in CONNECTION_OPTION_NAMES
+        if parent.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+
+
+def _merged(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The command's connection options, each taken from the group's command line when
+    the command's own is unset (command line after the name > before it > environment >
+    default)."""
+    parent = ctx.parent
+    merged = dict(values)
+    for name in given_before_command(ctx):
+        source = ctx.get_parameter_source(name)
+        if source in _UNSET_SOURCES or source is click.core.ParameterSource.ENVIRONMENT:
+            merged[name] = parent.params[name] if parent is not None else merged[name]
+    return merged
+
+
 def connection_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Adds the connection options to a click command; it receives `target: Target`."""
+    """Adds the connection options to a click command; it receives `target: Target`.
+    The same options given before the command name (see `group_connection_options`)
+    apply when the command's own are not given."""
 
     @functools.wraps(command)
-    def with_target(
-        *args: Any,
-        server: str | None,
-        transport: TransportName | None,
-        token: str | None,
-        tls: bool,
-        ca: Path | None,
-        timeout: float,
-        **kwargs: Any,
-    ) -> R:
+    def with_target(*args: Any, **kwargs: Any) -> R:
+        given = {name: kwargs.pop(name) for name in CONNECTION_OPTION_NAMES}
+        options = _merged(click.get_current_context(), given)
+        server: str | None = options["server"]
+        transport: TransportName | None = options["transport"]
+        token: str | None = options["token"]
+        ca: Path | None = options["ca"]
+        timeout: float = options["timeout"]
+        tls = bool(options["tls"])
         endpoint = resolve_endpoint(server, transport, tls or ca is not None)
         target = Target(endpoint, token=token or None, ca_file=ca, timeout=timeout)
         return command(*args, target=target, **kwargs)
@@ -185,4 +229,10 @@ def connection_options(command: Callable[..., R]) -> Callable[..., R]:
     return decorated
 
 
-__all__ = ["Target", "connection_options", "resolve_endpoint"]
+__all__ = [
+    "Target",
+    "connection_options",
+    "given_before_command",
+    "group_connection_options",
+    "resolve_endpoint",
+]

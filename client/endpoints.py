@@ -91,6 +91,13 @@ class ChannelSettings:
     gRPC keepalive must respect the server's policy (it tolerates client pings every
     5 s, ``grpc.http2.min_recv_ping_interval_without_data_ms``); pinging faster earns a
     GOAWAY ``too_many_pings``, so the interval is never allowed below that.
+
+    ``connect_timeout`` (seconds) bounds opening a connection: the WebSocket opening
+    handshake (websockets' ``open_timeout``) and, for gRPC, the TCP connect. gRPC also
+    uses its keepalive timeout as the socket's TCP_USER_TIMEOUT (gRFC A18), which would
+    abort a connect to a host that does not answer after ``keepalive_timeout``; the
+    channel's keepalive timeout is therefore at least ``connect_timeout``. `SyncClient`
+    sets it from `ClientConfig.connect_timeout`.
     """
 
     keepalive_time: float = 10.0
@@ -103,11 +110,15 @@ class ChannelSettings:
     before aborting the TCP connection (a dropped, possibly half-open connection's
     channel is closed in the background; this bounds how long it lingers)."""
     extra_grpc_options: tuple[tuple[str, int | str], ...] = ()
+    connect_timeout: float = 10.0
 
     def grpc_options(self) -> list[tuple[str, int | str]]:
         options: list[tuple[str, int | str]] = [
             ("grpc.keepalive_time_ms", max(int(self.keepalive_time * 1000), 5_000)),
-            ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout * 1000)),
+            (
+                "grpc.keepalive_timeout_ms",
+                int(max(self.keepalive_timeout, self.connect_timeout) * 1000),
+            ),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_receive_message_length", self.max_receive_message_bytes),
@@ -133,6 +144,7 @@ def open_channel(endpoint: Endpoint, settings: ChannelSettings) -> grpc.aio.Chan
             ping_interval=settings.ws_ping_interval,
             ping_timeout=settings.ws_ping_timeout,
             close_timeout=settings.ws_close_timeout,
+            open_timeout=settings.connect_timeout,
         )
     options = settings.grpc_options()
     if endpoint.tls:

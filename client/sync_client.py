@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -83,7 +84,10 @@ class SyncClient:
             endpoints = [endpoints]
         self.config = config or ClientConfig()
         self._selector = EndpointSelector([as_endpoint(e) for e in endpoints])
-        self._pool = ChannelPool(self.config.channel_factory, self.config.channel)
+        self._pool = ChannelPool(
+            self.config.channel_factory,
+            dataclasses.replace(self.config.channel, connect_timeout=self.config.connect_timeout),
+        )
         self._replica_id = self.config.replica_id or str(uuid.uuid4())
         self._outbox = Outbox.open(self.config.outbox_path, self.config.outbox_limit)
         self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer, self.config.event_buffer_bytes)

@@ -36,6 +36,7 @@ def tls_channel_factory(ca_file: str | os.PathLike[str]) -> ChannelFactory:
                 ping_interval=settings.ws_ping_interval,
                 ping_timeout=settings.ws_ping_timeout,
                 close_timeout=settings.ws_close_timeout,
+                open_timeout=settings.connect_timeout,
             )
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         return grpc.aio.secure_channel(

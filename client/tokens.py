@@ -57,9 +57,7 @@ class TokenProviderError(SyncError):
     The attempt counts as a failed connection: the client retries with backoff."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(
-            grpc.StatusCode.UNAVAILABLE, message, reason_code="token_provider_failed"
-        )
+        super().__init__(grpc.StatusCode.UNAVAILABLE, message, reason_code="token_provider_failed")
 
 
 def token_expiry(token: str) -> float | None:

@@ -14,7 +14,6 @@ from .config import ConfigError, add_arguments, load_config
 from .logs import configure_logging
 from .supervisor import supervise
 
-
 PROG_ENV = "SYNCWIRE_SERVER_PROG"
 """Program name shown in usage and errors; `syncwire serve` sets it to 'syncwire serve'."""
 

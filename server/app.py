@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,13 @@ import grpc
 from .app_services import ServiceRegistration, load_registrations
 from .config import ServerConfig
 from .core import SyncCore
-from .grpc_server import SYNC_SERVICE_NAME, build_grpc_server, mark_serving, register_services
+from .grpc_server import (
+    SYNC_SERVICE_NAME,
+    bind_grpc_port,
+    build_grpc_server,
+    mark_serving,
+    register_services,
+)
 from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
@@ -79,26 +86,20 @@ class SyncwireServer:
         self._health_follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Binds both ports, then starts serving. Raises OSError (one readable line) when
+        a port cannot be bound; nothing is left running then."""
         for warning in exposure_warnings(self.config):
             log.warning(warning)
         await self.core.start()
-        address = f"{self.config.host}:{self.config.grpc_port}"
-        ws_address = f"{self.config.host}:{self.config.ws_port}"
         try:
-            if self.tls is None:
-                self.grpc_port = self.grpc_server.add_insecure_port(address)
-            else:
-                self.grpc_port = self.grpc_server.add_secure_port(
-                    address, self.tls.grpc_credentials
-                )
-        except RuntimeError as exc:  # grpcio reports bind failures this way
-            raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
-        await self.grpc_server.start()
-        if self.tls is None:
-            self.ws_port = self.ws_server.add_insecure_port(ws_address)
-        else:
-            self.ws_port = self.ws_server.add_secure_port(ws_address, self.tls.ssl_context)
-        await self.ws_server.start()
+            self._bind()
+            await self.grpc_server.start()
+            await self.ws_server.start()
+        except BaseException:
+            await self.grpc_server.stop(None)
+            await self.ws_server.stop(None)
+            await self.core.stop()
+            raise
         if self.config.metrics_port >= 0:
             self.metrics_port = self.core.metrics.serve(self.config.host, self.config.metrics_port)
         for health in self._health:  # application services do not depend on the broker
@@ -126,6 +127,20 @@ class SyncwireServer:
             if reported:
                 log.warning("health SERVING: the broker is available again")
 
+    def _bind(self) -> None:
+        """Binds the gRPC then the WebSocket port (nothing serves yet)."""
+        address = f"{self.config.host}:{self.config.grpc_port}"
+        credentials = None if self.tls is None else self.tls.grpc_credentials
+        self.grpc_port = bind_grpc_port(self.grpc_server, address, credentials)
+        ws_address = f"{self.config.host}:{self.config.ws_port}"
+        try:
+            if self.tls is None:
+                self.ws_port = self.ws_server.add_insecure_port(ws_address)
+            else:
+                self.ws_port = self.ws_server.add_secure_port(ws_address, self.tls.ssl_context)
+        except OSError as exc:
+            raise OSError(f"cannot bind WebSocket port {ws_address}: {_reason(exc)}") from None
+
     @property
     def grpc_address(self) -> str:
         return f"{self.config.host}:{self.grpc_port}"
@@ -136,7 +151,9 @@ class SyncwireServer:
         return f"{scheme}://{self.config.host}:{self.ws_port}"
 
     def ready_line(self) -> str:
-        line = f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} broker={self.config.broker}"
+        line = (
+            f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} broker={self.config.broker}"
+        )
         if self.metrics_port is not None:
             line += f" metrics=http://{self.config.host}:{self.metrics_port}/metrics"
         return line
@@ -160,6 +177,11 @@ class SyncwireServer:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _reason(error: OSError) -> str:
+    """An OSError's reason without errno and address noise: 'address already in use'."""
+    return (os.strerror(error.errno) if error.errno else str(error)).lower()
 
 
 async def serve(

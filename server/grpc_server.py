@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, cast
 
 import grpc
@@ -73,6 +78,65 @@ def register_services(
     return health_servicer
 
 
+def bind_grpc_port(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+) -> int:
+    """Adds `address` (``host:port``, port 0 = ephemeral) to `server`; returns the bound
+    port. Raises OSError "cannot bind gRPC port ADDRESS: REASON" when it cannot bind.
+
+    grpc's C core logs a failed bind straight to file descriptor 2 and raises a
+    RuntimeError without the reason; the log is captured while binding and its reason
+    ("address already in use") goes into the OSError instead (kept on stderr otherwise).
+    """
+    with _captured_native_stderr() as captured:
+        try:
+            if credentials is None:
+                return server.add_insecure_port(address)
+            return server.add_secure_port(address, credentials)
+        except RuntimeError as exc:
+            log_text = captured()
+            match = _BIND_ERROR.search(log_text)
+            reason = match["reason"].lower() if match else str(exc)
+            raise OSError(f"cannot bind gRPC port {address}: {reason}") from None
+
+
+_BIND_ERROR = re.compile(r"Error in bind for address '[^']*': (?P<reason>[^)]+)\)")
+
+
+@contextlib.contextmanager
+def _captured_native_stderr() -> Iterator[Callable[[], str]]:
+    """Points file descriptor 2 at a temporary file inside the block; yields a function
+    returning what was written there. Unless the block raised, the text is written back
+    to the real stderr afterwards."""
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        restored = False
+
+        def read() -> str:
+            nonlocal restored
+            if not restored:
+                os.dup2(saved, 2)
+                restored = True
+            capture.seek(0)
+            return capture.read().decode("utf-8", "replace")
+
+        try:
+            yield read
+        except BaseException:
+            read()
+            raise
+        else:
+            text = read()
+            if text:
+                sys.stderr.write(text)
+        finally:
+            if not restored:
+                os.dup2(saved, 2)
+            os.close(saved)
+
+
 def build_grpc_server(
     config: ServerConfig,
     servicer: sync_pb2_grpc.SyncServiceServicer,
@@ -86,9 +150,7 @@ def build_grpc_server(
         interceptors=[MalformedRequestInterceptor(SYNC_SERVICE_NAME)],
         options=grpc_options(config, reuse_port),
     )
-    health_servicer = register_services(
-        server, servicer, app_services, app_service_names
-    )
+    health_servicer = register_services(server, servicer, app_services, app_service_names)
     return server, health_servicer
 
 

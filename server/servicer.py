@@ -100,7 +100,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             session.end(SessionEnd(grpc.StatusCode.INVALID_ARGUMENT, str(exc), reconnect=False))
         except asyncio.CancelledError:
             raise
-        except grpc.RpcError:
+        except (grpc.RpcError, grpc.aio.AbortError):
+            # The client went away, or this server ended the call (an abort during a
+            # drain, while this reader waits): either way the stream is over, quietly.
             session.end(SessionEnd(grpc.StatusCode.CANCELLED, "client went away"))
         except Exception as exc:
             log.exception("sync request failed", extra={"peer_id": session.peer_id})

@@ -57,8 +57,9 @@ _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "unknown host",
     ),
-    (re.compile(r"certificate|ssl|tls|handshake", re.I), "TLS handshake failed"),
+    # Before TLS: websockets says "timed out during opening handshake".
     (re.compile(r"timed? ?out|deadline", re.I), "timed out"),
+    (re.compile(r"certificate|ssl|tls|handshake", re.I), "TLS handshake failed"),
     (re.compile(r"failed to connect|connection reset|network is unreachable", re.I), ""),
 )
 

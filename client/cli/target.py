@@ -70,7 +70,7 @@ class Target:
 
     def open_channel(self) -> grpc.aio.Channel:
         """A channel to the endpoint, for unary calls on the generated stubs."""
-        return self.channel_factory(self.endpoint, ChannelSettings())
+        return self.channel_factory(self.endpoint, ChannelSettings(connect_timeout=self.timeout))
 
     def client_config(self, *, reconnect_attempts: int | None) -> ClientConfig:
         """SyncClient settings: this target's credentials and timeouts, quick retries

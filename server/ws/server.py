@@ -213,6 +213,9 @@ class WebSocketServer(grpc.aio.Server):
             await self._terminated.wait()
             return
         self._stopping = True
+        if not self._started:  # ports added but never served: just release them
+            for sock, _ in self._pending:
+                sock.close()
         for listener in self._listeners:
             listener.server.close()  # stop accepting; open connections carry on for now
         if grace:

@@ -4,7 +4,6 @@ expiry, outages and lost data, all against a real redis-server."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -177,7 +176,9 @@ async def test_outage_fails_fast_then_reports_the_new_epoch(
     make_private_node: MakeNode,
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
-    node = await make_private_node(op_timeout=1.0, reconnect_cap=0.5)
+    # An operation timeout far beyond the test's own bounds: a call that waited for
+    # Redis instead of failing at once would time the test out.
+    node = await make_private_node(op_timeout=60.0, reconnect_cap=0.5)
     sink = Collector()
     await node.attach("doc", sink)
     before = await node.publish(delta("doc"))
@@ -194,10 +195,9 @@ async def test_outage_fails_fast_then_reports_the_new_epoch(
         lambda: node.attach("new", Collector()),
     ]
     for call in calls:
-        started = time.monotonic()
-        with pytest.raises(BrokerError):
-            await call()
-        assert time.monotonic() - started < 0.2
+        async with asyncio.timeout(10):
+            with pytest.raises(BrokerError):
+                await call()
     assert node.hub.collections() == ["doc"]  # nothing piles up while Redis is away
     await node.presence_refresh([("doc", "peer")])  # upkeep stays quiet
     await node.maintenance()
@@ -412,9 +412,7 @@ async def test_start_without_redis_connects_later(
     redis_server.kill()
     node = RedisBroker(redis_server.url(), op_timeout=0.3, reconnect_cap=0.3)
     try:
-        started = time.monotonic()
-        await node.start()
-        assert time.monotonic() - started < 1.0
+        await node.start()  # returns after op_timeout without a connection
         assert not node.healthy
         redis_server.start()
         await node.wait_connected(True)

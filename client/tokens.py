@@ -103,6 +103,7 @@ class TokenSource:
         """Its `exp`, when it has one."""
         self.requests = 0
         """How many times the provider was asked."""
+        self._fetched_at = 0.0
 
     async def fetch(self) -> str:
         """Asks the provider for a token and makes it current. Raises TokenProviderError
@@ -122,15 +123,16 @@ class TokenSource:
             )
         self.token = result
         self.expires_at = token_expiry(result)
+        self._fetched_at = self.clock.time()
         return result
 
     def refresh_at(self) -> float | None:
-        """When to ask for the next token: `exp` minus the margin, but never sooner than
-        half the remaining lifetime (and `MIN_REFRESH_INTERVAL`) from now, so tokens
-        shorter-lived than the margin do not cause a refresh storm. None without `exp`."""
+        """When to ask for the next token: `exp` minus the margin, but not before half
+        the token's lifetime (at least `MIN_REFRESH_INTERVAL`) has passed since it was
+        fetched, so tokens shorter-lived than the margin do not cause a refresh storm.
+        None without `exp`."""
         if self.expires_at is None:
             return None
-        now = self.clock.time()
-        when = self.expires_at - self._margin
-        earliest = now + max((self.expires_at - now) / 2, MIN_REFRESH_INTERVAL)
-        return when if when >= earliest else earliest
+        fetched = self._fetched_at
+        earliest = fetched + max((self.expires_at - fetched) / 2, MIN_REFRESH_INTERVAL)
+        return max(self.expires_at - self._margin, earliest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from client import (
     RecoveryEvent,
     RequestFailed,
     SyncClient,
+    SystemClock,
     TokenRefused,
     TokenRefusedError,
 )
@@ -139,6 +141,38 @@ async def test_short_lived_tokens_keep_a_subscription_across_refreshes_and_recon
         assert [d.offset for d in deltas] == list(range(1, 10))  # none lost, none twice
         assert subscription.recovery is Recovery.RECOVERED
         assert client.state is ConnectionState.CONNECTED
+
+
+async def test_session_expired_by_the_server_reconnects_with_a_fresh_token(
+    clock_and_server: tuple[ManualClock, SyncwireServer],
+) -> None:
+    """The client's refresh never fires (it sleeps on the system clock while only the
+    server's clock moves): the server ends the session at the token's expiry, and the
+    client reconnects with the provider's next token and recovers what it missed."""
+    clock, server = clock_and_server
+    issuer = Issuer(clock)
+    on_system_clock = dataclasses.replace(config(clock, issuer), clock=SystemClock())
+    url = endpoints(server)["grpc"]
+    async with (
+        SyncClient(url, on_system_clock) as client,
+        SyncClient(url, config(clock, Issuer(clock, lifetime=1e6))) as publisher,
+    ):
+        await asyncio.wait_for(client.connect(), TIMEOUT)
+        subscription = await client.subscribe("doc")
+        await publisher.publish("doc", b"before")
+        expired = asyncio.create_task(
+            next_change(client, ConnectionState.RECONNECTING, ConnectionState.CONNECTING)
+        )
+        await asyncio.sleep(0)  # the waiter observes state changes from here on
+        clock.advance(LIFETIME + 1)
+        change = await asyncio.wait_for(expired, TIMEOUT)
+        assert change.error is not None and change.error.message == "token expired"
+        await publisher.publish("doc", b"while away")
+        await until(lambda: client.stats.connections == 2 and client.state.name == "CONNECTED")
+        assert len(issuer.issued) == 2 and client.stats.token_refreshes == 0
+        deltas = await take_deltas(client, 2)
+        assert [(d.offset, d.data) for d in deltas] == [(1, b"before"), (2, b"while away")]
+        assert subscription.recovery is Recovery.RECOVERED
 
 
 @pytest.mark.parametrize("transport", ["grpc", "ws"])

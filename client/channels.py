@@ -11,7 +11,6 @@ not wait for that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -66,5 +65,7 @@ class ChannelPool:
 
 
 async def _close(channel: grpc.aio.Channel) -> None:
-    with contextlib.suppress(Exception):
+    try:
         await channel.close(None)
+    except Exception:
+        log.warning("closing a channel failed", exc_info=True)

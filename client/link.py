@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -20,6 +20,7 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
+from wire.tasks import cancel_and_wait
 
 from .endpoints import Endpoint
 from .errors import (
@@ -246,14 +247,32 @@ class SyncLink:
         """Ends the link (if it is not already) and waits for its tasks to stop."""
         self._end(ConnectionLost(grpc.StatusCode.CANCELLED, "link closed by the client"))
         current = asyncio.current_task()
-        tasks = [task for task in self._tasks if task is not current]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in self._tasks:
+            if task is not current:
+                await cancel_and_wait(task, log, task.get_name())
 
 
 def _mark_retrieved(future: asyncio.Future[sync_pb2.SyncResponse]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def supervised(link: SyncLink, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+    """Runs `work` for the life of `link`. If it fails (anything but cancellation), the
+    failure is logged with its traceback and ends the link with an INTERNAL error, so the
+    client reconnects and starts it again instead of carrying on without it (an outbox
+    pump that died would otherwise stop flushing silently)."""
+    task = asyncio.create_task(work, name=what)
+
+    def check(task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if not link.alive:  # it failed because the link ended: nothing more to say
+            log.debug("%s ended with the link: %r", what, error)
+            return
+        log.error("%s failed; reconnecting", what, exc_info=error)
+        link.fail(SyncError(grpc.StatusCode.INTERNAL, f"{what} failed: {error!r}"))
+
+    task.add_done_callback(check)
+    return task

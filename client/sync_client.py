@@ -23,6 +23,7 @@ import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from syncwire.v1 import sync_pb2, types_pb2
+from wire.tasks import cancel_and_wait
 
 from .channels import ChannelPool
 from .config import ClientConfig
@@ -48,7 +49,7 @@ from .events import (
 )
 from .hybrid import EndpointSelector, probe
 from .inbox import Inbox
-from .link import SyncLink
+from .link import SyncLink, supervised
 from .outbox import Outbox, OutboxEntry
 from .publishing import PendingPublish, PublishPump, check_size
 from .state import ConnectionState, StateChange, StateTracker
@@ -686,24 +687,27 @@ class SyncClient:
                     self._publish_rejected,
                     self.stats,
                 )
-                background.append(asyncio.create_task(pump.run(), name="syncwire-outbox"))
+                background.append(supervised(link, pump.run(), "outbox pump"))
                 background.append(
-                    asyncio.create_task(self._delivery.resume_paused(link, self._send_subscribe))
+                    supervised(
+                        link,
+                        self._delivery.resume_paused(link, self._send_subscribe),
+                        "paused-subscription rejoin",
+                    )
                 )
                 if self._tokens is not None:
                     background.append(
-                        asyncio.create_task(self._keep_token_fresh(link, self._tokens))
+                        supervised(link, self._keep_token_fresh(link, self._tokens), "token refresh")
                     )
                 preferred = self._selector.preferred_over(link.endpoint)
                 if preferred:
-                    background.append(asyncio.create_task(self._probe_preferred(link, preferred)))
+                    background.append(
+                        supervised(link, self._probe_preferred(link, preferred), "endpoint probe")
+                    )
             end = await asyncio.shield(link.ended)
         finally:
             for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task, log, task.get_name())
             await link.close()
             self._link = None
             self._connected_link = None

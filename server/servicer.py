@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.message import Message
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from wire.tasks import cancel_and_wait
 
 from .auth import Principal
 from .clock import now_timestamp
@@ -25,7 +26,6 @@ from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
 from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
 from .session import Session
-from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

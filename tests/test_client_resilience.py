@@ -209,3 +209,31 @@ async def take(client: SyncClient, count: int) -> AsyncIterator[SyncEvent]:
             count -= 1
             if not count:
                 return
+
+
+@pytest.mark.timeout(30)
+async def test_a_failed_outbox_pump_is_reported_and_restarted(
+    server: SyncwireServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from client.publishing import PublishPump
+
+    real_run = PublishPump.run
+    failures: list[int] = []
+
+    async def fails_once(self: PublishPump) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("pump broke")
+        await real_run(self)
+
+    monkeypatch.setattr(PublishPump, "run", fails_once)
+    config = dataclasses.replace(FAST, outbox_path=None)
+    async with SyncClient(f"grpc://{server.grpc_address}", config) as client:
+        await client.connect()
+        # The broken pump ends the connection loudly; the next one flushes the outbox.
+        ack = await asyncio.wait_for(client.publish("doc", b"x"), 20)
+        assert ack.offset == 1
+        assert client.stats.connections >= 2
+    assert any(
+        record.getMessage() == "outbox pump failed; reconnecting" for record in caplog.records
+    )

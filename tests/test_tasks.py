@@ -1,4 +1,4 @@
-"""server.tasks.cancel_and_wait: a helper task's failure is logged, never swallowed."""
+"""wire.tasks.cancel_and_wait: a helper task's failure is logged, never swallowed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from server.tasks import cancel_and_wait
+from wire.tasks import cancel_and_wait
 
 log = logging.getLogger("tests.tasks")
 

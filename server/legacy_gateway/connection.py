@@ -32,7 +32,6 @@ from server.legacy import (
 from server.legacy_gateway.handshake import close_reason
 from server.legacy_gateway.render_cache import LegacyRenderCache
 from server.session import Session
-from server.tasks import cancel_and_wait
 from syncwire.v1 import sync_pb2
 from wire.protocol import (
     CLOSE_GOING_AWAY,
@@ -40,6 +39,7 @@ from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_TRY_AGAIN_LATER,
 )
+from wire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,13 @@ from server.broker.redis_keys import KeySpace
 from syncwire.v1 import sync_pb2, types_pb2
 
 from .broker_testing import Collector, delta, eventually
-from .redis_harness import RedisServer, redis_base_url, redis_server, redis_url  # noqa: F401
+from .redis_harness import (  # noqa: F401
+    RedisServer,
+    private_redis,
+    redis_base_url,
+    redis_server,
+    redis_url,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -329,6 +336,37 @@ async def test_resuming_after_a_snapshot_restart_is_never_told_recovered(
     sixth = await restart_from_a_snapshot_of_three(node, redis_server, raw_redis)
     resumed = await node.history("doc", 3, sixth.epoch, 10)  # offsets 4..6 are gone
     assert resumed.recovery == EPOCH_MISMATCH and resumed.epoch != sixth.epoch
+
+
+async def test_failover_to_a_replica_starts_a_new_epoch(
+    make_private_node: MakeNode,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A promoted replica may lag behind what its primary acknowledged.
+    (tmp_path / "replica").mkdir()
+    with private_redis(tmp_path / "replica") as replica:
+        replica_client = Redis.from_url(replica.url())
+        try:
+            await replica_client.replicaof("127.0.0.1", redis_server.port)
+            primary = await make_private_node()
+            last = [await primary.publish(delta("doc")) for _ in range(3)][-1]
+            await eventually(
+                lambda: replica_client.hget(primary.keys.meta("doc"), "top"),
+                lambda top: top == b"3",
+            )
+            await replica_client.replicaof("NO", "ONE")  # the failover
+            promoted = RedisBroker(replica.url(), key_prefix=primary.keys.prefix)
+            await promoted.start()
+            try:
+                after = await promoted.publish(delta("doc"))
+                assert after.epoch != last.epoch
+                resumed = await promoted.history("doc", 3, last.epoch, 10)
+                assert resumed.recovery == EPOCH_MISMATCH
+            finally:
+                await promoted.close()
+        finally:
+            await replica_client.aclose()
 
 
 async def test_flushall_starts_a_new_epoch(

@@ -57,3 +57,31 @@ async def start_server_process(*args: str, env: dict[str, str] | None = None) ->
         _, err = await process.communicate()
         raise AssertionError(f"server did not start: {line!r} {err.decode()[-2000:]}")
     return ServerProcess(process, match["grpc"], match["ws"], line.decode().strip())
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished subprocess: exit code and decoded output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_python(*args: str, timeout: float = 60.0) -> Finished:
+    """Runs ``python ARGS`` (this interpreter) to completion within ``timeout`` seconds."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Finished(process.returncode, out.decode(), err.decode())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from client.ws_channel import WebSocketChannel
 from server.app import SyncwireServer
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
 from tests.interop.servicer import register_interop_service
-from tests.process_harness import start_server_process
+from tests.process_harness import run_python, start_server_process
 from tests.service_harness import test_config as sync_config
 
 TEST_SERVICE = "grpc.testing.TestService"
@@ -114,29 +113,24 @@ async def test_services_option_serves_an_application_service_from_the_command_li
 
 
 async def test_services_option_that_does_not_load_is_a_usage_error() -> None:
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "server", "--grpc-port", "0", "--ws-port", "0"),
+    finished = await run_python(
+        *("-m", "server", "--grpc-port", "0", "--ws-port", "0"),
         *("--services", "tests.interop.servicer:no_such_function"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(30):
-        _, err = await process.communicate()
-    assert process.returncode == 2
-    assert "services: 'tests.interop.servicer' has no function 'no_such_function'" in err.decode()
+    assert finished.returncode == 2
+    assert "services: 'tests.interop.servicer' has no function 'no_such_function'" in (
+        finished.stderr
+    )
 
 
 async def test_websocket_adapter_stands_alone_without_the_sync_application() -> None:
     # server/ws/ is the generic adapter: importing it loads none of the sync service
     # (config, auth, rate limits, brokers, syncwire.v1); tests/interop/server.py builds a
     # WebSocketServer with only the interop TestService on it.
-    code = "import sys, server.ws; print(' '.join(sorted(sys.modules)))"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+    finished = await run_python(
+        "-c", "import sys, server.ws; print(' '.join(sorted(sys.modules)))"
     )
-    async with asyncio.timeout(30):
-        out, _ = await process.communicate()
-    loaded = out.decode().split()
+    loaded = finished.stdout.split()
     ours = {m for m in loaded if m.split(".")[0] in ("server", "client", "syncwire")}
     allowed = {"server", "server.broadcast_cache", "syncwire", "syncwire.ws", "syncwire.ws.v1"}
     assert {m for m in ours if not m.startswith("server.ws")} - allowed == {

@@ -4,10 +4,9 @@ native gRPC and over WebSocket, alone and next to SyncService."""
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from examples.greeter.client import greet
-from tests.process_harness import start_server_process
+from tests.process_harness import run_python, start_server_process
 
 GREETINGS = [
     "Hello, world!",
@@ -21,17 +20,9 @@ GREETINGS = [
 
 
 async def test_python_m_examples_greeter_prints_the_same_for_both_transports() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "examples.greeter",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    assert out.decode().splitlines() == [
+    finished = await run_python("-m", "examples.greeter")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
         f"{transport}: {line}" for transport in ("grpc", "ws") for line in GREETINGS
     ]
 

@@ -4,10 +4,8 @@ used right and rejects it used wrong."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from mypy import api as mypy_api
 
 from client.ws_channel import WebSocketChannel
 from server.ws.server import WebSocketServer
+from tests.process_harness import run_python
 
 PROTO = """
 syntax = "proto3";
@@ -62,15 +61,9 @@ async def misuse(url: str) -> None:
 
 
 async def _generate(proto_dir: Path, out_dir: Path) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "client.cli", "generate", str(proto_dir), str(out_dir)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode()
+    finished = await run_python("-m", "client.cli", "generate", str(proto_dir), str(out_dir))
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout
 
 
 @pytest.mark.timeout(180)
@@ -123,11 +116,8 @@ async def test_generated_stubs_run_and_type_check_over_websocket(
 
 
 async def test_generate_without_protos_is_a_usage_error(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "client.cli", "generate", str(tmp_path), str(tmp_path / "o")),
-        stderr=asyncio.subprocess.PIPE,
+    finished = await run_python(
+        "-m", "client.cli", "generate", str(tmp_path), str(tmp_path / "o")
     )
-    async with asyncio.timeout(60):
-        _, err = await process.communicate()
-    assert process.returncode == 2
-    assert err.decode() == f"syncwire: no .proto files under {tmp_path}\n"
+    assert finished.returncode == 2
+    assert finished.stderr == f"syncwire: no .proto files under {tmp_path}\n"

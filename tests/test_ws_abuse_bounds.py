@@ -8,6 +8,7 @@ loopback sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -127,16 +128,21 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> 
 _STATE: dict[str, Any] = {}
 
 
-async def _server(**options: Any) -> WebSocketServer:
+@contextlib.asynccontextmanager
+async def _serving(**options: Any) -> AsyncIterator[tuple[WebSocketServer, str]]:
+    """A WebSocketServer with the test service on an ephemeral port, and its URL."""
     server = WebSocketServer(**options)
     handlers = {
         "Block": grpc.unary_unary_rpc_method_handler(_block),
         "Echo": grpc.unary_unary_rpc_method_handler(_echo),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    return server
+    try:
+        yield server, f"ws://127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
 
 
 async def _protocol_errors(ws: ClientConnection) -> AsyncIterator[frame_pb2.ProtocolError]:
@@ -164,27 +170,20 @@ async def test_flooding_message_gets_one_protocol_error_then_1008(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="wire.connection")
-    server = await _server()
-    try:
-        url = f"ws://127.0.0.1:{server.ports()[0]}"
-        async with connect(url, subprotocols=PROTOBUF) as ws:
-            await ws.send(_unknown_calls(100_000))  # about 600 KB of frames for no call
-            errors = [error async for error in _protocol_errors(ws)]
-            assert ws.close_code == 1008 and ws.close_reason == VIOLATION
-        assert [e.discarded_frames for e in errors] == [DISCARD_LIMIT + 1]
-        (line,) = _warnings(caplog)  # one line, the one that closes
-        assert "closing the connection (1008)" in line and VIOLATION in line
-    finally:
-        await server.stop(None)
+    async with _serving() as (_, url), connect(url, subprotocols=PROTOBUF) as ws:
+        await ws.send(_unknown_calls(100_000))  # about 600 KB of frames for no call
+        errors = [error async for error in _protocol_errors(ws)]
+        assert ws.close_code == 1008 and ws.close_reason == VIOLATION
+    assert [e.discarded_frames for e in errors] == [DISCARD_LIMIT + 1]
+    (line,) = _warnings(caplog)  # one line, the one that closes
+    assert "closing the connection (1008)" in line and VIOLATION in line
 
 
 async def test_invalid_frames_under_the_budget_cost_one_reply_each_and_one_log_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="wire.connection")
-    server = await _server()
-    try:
-        url = f"ws://127.0.0.1:{server.ports()[0]}"
+    async with _serving() as (_, url):
         async with connect(url, subprotocols=PROTOBUF) as ws:
             counts = []
             for _ in range(3):
@@ -195,17 +194,14 @@ async def test_invalid_frames_under_the_budget_cost_one_reply_each_and_one_log_l
             assert counts == [30, 30, 30]
         async with WebSocketChannel(url) as channel:  # the server carries on
             assert await channel.unary_unary(f"/{SERVICE}/Echo", **RAW)(b"hi") == b"hi"
-        (line,) = _warnings(caplog)
-        assert "discarded 30 frame(s)" in line
-    finally:
-        await server.stop(None)
+    (line,) = _warnings(caplog)
+    assert "discarded 30 frame(s)" in line
 
 
 async def test_call_over_the_concurrent_call_cap_gets_resource_exhausted() -> None:
     _STATE.update(started=asyncio.Queue(), release=asyncio.Event())
-    server = await _server(max_concurrent_calls=3)
-    try:
-        async with WebSocketChannel(f"ws://127.0.0.1:{server.ports()[0]}") as channel:
+    async with _serving(max_concurrent_calls=3) as (server, url):
+        async with WebSocketChannel(url) as channel:
             block = channel.unary_unary(f"/{SERVICE}/Block", **RAW)
             echo = channel.unary_unary(f"/{SERVICE}/Echo", **RAW)
             running = [block(str(i).encode()) for i in range(3)]
@@ -221,5 +217,3 @@ async def test_call_over_the_concurrent_call_cap_gets_resource_exhausted() -> No
                 assert await echo(b"again") == b"again"  # room again once calls ended
             (connection,) = server.connections
             assert connection.call_count == 0
-    finally:
-        await server.stop(None)

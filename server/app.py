@@ -111,6 +111,7 @@ class SyncwireServer:
         )
 
     async def _report_health(self, healthy: bool) -> None:
+        self.core.metrics.broker_up.set(1 if healthy else 0)
         for health in self._health:
             await mark_serving(health, healthy)
         if not healthy:

@@ -12,6 +12,7 @@ import pytest
 from server.app import SyncwireServer
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 
+from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
 from .service_harness import TRANSPORTS, SyncStream, open_channel, running_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -23,6 +24,14 @@ _PAYLOAD = b"h" * 256
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker URL: the embedded memory broker or a real redis-server."""
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue("redis_url"))
 
 
 async def _fill(server: SyncwireServer, collection_id: str, count: int) -> None:
@@ -47,9 +56,9 @@ async def _deltas(stream: SyncStream, collection_id: str, count: int) -> list[in
 
 @pytest.mark.parametrize("live", ["none", "heartbeat", "publish"])
 async def test_a_reader_that_keeps_up_finishes_a_long_catch_up_in_one_go(
-    transport: str, live: str
+    transport: str, live: str, broker: str
 ) -> None:
-    async with running_server(subscriber_queue=100, history_size=5000) as server:
+    async with running_server(subscriber_queue=100, history_size=5000, broker=broker) as server:
         await _fill(server, "long", 3000)
         async with open_channel(server, transport) as channel:
             stub = sync_pb2_grpc.SyncServiceStub(channel)

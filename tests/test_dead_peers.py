@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 
 from client.ws_channel import WebSocketChannel
@@ -36,17 +37,22 @@ HOME = "default"
 async def frozen_peer(
     transport: str, **overrides: object
 ) -> AsyncIterator[tuple[SyncwireServer, str]]:
-    """A server with a long closing-handshake timeout and one peer (legacy or typed
-    WebSocket, present in HOME) behind a proxy, which is frozen before this yields."""
+    """A server with a long closing-handshake timeout and one peer (legacy, typed
+    WebSocket or gRPC, present in HOME) behind a proxy, frozen before this yields."""
     async with running_server(ws_close_timeout=CLOSE_TIMEOUT, **overrides) as server:
-        async with TcpProxy("127.0.0.1", server.ws_port) as proxy:
+        port = server.grpc_port if transport == "grpc" else server.ws_port
+        async with TcpProxy("127.0.0.1", port) as proxy:
             url = f"ws://{proxy.address}"
             async with contextlib.AsyncExitStack() as stack:
                 if transport == "legacy":
                     peer_id = (await LegacyClient.open(url)).peer_id
                 else:
-                    channel = WebSocketChannel(url)
-                    stack.push_async_callback(channel.close)
+                    channel: grpc.aio.Channel = (
+                        grpc.aio.insecure_channel(proxy.address)
+                        if transport == "grpc"
+                        else WebSocketChannel(url)
+                    )
+                    stack.push_async_callback(channel.close, None)
                     stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
                     peer_id = (await stream.welcome()).peer_id
                     await stream.subscribe(HOME, join_presence=True)
@@ -75,7 +81,7 @@ async def test_ping_timeout_releases_a_frozen_peer_at_once(transport: str) -> No
         await poll_until(lambda: server.ws_server.open_connections == 0, "socket dropped")
 
 
-@pytest.mark.parametrize("transport", ["legacy", "ws"])
+@pytest.mark.parametrize("transport", ["legacy", "ws", "grpc"])
 async def test_heartbeat_silence_releases_a_peer_stuck_in_a_write(transport: str) -> None:
     # No WebSocket pings: only the session's idle timeout notices the silence, while the
     # server's writes to the peer are stuck on its full socket.

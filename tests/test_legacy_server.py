@@ -590,3 +590,26 @@ async def test_slow_consumer_is_closed_with_1013() -> None:
         draining.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await draining
+
+
+async def test_following_more_collections_than_max_subscriptions_is_refused() -> None:
+    async with running_server(max_subscriptions=2) as server:
+        publisher = await LegacyClient.open(server.ws_url)  # home: the first subscription
+        delta = {
+            "collection_id": "doc-a",
+            "crdt_type": "LwwRegister",
+            "delta": [1],
+            "timestamp": {"secs_since_epoch": 1757000130, "nanos_since_epoch": 5},
+            "replica_id": "550e8400-e29b-41d4-a716-446655440000",
+        }
+        await publisher.send_text(json.dumps({"version": 1, "message": {"Delta": delta}}))
+        echo = await publisher.recv()  # followed: its own delta comes back
+        assert echo["message"]["Delta"]["collection_id"] == "doc-a"
+        beyond = {**delta, "collection_id": "doc-b"}
+        await publisher.send_text(json.dumps({"version": 1, "message": {"Delta": beyond}}))
+        error = await publisher.recv()
+        assert error["code"] == "too_many_subscriptions", error
+        session = next(s for s in server.core.registry.sessions() if s.peer_id == publisher.peer_id)
+        assert sorted(session.subscriptions) == ["default", "doc-a"]
+        probe = await publisher.probe()  # the connection carries on
+        await publisher.expect_probe(probe, publisher.peer_id)

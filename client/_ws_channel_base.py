@@ -47,7 +47,11 @@ class MultiplexedChannel(grpc.aio.Channel):
         send_buffer_bytes: int = 256 * 1024,
         interceptors: Sequence[ClientInterceptor] | None = None,
         secure: bool = False,
+        keepalive: tuple[float, float] | None = None,
     ) -> None:
+        """``keepalive``: (interval, timeout) in seconds of call-0 Pings each connection
+        sends (the server's ConnectionSettings replace the numbers), None for none."""
+        self._keepalive = keepalive
         self._interceptors = Interceptors(interceptors)
         self._secure = secure
         self._max_receive = max_receive_message_bytes
@@ -89,6 +93,7 @@ class MultiplexedChannel(grpc.aio.Channel):
                 max_send_bytes=min(limits) if limits else None,
                 send_buffer_bytes=self._send_buffer_bytes,
                 on_closed=self._connection_closed,
+                keepalive=self._keepalive,
             )
             connection.start()
             self._connection = connection

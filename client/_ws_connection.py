@@ -13,7 +13,9 @@ import grpc
 import grpc.aio
 from websockets.exceptions import ConnectionClosed
 
+from syncwire.ws.v1 import frame_pb2
 from wire.connection import ConnectionDriver
+from wire.deadline import DeadlineError, duration_to_timeout
 from wire.events import (
     CallEnded,
     CallFailed,
@@ -22,6 +24,8 @@ from wire.events import (
     HeadersReceived,
     MessageReceived,
     PeerProtocolError,
+    PongReceived,
+    SettingsReceived,
     WindowOpened,
 )
 from wire.metadata import MetadataPairs
@@ -55,7 +59,10 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
         max_send_bytes: int | None,
         send_buffer_bytes: int,
         on_closed: Callable[[ClientConnectionDriver], None],
+        keepalive: tuple[float, float] | None = None,
     ) -> None:
+        """``keepalive``: (interval, timeout) in seconds of call-0 Pings to send, or None
+        for none; the server's ConnectionSettings replace the numbers when it has them."""
         super().__init__(
             transport,
             ClientMultiplexer(max_receive_bytes=max_receive_bytes, max_send_bytes=max_send_bytes),
@@ -66,6 +73,8 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
         self._on_closed = on_closed
         self._sinks: dict[int, CallSink] = {}
         self._task: asyncio.Task[None] | None = None
+        self._keepalive_times = keepalive
+        self.settings: frame_pb2.ConnectionSettings | None = None  # the server's, once read
 
     @property
     def usable(self) -> bool:
@@ -80,6 +89,8 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
     def start(self) -> None:
         """Starts driving the connection (reader and writer) in a task."""
         self._task = asyncio.create_task(self.run(), name="ws-client-reader")
+        if self._keepalive_times is not None:
+            self.start_keepalive(*self._keepalive_times)
 
     def start_call(
         self, method: str, metadata: MetadataPairs | None, timeout: float | None, sink: CallSink
@@ -113,6 +124,21 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _apply(self, settings: frame_pb2.ConnectionSettings) -> None:
+        """The server's ConnectionSettings: the multiplexer already bounds sent messages
+        by its max_message_bytes; its ping timing replaces ours for call-0 Pings."""
+        self.settings = settings
+        if self._keepalive_times is None or not settings.HasField("ping_interval"):
+            return
+        try:
+            interval = duration_to_timeout(settings.ping_interval)
+            timeout = duration_to_timeout(settings.ping_timeout) or interval
+        except DeadlineError:
+            _LOG.warning("syncwire framing: ignoring invalid ping timing in %s", settings)
+            return
+        if interval > 0:
+            self.start_keepalive(interval, timeout)
+
     # ConnectionDriver hooks.
 
     def _connection_lost(self, details: str) -> None:
@@ -125,6 +151,13 @@ class ClientConnectionDriver(ConnectionDriver[ClientMultiplexer]):
         self._on_closed(self)
 
     def _dispatch(self, event: Event) -> None:
+        if isinstance(event, SettingsReceived):
+            self._apply(event.settings)
+            return
+        if isinstance(event, PongReceived):
+            return  # any frame proves the server alive (ConnectionDriver.last_received)
+        if isinstance(event, PeerProtocolError) and self._peer_predates_keepalive(event):
+            return  # a server from before call-0 Pings: WebSocket pings must do
         if isinstance(event, FrameDiscarded | PeerProtocolError):
             self._log_discards(event)
             return

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import grpc
 import grpc.aio
 
+from wire.protocol import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
+
 from .inprocess import InProcessChannel, InProcessServer
 from .ws_channel import WebSocketChannel
 
@@ -103,8 +105,8 @@ class ChannelSettings:
     keepalive_time: float = 10.0
     keepalive_timeout: float = 10.0
     max_receive_message_bytes: int = 4 * 1024 * 1024
-    ws_ping_interval: float | None = 20.0
-    ws_ping_timeout: float | None = 20.0
+    ws_ping_interval: float | None = PING_INTERVAL_SECONDS
+    ws_ping_timeout: float | None = PING_TIMEOUT_SECONDS
     ws_close_timeout: float | None = 2.0
     """Seconds closing a WebSocket channel waits for the server's closing handshake
     before aborting the TCP connection (a dropped, possibly half-open connection's

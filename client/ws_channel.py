@@ -43,7 +43,13 @@ class WebSocketChannel(MultiplexedChannel):
             `grpc.aio.insecure_channel` (Gzip, Deflate, or None: on;
             NoCompression: off), or False (off). A per-call `compression=` is accepted
             and ignored: the WebSocket compression already covers the call.
-        ping_interval, ping_timeout: WebSocket keepalive; None disables.
+        ping_interval, ping_timeout: Keepalive, in seconds (default 20 and 20, as the
+            server's): a ping every ``ping_interval``; a connection whose answer takes
+            longer than ``ping_timeout`` is dropped and its calls end UNAVAILABLE.
+            None disables.
+        app_ping: Keep alive with call-0 Ping frames (docs/protocol.md, "Keepalive"),
+            timed by the server's ConnectionSettings, instead of WebSocket control
+            pings: for paths that do not pass control frames, and as browsers do.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds closing the channel (or a dropped connection) waits for
             the server's closing handshake before it aborts the TCP connection: bounds
@@ -73,11 +79,16 @@ class WebSocketChannel(MultiplexedChannel):
         proxy: str | Literal[True] | None = True,
         send_buffer_bytes: int = 256 * 1024,
         interceptors: Sequence[ClientInterceptor] | None = None,
+        app_ping: bool = False,
     ) -> None:
+        keepalive = (
+            (ping_interval, ping_timeout or ping_interval) if app_ping and ping_interval else None
+        )
         super().__init__(
             max_receive_message_bytes=max_receive_message_bytes,
             max_send_message_bytes=max_send_message_bytes,
             send_buffer_bytes=send_buffer_bytes,
+            keepalive=keepalive,
             interceptors=interceptors,
             secure=url.startswith("wss:"),
         )
@@ -92,8 +103,8 @@ class WebSocketChannel(MultiplexedChannel):
         self._headers = pairs
         self._connect_options = {
             "compression": "deflate" if _deflate(compression) else None,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
+            "ping_interval": None if app_ping else ping_interval,
+            "ping_timeout": None if app_ping else ping_timeout,
             "open_timeout": open_timeout,
             "close_timeout": close_timeout,
             "max_size": None

@@ -63,6 +63,8 @@ class SyncwireServer:
             close_timeout=config.ws_close_timeout,
             compression=config.ws_compression,
             reuse_port=reuse_port,
+            allowed_origins=config.origin_patterns,
+            server_id=self.core.server_id,
         )
         self.core.metrics.watch_framing_connections(lambda: len(self.ws_server.connections))
         known = set(self.ws_server.service_names())

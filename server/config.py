@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.ws.origin import OriginPatternError, parse_patterns
+from wire.protocol import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
+
 ENV_PREFIX = "SYNCWIRE_"
 MIB = 1024 * 1024
 MAX_WORKERS = 64
@@ -104,9 +107,13 @@ class ServerConfig:
         "default", "home collection of legacy JSON clients that give no room_id"
     )
     ws_compression: bool = _opt(True, "negotiate permessage-deflate on WebSocket")
-    ws_ping_interval: float = _opt(20.0, "seconds between WebSocket keepalive pings (0 = off)")
+    ws_ping_interval: float = _opt(
+        PING_INTERVAL_SECONDS,
+        "seconds between WebSocket keepalive pings, control and call-0 Ping (0 = off)",
+    )
     ws_ping_timeout: float = _opt(
-        20.0, "seconds to wait for a WebSocket pong; a peer that misses it is dropped at once"
+        PING_TIMEOUT_SECONDS,
+        "seconds to wait for a pong; a peer that misses it is dropped at once",
     )
     ws_close_timeout: float = _opt(
         10.0, "seconds a WebSocket closing handshake may take before the socket is dropped"
@@ -148,6 +155,13 @@ class ServerConfig:
         "", "PEM certificate chain file: both listeners serve TLS (grpcs, wss)", metavar="FILE"
     )
     tls_key: str = _opt("", "PEM private key file of the --tls-cert certificate", metavar="FILE")
+    allowed_origins: str = _opt(
+        "",
+        "browser origins allowed to open WebSockets besides the server's own host: "
+        "glob patterns separated by commas, e.g. 'https://app.example.com,https://*.example.com' "
+        "('*' = any); clients sending no Origin are not affected",
+        metavar="PATTERNS",
+    )
 
     def __post_init__(self) -> None:
         _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")
@@ -277,6 +291,10 @@ class ServerConfig:
             value = getattr(self, name)
             _check(value >= 0, name, value, "must be >= 0")
         _check(self.rate_limit_burst > 0, "rate_limit_burst", self.rate_limit_burst, "must be > 0")
+        try:
+            parse_patterns(self.allowed_origins)
+        except OriginPatternError as exc:
+            _check(False, "allowed_origins", self.allowed_origins, str(exc))
         _check(
             self.max_connections_per_address >= 0,
             "max_connections_per_address",
@@ -288,6 +306,11 @@ class ServerConfig:
     def auth_enabled(self) -> bool:
         """Whether calls need a JWT (a secret or a public key is configured)."""
         return bool(self.auth_secret or self.auth_public_key)
+
+    @property
+    def origin_patterns(self) -> tuple[str, ...]:
+        """``allowed_origins`` as a tuple of glob patterns (lower case)."""
+        return parse_patterns(self.allowed_origins)
 
     @property
     def tls_enabled(self) -> bool:
@@ -320,6 +343,8 @@ def _field_type(f: dataclasses.Field[Any]) -> type:
 
 
 def _coerce(name: str, kind: type, raw: object, source: str) -> Any:
+    if kind is str and isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return ",".join(raw)  # a TOML array of strings, for list-valued options
     try:
         if isinstance(raw, str):
             return _parser_for(kind)(raw)

@@ -159,6 +159,9 @@ async def test_malformed_start_is_answered_with_invalid_argument() -> None:
             body = frame_pb2.Frame(
                 call_id=1, start=frame_pb2.CallStart(method="/a")
             ).SerializeToString()
+            first = await asyncio.wait_for(ws.recv(), 5)
+            assert isinstance(first, bytes)  # the server's ConnectionSettings come first
+            assert frame_pb2.FrameBatch.FromString(first).frames[0].HasField("settings")
             await ws.send(b"\x0a" + encode_varint(len(body)) + body.replace(b"/a", b"/\xff"))
             raw = await asyncio.wait_for(ws.recv(), 5)
             assert isinstance(raw, bytes)

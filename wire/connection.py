@@ -27,10 +27,13 @@ from websockets.exceptions import ConnectionClosed
 
 from wire.events import Event, FrameDiscarded, PeerProtocolError
 from wire.mux import CallStateError, Multiplexer
-from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION
+from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, KEEPALIVE_TIMEOUT
 from wire.transport import MessageTransport
 
 _LOG = logging.getLogger(__name__)
+
+# How receivers from before ConnectionSettings/Ping describe a call-0 frame they discard.
+_PRE_KEEPALIVE_DISCARD = "is not valid on call 0"
 
 MultiplexerT = TypeVar("MultiplexerT", bound=Multiplexer[Any])
 
@@ -69,6 +72,13 @@ class ConnectionDriver(Generic[MultiplexerT]):
         self._drained = asyncio.Event()
         self.closed = False
         self.max_pending_bytes = 0  # high-water mark of the send buffer, for observability
+        self._loop = asyncio.get_running_loop()
+        self.last_received = self._loop.time()  # loop time of the last message received
+        self._keepalive: tuple[float, float] | None = None  # (interval, timeout) seconds
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_sent_at = 0.0
+        self._ping_nonce = 0
+        self._closing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Serves the connection until the peer goes away, the transport fails or it is
@@ -128,7 +138,35 @@ class ConnectionDriver(Generic[MultiplexerT]):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), timeout)
 
+    def start_keepalive(self, interval: float, timeout: float) -> None:
+        """Sends an application-level Ping (call 0) every ``interval`` seconds. When
+        nothing at all arrives within ``timeout`` seconds after a Ping, the peer is dead:
+        the calls end (``_connection_lost`` with ``keepalive ping timeout``) and the
+        transport is closed with 1011, as websockets does for its control pings."""
+        self.stop_keepalive()
+        if self.closed:
+            return
+        self._keepalive = (interval, timeout)
+        self._ping_timer = self._loop.call_later(interval, self._send_ping)
+
+    def stop_keepalive(self) -> None:
+        """Stops sending application-level Pings."""
+        self._keepalive = None
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
     # For subclasses.
+
+    def _peer_predates_keepalive(self, event: PeerProtocolError) -> bool:
+        """Whether the peer's ProtocolError says it discarded one of our call-0 frames as
+        an implementation from before ConnectionSettings and Ping does ("frame kind
+        'settings' is not valid on call 0"); if so, it would discard Pings too, so none
+        are sent to it from now on (docs/protocol.md, "Compatibility")."""
+        if not event.details.endswith(_PRE_KEEPALIVE_DISCARD):
+            return False
+        self.stop_keepalive()
+        return True
 
     def _dispatch(self, event: Event) -> None:
         raise NotImplementedError
@@ -171,7 +209,34 @@ class ConnectionDriver(Generic[MultiplexerT]):
             return
         self.closed = True
         self._space.set()
+        self.stop_keepalive()
         self._connection_lost(details)
+
+    def _send_ping(self) -> None:
+        if self._keepalive is None or self.closed:
+            return
+        self._ping_sent_at = self._loop.time()
+        self._ping_nonce += 1
+        self.mux.send_ping(self._ping_nonce)
+        self._data_ready.set()
+        self._ping_timer = self._loop.call_later(self._keepalive[1], self._check_answer)
+
+    def _check_answer(self) -> None:
+        if self._keepalive is None or self.closed:
+            return
+        if self.last_received >= self._ping_sent_at:
+            next_ping = self._ping_sent_at + self._keepalive[0]
+            self._ping_timer = self._loop.call_at(next_ping, self._send_ping)
+            return
+        self._lost(KEEPALIVE_TIMEOUT)
+        fail_now = getattr(self._transport, "fail_now", None)  # wire.keepalive
+        if fail_now is not None:
+            fail_now(CLOSE_INTERNAL_ERROR, KEEPALIVE_TIMEOUT)  # no closing handshake
+            return
+        self._closing = self._loop.create_task(
+            self._transport.close(CLOSE_INTERNAL_ERROR, KEEPALIVE_TIMEOUT)
+        )
+        self._closing.add_done_callback(_ignore_result)
 
     # Internals.
 
@@ -182,8 +247,10 @@ class ConnectionDriver(Generic[MultiplexerT]):
             self._dispatch,
             self._data_ready,
         )
+        clock = self._loop.time
         while True:
             message = await transport.recv()
+            self.last_received = clock()
             for event in mux.receive(message):
                 dispatch(event)
             data_ready.set()
@@ -212,3 +279,8 @@ class ConnectionDriver(Generic[MultiplexerT]):
             if mux.write_queue.pending_bytes < self.send_buffer_bytes:
                 self._space.set()  # refill while this batch is in flight
             await transport.send(batch)
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # a close that failed: the connection is gone either way

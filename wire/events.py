@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
+from syncwire.ws.v1 import frame_pb2
+
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
@@ -95,6 +97,21 @@ class PeerProtocolError:
     details: str
 
 
+@dataclass(frozen=True, slots=True)
+class SettingsReceived:
+    """Client side: the server's ConnectionSettings (its first frame, call 0); the
+    multiplexer already applied ``max_message_bytes`` to what it sends."""
+
+    settings: frame_pb2.ConnectionSettings
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """Either side: the peer answered one of our application-level Pings."""
+
+    nonce: int
+
+
 Event = (
     CallStarted
     | HeadersReceived
@@ -105,5 +122,7 @@ Event = (
     | CallFailed
     | FrameDiscarded
     | PeerProtocolError
+    | PongReceived
+    | SettingsReceived
     | WindowOpened
 )

@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-_LOG = logging.getLogger(__name__)
+from wire.protocol import KEEPALIVE_TIMEOUT
 
-PING_TIMEOUT_REASON = "keepalive ping timeout"
+_LOG = logging.getLogger(__name__)
 
 
 class FailFastKeepalive(Connection):
@@ -46,7 +46,7 @@ class FailFastKeepalive(Connection):
                         pong = await self.ping()
                         latency = await pong
                 except TimeoutError:
-                    self.fail_now(CloseCode.INTERNAL_ERROR, PING_TIMEOUT_REASON)
+                    self.fail_now(CloseCode.INTERNAL_ERROR, KEEPALIVE_TIMEOUT)
                     return
         except ConnectionClosed:
             return

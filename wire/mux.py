@@ -45,6 +45,8 @@ from wire.events import (
     HeadersReceived,
     MessageReceived,
     PeerProtocolError,
+    PongReceived,
+    SettingsReceived,
     WindowOpened,
 )
 from wire.metadata import MetadataError, MetadataPairs, decode_metadata, encode_metadata
@@ -103,6 +105,8 @@ class Multiplexer(Generic[CallStateT]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.write_queue = WriteQueue(batch_bytes)
+        self._batch_bytes = batch_bytes
+        self._ping_nonce: int | None = None  # the last Ping of the message being read
         self.max_receive_bytes = max_receive_bytes
         self.max_send_bytes = max_send_bytes
         self._events: list[Event] = []
@@ -204,6 +208,7 @@ class Multiplexer(Generic[CallStateT]):
                 if self.violation is not None:
                     break  # the rest of the message is not worth decoding
         self._report_discards(now)
+        self._answer_ping()
         events, self._events = self._events, []
         return events
 
@@ -242,12 +247,38 @@ class Multiplexer(Generic[CallStateT]):
     def _fail(self, call_id: int, code: grpc.StatusCode, details: str) -> None:
         raise NotImplementedError
 
+    def send_ping(self, nonce: int) -> None:
+        """Queues an application-level Ping on call 0; the peer answers with a Pong
+        carrying ``nonce`` (a uint64)."""
+        ping = frame_pb2.Ping(nonce=nonce)
+        self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, ping=ping)))
+
     def _on_connection_frame(self, frame: frame_pb2.Frame) -> None:
-        if frame.WhichOneof("kind") == "protocol_error":
+        kind = frame.WhichOneof("kind")
+        if kind == "ping":
+            self._ping_nonce = frame.ping.nonce
+        elif kind == "pong":
+            self._events.append(PongReceived(frame.pong.nonce))
+        elif kind == "protocol_error":
             error = frame.protocol_error
             self._events.append(PeerProtocolError(number_to_code(error.code), error.details))
-        else:
-            self._discard(f"frame kind {frame.WhichOneof('kind')!r} is not valid on call 0")
+        elif kind == "settings":
+            self._on_settings(frame.settings)
+        elif kind is not None:
+            self._discard(f"call 0 carries no {kind!r} frames")
+        # else: a call-0 frame of a kind this version does not know (or none): ignored, so
+        # that later versions can add connection-level frames.
+
+    def _on_settings(self, settings: frame_pb2.ConnectionSettings) -> None:
+        self._discard("frame kind 'settings' is sent by servers only")
+
+    def _answer_ping(self) -> None:
+        """One Pong per received WebSocket message, answering its last Ping; none while
+        a full batch waits to be written (a peer that does not read needs no more)."""
+        nonce, self._ping_nonce = self._ping_nonce, None
+        if nonce is not None and self.write_queue.pending_bytes <= self._batch_bytes:
+            pong = frame_pb2.Pong(nonce=nonce)
+            self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, pong=pong)))
 
     def _discard(self, details: str) -> None:
         """Drops an unattributable frame; the peer hears of it in the message's one
@@ -284,6 +315,12 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
     """The server end of one connection."""
 
     _last_call_id = 0  # highest call id started so far
+
+    def send_settings(self, settings: frame_pb2.ConnectionSettings) -> None:
+        """Queues the connection's ConnectionSettings on call 0 (the server's first
+        frame)."""
+        frame = frame_pb2.Frame(call_id=0, settings=settings)
+        self.write_queue.push(encode_record(frame))
 
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
         """Queues the call's initial metadata; raises MetadataError for invalid entries."""
@@ -445,6 +482,15 @@ class ClientMultiplexer(Multiplexer[_ClientCall]):
     """The client end of one connection."""
 
     _next_call_id = 1
+
+    def _on_settings(self, settings: frame_pb2.ConnectionSettings) -> None:
+        """The server's limits: its max_message_bytes bounds what this end sends from now
+        on (the lower of it and the local limit)."""
+        announced = settings.max_message_bytes
+        if announced:
+            limit = self.max_send_bytes
+            self.max_send_bytes = announced if limit is None else min(limit, announced)
+        self._events.append(SettingsReceived(settings))
 
     @property
     def exhausted(self) -> bool:

@@ -12,16 +12,22 @@ SUBPROTOCOLS: Final = (SUBPROTOCOL_PROTOBUF,)
 # largest call message payload, in bytes, that the sender accepts.
 MAX_MESSAGE_BYTES_HEADER: Final = "syncwire-max-message-bytes"
 
-# WebSocket close codes used by syncwire.
+# WebSocket close codes used by syncwire (docs/protocol.md, "Close codes" and
+# "Refusals").
 CLOSE_NORMAL: Final = 1000  # the client closed its channel
 CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
 CLOSE_PROTOCOL_ERROR: Final = 1002  # only unknown subprotocols were offered
-CLOSE_POLICY_VIOLATION: Final = 1008  # no subprotocol offered and no legacy handler
+CLOSE_POLICY_VIOLATION: Final = 1008  # no subprotocol and no legacy handler; Origin refused
 CLOSE_MESSAGE_TOO_BIG: Final = 1009  # a WebSocket message exceeded the size bound
-CLOSE_INTERNAL_ERROR: Final = 1011  # unexpected server failure
-CLOSE_TRY_AGAIN_LATER: Final = 1013  # connection limit reached after the handshake
+CLOSE_INTERNAL_ERROR: Final = 1011  # unexpected server failure, keepalive ping timeout
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # connection limits (server full, per address)
 
-# Keepalive defaults: a ping every 25 s (Socket.IO, Centrifugo) and 20 s to answer it, so
-# a dead peer is noticed within 45 s while idle proxies (often 60 s) keep the socket.
-PING_INTERVAL_SECONDS: Final = 25.0
+# Keepalive: a ping every 20 s, and 20 s to answer it, so a dead peer is noticed within
+# 40 s while idle proxies (often 60 s) keep the socket; websockets' own defaults. The
+# one place these numbers live: the server's WebSocket control pings and application
+# Pings (ConnectionSettings), and WebSocketChannel's control pings, all use them.
+PING_INTERVAL_SECONDS: Final = 20.0
 PING_TIMEOUT_SECONDS: Final = 20.0
+
+# Close reason (with 1011) and call details (UNAVAILABLE) when a Ping went unanswered.
+KEEPALIVE_TIMEOUT: Final = "keepalive ping timeout"

@@ -16,6 +16,7 @@ from server.ws.call import ServerCall
 from server.ws.context import ConnectionInfo
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
+from syncwire.ws.v1 import frame_pb2
 from wire.connection import ConnectionDriver
 from wire.events import (
     CallCancelled,
@@ -26,6 +27,8 @@ from wire.events import (
     HalfClosed,
     MessageReceived,
     PeerProtocolError,
+    PongReceived,
+    SettingsReceived,
     WindowOpened,
 )
 from wire.metadata import MetadataPairs
@@ -65,7 +68,11 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         cache: SerializationCache,
         peer_max_message_bytes: int | None,
         accepting: Callable[[], bool],
+        settings: frame_pb2.ConnectionSettings | None = None,
+        keepalive: tuple[float, float] | None = None,
     ) -> None:
+        """``settings``: sent first, on call 0. ``keepalive``: (interval, timeout) of the
+        call-0 Pings, in seconds (None: none)."""
         super().__init__(
             transport,
             ServerMultiplexer(
@@ -79,6 +86,8 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         self._registry = registry
         self._cache = cache
         self._accepting = accepting
+        self._settings = settings
+        self._keepalive_times = keepalive
         self._calls: dict[int, ServerCall] = {}
         self.idle = asyncio.Event()  # set while no call runs
         self.idle.set()
@@ -87,6 +96,16 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
     def call_count(self) -> int:
         """Calls running on this connection."""
         return len(self._calls)
+
+    async def run(self) -> None:
+        """Sends the ConnectionSettings, starts the call-0 keepalive, then serves the
+        connection until it closes (``ConnectionDriver.run``)."""
+        if self._settings is not None:
+            self.mux.send_settings(self._settings)
+            self.flush()
+        if self._keepalive_times is not None:
+            self.start_keepalive(*self._keepalive_times)
+        await super().run()
 
     async def shutdown(self, code: int, reason: str, flush_timeout: float = 1.0) -> None:
         """Ends every call with UNAVAILABLE, flushes their ends (for at most
@@ -139,9 +158,14 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         if isinstance(event, CallStarted):
             self._start(event)
             return
+        if isinstance(event, PeerProtocolError) and self._peer_predates_keepalive(event):
+            _LOG.debug("%s predates call-0 settings and pings: %s", self.info.peer, event)
+            return
         if isinstance(event, FrameDiscarded | PeerProtocolError):
             self._log_discards(event)
             return
+        if isinstance(event, PongReceived | SettingsReceived):
+            return  # any frame proves the peer alive (ConnectionDriver.last_received)
         call = self._calls.get(event.call_id)
         if call is None:
             return

@@ -9,6 +9,7 @@ import http
 import logging
 import socket
 import ssl
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,10 +29,13 @@ from server.ws.connection import (
 )
 from server.ws.context import ConnectionInfo
 from server.ws.listener import announced_limit, bind, connection_info
+from server.ws.origin import OriginPolicy
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
+from syncwire.ws.v1 import frame_pb2
+from wire.deadline import timeout_to_duration
 from wire.keepalive import FailFastKeepalive
-from wire.mux import DEFAULT_MAX_MESSAGE_BYTES
+from wire.mux import DEFAULT_MAX_MESSAGE_BYTES, INITIAL_WINDOW
 from wire.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
@@ -61,9 +65,13 @@ class _Connection(FailFastKeepalive, ServerConnection):
 def _select_subprotocol(
     connection: ServerConnection, offered: Sequence[Subprotocol]
 ) -> Subprotocol | None:
-    """The typed framing when offered; otherwise accept without a subprotocol and let the
-    connection handler decide (legacy client, or a close with a clear reason)."""
-    return _PROTOBUF if _PROTOBUF in offered else None
+    """The typed framing when offered. Otherwise the first subprotocol offered, so that
+    the handshake completes and the close that refuses it (1002, with its reason) can be
+    read: a browser fails a connection whose response names none of the subprotocols it
+    offered, and shows only 1006. No subprotocol offered: none (legacy JSON client)."""
+    if _PROTOBUF in offered:
+        return _PROTOBUF
+    return offered[0] if offered else None
 
 
 class WebSocketServer(grpc.aio.Server):
@@ -73,6 +81,14 @@ class WebSocketServer(grpc.aio.Server):
     (``add_XServicer_to_server(servicer, ws_server)``), add ports, ``await start()``.
     Connections offering ``syncwire-protobuf`` get the typed framing; connections offering
     no subprotocol go to ``legacy_handler`` (refused with close code 1008 without one).
+
+    A typed connection starts with the server's ConnectionSettings on call 0; with
+    ``ping_interval`` set, the server sends a WebSocket ping and a call-0 Ping every
+    ``ping_interval`` seconds and drops a peer that answers neither within
+    ``ping_timeout`` (docs/protocol.md, "Keepalive"). Handshakes carrying an ``Origin``
+    (browsers) must come from ``allowed_origins`` (glob patterns) or the server's own
+    host; they are refused after the handshake, with a close code and reason a browser
+    can read (docs/protocol.md, "Refusals").
 
     Per connection: at most ``max_concurrent_calls`` calls run at once (a call started
     beyond that ends at once with RESOURCE_EXHAUSTED, ``Concurrent RPC limit exceeded!``,
@@ -98,10 +114,26 @@ class WebSocketServer(grpc.aio.Server):
         open_timeout: float | None = 10.0,
         close_timeout: float | None = 10.0,
         reuse_port: bool = False,
+        allowed_origins: Sequence[str] = (),
+        server_id: str | None = None,
     ) -> None:
-        """`reuse_port`: bind with SO_REUSEPORT (workers of one host share the port)."""
+        """`reuse_port`: bind with SO_REUSEPORT (workers of one host share the port).
+        `allowed_origins`: glob patterns of browser origins allowed besides the server's
+        own host (server/ws/origin.py). `server_id`: sent in ConnectionSettings (default:
+        a random id per server)."""
         self._reuse_port = reuse_port
         self._registry = MethodRegistry(interceptors)
+        self._origins = OriginPolicy(allowed_origins)
+        self._keepalive = (ping_interval, ping_timeout or ping_interval) if ping_interval else None
+        self._settings = frame_pb2.ConnectionSettings(
+            max_message_bytes=max_message_bytes,
+            server_id=server_id or uuid.uuid4().hex,
+            max_concurrent_calls=max_concurrent_calls,
+            initial_window_bytes=INITIAL_WINDOW,
+        )
+        if self._keepalive is not None:
+            self._settings.ping_interval.CopyFrom(timeout_to_duration(self._keepalive[0]))
+            self._settings.ping_timeout.CopyFrom(timeout_to_duration(self._keepalive[1]))
         self._legacy_handler = legacy_handler
         self._limits = ServerLimits(
             max_message_bytes=max_message_bytes,
@@ -276,6 +308,8 @@ class WebSocketServer(grpc.aio.Server):
             cache=self._cache,
             peer_max_message_bytes=announced_limit(info),
             accepting=lambda: not self._stopping,
+            settings=self._settings,
+            keepalive=self._keepalive,
         )
         self._drivers.add(driver)
         try:
@@ -284,6 +318,8 @@ class WebSocketServer(grpc.aio.Server):
             self._drivers.discard(driver)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if "Origin" in request.headers:
+            return None  # a browser: refused after the handshake, where it can read why
         if self._open_connections >= self._max_connections:
             return connection.respond(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections, try again later.\n"
@@ -316,6 +352,11 @@ class WebSocketServer(grpc.aio.Server):
             self._addresses.remove(address)
 
     async def _dispatch_connection(self, connection: ServerConnection, crowded: bool) -> None:
+        request_headers = connection.request.headers if connection.request else Headers()
+        refused = self._origins.refusal(request_headers.get("Origin"), request_headers.get("Host"))
+        if refused is not None:
+            await connection.close(CLOSE_POLICY_VIOLATION, refused)
+            return
         if self._open_connections > self._max_connections:
             await connection.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
@@ -325,7 +366,6 @@ class WebSocketServer(grpc.aio.Server):
         if connection.subprotocol == SUBPROTOCOL_PROTOBUF:
             await self._serve(connection, connection_info(connection))
             return
-        request_headers = connection.request.headers if connection.request else Headers()
         offered = request_headers.get_all("Sec-WebSocket-Protocol")
         if offered:
             await connection.close(

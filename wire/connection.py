@@ -149,6 +149,11 @@ class ConnectionDriver(Generic[MultiplexerT]):
         self._keepalive = (interval, timeout)
         self._ping_timer = self._loop.call_later(interval, self._send_ping)
 
+    @property
+    def keepalive_active(self) -> bool:
+        """Whether call-0 Pings are being sent (``start_keepalive``, not stopped since)."""
+        return self._keepalive is not None
+
     def stop_keepalive(self) -> None:
         """Stops sending application-level Pings."""
         self._keepalive = None

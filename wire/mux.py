@@ -107,6 +107,7 @@ class Multiplexer(Generic[CallStateT]):
         self.write_queue = WriteQueue(batch_bytes)
         self._batch_bytes = batch_bytes
         self._ping_nonce: int | None = None  # the last Ping of the message being read
+        self.pongs_received = 0  # Pongs the peer sent (answers to send_ping), for observers
         self.max_receive_bytes = max_receive_bytes
         self.max_send_bytes = max_send_bytes
         self._events: list[Event] = []
@@ -258,6 +259,7 @@ class Multiplexer(Generic[CallStateT]):
         if kind == "ping":
             self._ping_nonce = frame.ping.nonce
         elif kind == "pong":
+            self.pongs_received += 1
             self._events.append(PongReceived(frame.pong.nonce))
         elif kind == "protocol_error":
             error = frame.protocol_error

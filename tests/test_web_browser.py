@@ -53,7 +53,7 @@ async def test_page_and_grpc_client_share_a_collection_byte_exact(page_origin: s
     collection = "browser-doc"
     page_deltas = [bytes([index]) * (index + 1) + bytes(range(256)) for index in range(5)]
     python_deltas = [b"\x00py\xff" * (index + 1) for index in range(5)]
-    server = await start_server_process()
+    server = await start_server_process("--allowed-origins", page_origin)
     try:
         async with (
             grpc.aio.insecure_channel(server.grpc_address) as channel,
@@ -122,7 +122,10 @@ async def test_page_and_grpc_client_share_a_collection_byte_exact(page_origin: s
 
 async def test_interop_cases_in_chromium(page_origin: str) -> None:
     executable = require_browser()
-    async with interop_servers() as servers, chromium(executable) as browser:
+    async with (
+        interop_servers(allowed_origins=(page_origin,)) as servers,
+        chromium(executable) as browser,
+    ):
         page = await open_test_page(browser, page_origin)
         results = await page.evaluate(
             "(url) => window.syncwireTest.runInterop(url)", servers.ws_url

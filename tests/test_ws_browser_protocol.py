@@ -101,7 +101,7 @@ async def test_settings_are_the_first_frame_and_state_the_limits() -> None:
     assert (settings.ping_interval.seconds, settings.ping_timeout.seconds) == (20, 20)
     assert settings.server_id == server.core.server_id
     assert settings.initial_window_bytes == INITIAL_WINDOW == 256 * 1024
-    assert settings.max_concurrent_calls == 0  # no limit stated
+    assert settings.max_concurrent_calls == 1000  # --max-concurrent-calls
 
 
 async def test_the_python_end_takes_the_servers_limit_from_the_settings() -> None:

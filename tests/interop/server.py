@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -40,12 +40,16 @@ class InteropServers:
 
 @contextlib.asynccontextmanager
 async def interop_servers(
-    host: str = "127.0.0.1", grpc_port: int = 0, ws_port: int = 0
+    host: str = "127.0.0.1",
+    grpc_port: int = 0,
+    ws_port: int = 0,
+    allowed_origins: Sequence[str] = (),
 ) -> AsyncIterator[InteropServers]:
-    """Starts the interop service on native gRPC and on WebSocket; stops both at exit."""
+    """Starts the interop service on native gRPC and on WebSocket; stops both at exit.
+    ``allowed_origins``: browser pages allowed besides the server's own host."""
     servicer = InteropServicer()
     grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    ws_server = WebSocketServer()
+    ws_server = WebSocketServer(allowed_origins=allowed_origins)
     for target in (grpc_server, ws_server):
         add_interop_service(target, servicer)
     bound_grpc = grpc_server.add_insecure_port(f"{host}:{grpc_port}")

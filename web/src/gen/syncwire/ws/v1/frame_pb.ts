@@ -214,9 +214,11 @@ export const ProtocolErrorSchema: GenMessage<ProtocolError> = /*@__PURE__*/
 
 /**
  * Connection-level limits and timing, sent by the server as the first frame of a
- * connection (call_id 0), so a client that cannot read handshake response headers (a
- * browser) still learns them. A client must not send a call message larger than
- * max_message_bytes, nor open more than max_concurrent_calls calls at once.
+ * connection (call_id 0, first in the first WebSocket message), so a client that cannot
+ * read handshake response headers (a browser) still learns them. A client must not send
+ * a call message larger than max_message_bytes, nor open more than max_concurrent_calls
+ * calls at once. A client may start calls before it has read this frame. The server
+ * sends it once; clients never send it.
  *
  * @generated from message syncwire.ws.v1.ConnectionSettings
  */
@@ -230,15 +232,19 @@ export type ConnectionSettings = Message<"syncwire.ws.v1.ConnectionSettings"> & 
   maxMessageBytes: number;
 
   /**
-   * How often the server expects to see traffic from the client: a client sends a Ping
-   * (call_id 0) when it has sent nothing for this long.
+   * The server sends a Ping (call_id 0) every ping_interval and expects to receive some
+   * frame (a Pong, or anything else) within ping_timeout of each Ping. So a client
+   * hearing nothing from the server for ping_interval + ping_timeout may consider the
+   * connection dead. Unset: the server sends no Pings. Clients may send their own Pings
+   * at any time; they need not use this interval.
    *
    * @generated from field: google.protobuf.Duration ping_interval = 2;
    */
   pingInterval?: Duration | undefined;
 
   /**
-   * How long a Ping may wait for its Pong before the peer is considered dead.
+   * How long the server waits, after a Ping, for any frame from the client before it
+   * closes the connection (WebSocket close 1011 "keepalive ping timeout").
    *
    * @generated from field: google.protobuf.Duration ping_timeout = 3;
    */
@@ -277,7 +283,8 @@ export const ConnectionSettingsSchema: GenMessage<ConnectionSettings> = /*@__PUR
 /**
  * Application-level keepalive (call_id 0), for peers that cannot send or see WebSocket
  * ping control frames (browsers). Either side may send it; the receiver answers with a
- * Pong carrying the same nonce as soon as it can.
+ * Pong carrying the same nonce as soon as it can: one Pong per received WebSocket
+ * message, for the last Ping in it.
  *
  * @generated from message syncwire.ws.v1.Ping
  */
@@ -362,7 +369,9 @@ export type Frame = Message<"syncwire.ws.v1.Frame"> & {
   /**
    * Call id chosen by the client: odd, and strictly greater than every id the client
    * started before on this connection (so 1, 3, 5, ...). 0 is reserved for
-   * connection-level frames (ProtocolError, ConnectionSettings, Ping, Pong).
+   * connection-level frames (ProtocolError, ConnectionSettings, Ping, Pong); a call-0
+   * frame of a kind the receiver does not know is ignored (later versions may add
+   * some).
    *
    * @generated from field: uint32 call_id = 1;
    */

@@ -28,9 +28,9 @@ async def test_guide_example_runs_in_chromium(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text(
         '<!doctype html><script type="module" src="hello.js"></script>\n'
     )
-    server = await start_server_process()
-    try:
-        with serve_directory(tmp_path) as origin:
+    with serve_directory(tmp_path) as origin:
+        server = await start_server_process("--allowed-origins", origin)
+        try:
             async with chromium(executable) as browser:
                 page = await browser.new_page()
                 await page.goto(f"{origin}/index.html")
@@ -39,8 +39,8 @@ async def test_guide_example_runs_in_chromium(tmp_path: Path) -> None:
                     "async (url) => { const lines = []; await window.helloExample(url, (l) => lines.push(l)); return lines; }",
                     server.ws_url,
                 )
-    finally:
-        await server.terminate()
+        finally:
+            await server.terminate()
     assert lines[0].startswith("server ") and lines[0] != "server undefined"
     assert lines[1].startswith("joined as ")
     assert sorted(lines[2:]) == ["published at offset 1", "received hello at offset 1"]

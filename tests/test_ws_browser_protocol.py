@@ -26,7 +26,7 @@ from client.ws_channel import WebSocketChannel
 from server.__main__ import build_parser
 from server.app import SyncwireServer
 from server.config import ConfigError, ServerConfig, load_config
-from server.origin import OriginPolicy
+from server.ws.origin import OriginPolicy
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
 from syncwire.ws.v1 import frame_pb2
 from wire.codec import decode_batch, encode_record

@@ -17,6 +17,10 @@ class ClientConfig:
     Connection:
         backoff: Reconnect delays (full jitter, 0.5 s .. 20 s, unlimited attempts).
         connect_timeout: Seconds allowed to open a stream and receive the Welcome.
+        first_connect_timeout: Seconds `connect()` waits for the client's first
+            connection before raising ServerUnreachableError (None: wait as long as it
+            takes; `connect(timeout=None)` asks for that per call). Once a connection
+            was made, reconnects retry as `backoff` says, without this bound.
         request_timeout: Seconds allowed for a reply (subscribe, unary calls), and how
             long a unary call waits for a connection before raising NotConnectedError.
         probe_interval: With several endpoints, seconds between checks whether a more
@@ -68,6 +72,7 @@ class ClientConfig:
 
     backoff: Backoff = field(default_factory=Backoff)
     connect_timeout: float = 10.0
+    first_connect_timeout: float | None = 10.0
     request_timeout: float = 10.0
     probe_interval: float = 30.0
     metadata: tuple[tuple[str, str], ...] = ()
@@ -92,7 +97,7 @@ class ClientConfig:
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "request_timeout", "probe_interval"):
             _positive(name, getattr(self, name))
-        for name in ("heartbeat_interval", "heartbeat_timeout"):
+        for name in ("heartbeat_interval", "heartbeat_timeout", "first_connect_timeout"):
             value = getattr(self, name)
             if value is not None:
                 _positive(name, value)

@@ -87,8 +87,7 @@ class SendBufferFullError(SyncError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"more than {limit} bytes of requests wait to be sent to the server; "
-            "try again later",
+            f"more than {limit} bytes of requests wait to be sent to the server; try again later",
             reason_code="send_buffer_full",
             retry_after=1.0,
         )
@@ -176,6 +175,28 @@ class NotConnectedError(SyncError):
         super().__init__(
             grpc.StatusCode.UNAVAILABLE, f"{what} needs a connection", reason_code="not_connected"
         )
+
+
+class ServerUnreachableError(SyncError):
+    """The client's first connection did not come up within the first-connect timeout
+    (`ClientConfig.first_connect_timeout`); raised by `SyncClient.connect()`.
+
+    Attributes:
+        endpoints: The URLs tried, in order of preference.
+        timeout: Seconds waited.
+        last_error: The last connection failure seen (None if no attempt finished).
+    """
+
+    def __init__(self, endpoints: list[str], timeout: float, last_error: SyncError | None) -> None:
+        why = f": {last_error.message}" if last_error is not None else ""
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE,
+            f"cannot reach {', '.join(endpoints)} within {timeout:g} s{why}",
+            reason_code="server_unreachable",
+        )
+        self.endpoints = endpoints
+        self.timeout = timeout
+        self.last_error = last_error
 
 
 class NotSubscribedError(SyncError):

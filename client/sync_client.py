@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import grpc
 import grpc.aio
@@ -37,6 +38,7 @@ from .errors import (
     NotSubscribedError,
     RequestFailed,
     ServerDisconnected,
+    ServerUnreachableError,
     SwitchingEndpoint,
     SyncError,
     TokenRefusedError,
@@ -62,6 +64,14 @@ log = logging.getLogger(__name__)
 CrdtType: TypeAlias = types_pb2.CrdtType.ValueType
 PayloadEncoding: TypeAlias = types_pb2.PayloadEncoding.ValueType
 PresenceAction: TypeAlias = types_pb2.PresenceAction.ValueType
+
+
+class _Default(enum.Enum):
+    DEFAULT = enum.auto()
+
+
+_DEFAULT: Final = _Default.DEFAULT
+"""`connect(timeout=...)` not given: `ClientConfig.first_connect_timeout` applies."""
 
 
 class SyncClient:
@@ -91,7 +101,9 @@ class SyncClient:
         )
         self._replica_id = self.config.replica_id or str(uuid.uuid4())
         self._outbox = Outbox.open(self.config.outbox_path, self.config.outbox_limit)
-        self._inbox: Inbox[SyncEvent] = Inbox(self.config.event_buffer, self.config.event_buffer_bytes)
+        self._inbox: Inbox[SyncEvent] = Inbox(
+            self.config.event_buffer, self.config.event_buffer_bytes
+        )
         self._tracker = StateTracker(ConnectionState.OFFLINE)
         self._subscriptions: dict[str, Subscription] = {}
         self._link: SyncLink | None = None
@@ -126,10 +138,18 @@ class SyncClient:
     ) -> None:
         await self.close()
 
-    async def connect(self, *, wait: bool = True) -> None:
-        """Starts connecting (again, if the client gave up and went OFFLINE). With `wait`,
-        returns once CONNECTED and raises the last error if the client goes OFFLINE
-        first (bound it with asyncio.timeout)."""
+    async def connect(
+        self, *, wait: bool = True, timeout: float | Literal[_Default.DEFAULT] | None = _DEFAULT
+    ) -> None:
+        """Starts connecting (again, if the client gave up and went OFFLINE).
+
+        With `wait`, returns once CONNECTED and raises the last error if the client goes
+        OFFLINE first. Until the client's first connection succeeds, the wait is bounded
+        by `timeout` seconds (default `ClientConfig.first_connect_timeout`, 10 s; None
+        waits as long as it takes): past it, raises ServerUnreachableError and the client
+        keeps trying in the background. After a first success, reconnects retry as
+        `ClientConfig.backoff` says and `connect()` waits for them without a bound.
+        """
         self._check_open()
         if self._runner is None:
             self._tracker.set(ConnectionState.CONNECTING)
@@ -138,9 +158,23 @@ class SyncClient:
             await self.reconnect()
         if not wait:
             return
-        state = await self._tracker.wait_for(
+        limit = self.config.first_connect_timeout if isinstance(timeout, _Default) else timeout
+        waiting = self._tracker.wait_for(
             ConnectionState.CONNECTED, ConnectionState.OFFLINE, ConnectionState.CLOSED
         )
+        if self._ever_connected or limit is None:
+            state = await waiting
+        else:
+            try:
+                async with asyncio.timeout(limit):
+                    state = await waiting
+            except TimeoutError:
+                last = self._tracker.last_change
+                raise ServerUnreachableError(
+                    [e.url for e in self._selector.endpoints],
+                    limit,
+                    last.error if last is not None else None,
+                ) from None
         if state is ConnectionState.CONNECTED:
             return
         last = self._tracker.last_change

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 from collections.abc import AsyncIterator
 
 import grpc
@@ -19,6 +20,7 @@ from client import (
     HeartbeatTimeout,
     Recovery,
     RecoveryEvent,
+    ServerUnreachableError,
     SyncClient,
     SyncError,
     SyncEvent,
@@ -26,7 +28,7 @@ from client import (
 from server.app import SyncwireServer
 
 from .client_harness import FAST, RestartableServer, next_change
-from .service_harness import running_server
+from .service_harness import poll_until, running_server
 from .tcp_proxy import Direction, TcpProxy
 
 
@@ -177,6 +179,46 @@ async def test_offline_after_max_attempts_until_reconnect(
         await proxy.start()
         await asyncio.wait_for(client.connect(), 5)  # leaves OFFLINE and tries again
         assert (await asyncio.wait_for(pending.wait(), 5)).offset == 1
+
+
+class _LongestDelay(random.Random):
+    """Full jitter pinned to its bound: every backoff delay is exactly `Backoff.bound`."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@pytest.mark.timeout(30)
+async def test_first_connect_gives_up_after_its_timeout_reconnects_do_not(
+    server: SyncwireServer, proxy: TcpProxy
+) -> None:
+    backoff = Backoff(base=0.2, cap=0.2, rng=_LongestDelay())
+    config = ClientConfig(first_connect_timeout=0.05, backoff=backoff)
+    url = f"grpc://{proxy.address}"
+    await proxy.refuse()
+    async with SyncClient(url, config) as client:
+        with pytest.raises(ServerUnreachableError) as failed:
+            await client.connect()
+        assert failed.value.code is grpc.StatusCode.UNAVAILABLE
+        assert failed.value.endpoints == [url] and failed.value.timeout == 0.05
+        assert str(failed.value).startswith(f"UNAVAILABLE [server_unreachable]: cannot reach {url}")
+        assert client.state is ConnectionState.CONNECTING  # still trying in the background
+        await proxy.start()
+        await asyncio.wait_for(client.connect(timeout=None), 10)
+
+        # Connected once: a drop is retried without the first-connect bound.
+        await proxy.refuse()
+        dropped = asyncio.ensure_future(next_change(client, ConnectionState.RECONNECTING))
+        proxy.cut()
+        await asyncio.wait_for(dropped, 10)
+        waiting = asyncio.ensure_future(client.connect())
+        attempts = client.stats.connect_attempts
+        # Two more failed attempts: at least one 0.2 s backoff delay, 4 x the bound.
+        await poll_until(lambda: client.stats.connect_attempts >= attempts + 2, "two retries")
+        assert not waiting.done()
+        await proxy.start()
+        await asyncio.wait_for(waiting, 10)
+        assert client.state is ConnectionState.CONNECTED
 
 
 @pytest.mark.timeout(30)

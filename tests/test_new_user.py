@@ -27,6 +27,7 @@ from .test_cli import (
     RUN_TIMEOUT,
     Server,
     cli_env,
+    closed_port,
     one_line_error,
     run_all,
     run_cli,
@@ -216,3 +217,30 @@ def test_timeout_is_honoured_against_a_host_that_does_not_answer(
             f"syncwire: cannot connect to {scheme}://127.0.0.1:{unanswering_port}: timed out"
         )
     assert elapsed >= 11  # waited for --timeout, not for a built-in 10 s
+
+
+# ---------------------------------------------------------------- the example
+
+
+def test_hello_example_without_a_server_says_it_is_unreachable(repo_root: Path) -> None:
+    grpc_url, ws_url = f"grpc://127.0.0.1:{closed_port()}", f"ws://127.0.0.1:{closed_port()}"
+    # examples/hello.py as `python examples/hello.py URL URL` runs it, with a short
+    # first-connect timeout instead of its 10 s default.
+    program = (
+        "import asyncio, runpy, sys; "
+        "main = runpy.run_path('examples/hello.py')['main']; "
+        f"sys.exit(asyncio.run(main([{grpc_url!r}, {ws_url!r}], first_connect_timeout=0.5)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=repo_root, env=cli_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    connecting, unreachable = result.stdout.splitlines()
+    assert connecting == f"connecting to {grpc_url} or {ws_url}"
+    assert unreachable.startswith(
+        f"server unreachable: cannot reach {grpc_url}, {ws_url} within 0.5 s"
+    ), unreachable
+    assert unreachable.endswith("(start one: python -m server)")
+    assert "Traceback" not in result.stderr

@@ -35,7 +35,7 @@ def cli(verbose: int, **_connection: object) -> None:
     \b
     Quick start (two terminals):
       syncwire serve
-      syncwire subscribe notes
+      syncwire subscribe notes --join
       syncwire publish notes 'hello'
 
     Every command but serve takes --server URL (grpc://HOST:PORT, ws://HOST:PORT,

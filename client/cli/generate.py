@@ -72,9 +72,7 @@ def generate_stubs(proto_dir: Path, out_dir: Path) -> list[Path]:
 
 
 @click.command()
-@click.argument(
-    "proto_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
+@click.argument("proto_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def generate(proto_dir: Path, out_dir: Path) -> None:
     """Generate typed Python code for the .proto files under PROTO_DIR into OUT_DIR.

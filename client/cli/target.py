@@ -79,6 +79,7 @@ class Target:
         return ClientConfig(
             backoff=Backoff(base=0.5, cap=5.0, max_attempts=reconnect_attempts),
             connect_timeout=self.timeout,
+            first_connect_timeout=None,  # CommandSession fails at the first failed attempt
             request_timeout=self.timeout,
             metadata=self.metadata,
             close_flush_timeout=0.0,

@@ -218,7 +218,7 @@ async def test_first_connect_gives_up_after_its_timeout_reconnects_do_not(
         assert not waiting.done()
         await proxy.start()
         await asyncio.wait_for(waiting, 10)
-        assert client.state is ConnectionState.CONNECTED
+        assert client.stats.connect_attempts > attempts
 
 
 @pytest.mark.timeout(30)

@@ -24,6 +24,7 @@ from syncwire.v1 import sync_pb2_grpc
 from .process_harness import start_server_process
 from .service_harness import SyncStream
 from .test_cli import (
+    CLI,
     RUN_TIMEOUT,
     Server,
     cli_env,
@@ -244,3 +245,65 @@ def test_hello_example_without_a_server_says_it_is_unreachable(repo_root: Path) 
     ), unreachable
     assert unreachable.endswith("(start one: python -m server)")
     assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------ progress display
+
+
+def _terminal_tail(repo_root: Path, *args: str) -> subprocess.Popen[str]:
+    """`syncwire subscribe ARGS` whose stderr counts as a terminal (bars are drawn)."""
+    return subprocess.Popen(
+        [*CLI, "subscribe", *args],
+        cwd=repo_root,
+        env=cli_env(TTY_COMPATIBLE="1", COLUMNS="100"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], text: str) -> str:
+    """stderr read up to the line containing `text` (or its end)."""
+    assert process.stderr is not None
+    seen = ""
+    while line := process.stderr.readline():
+        seen += line
+        if text in line:
+            break
+    return seen
+
+
+def test_live_tail_draws_no_replay_bar(server: Server, repo_root: Path) -> None:
+    tail = _terminal_tail(repo_root, "live-bar", "-n", "1", "-s", server.grpc_url)
+    try:
+        before = _read_until(tail, "subscribed to ")
+        assert "subscribed to " in before, before
+        assert run_cli("publish", "live-bar", "x", "-s", server.grpc_url, repo=repo_root).code == 0
+        out, rest = tail.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, rest
+    assert out.rstrip().endswith("x")
+    assert "replaying" not in before + rest
+
+
+def test_replay_bar_is_gone_once_live(server: Server, repo_root: Path) -> None:
+    for data in ("a", "b"):
+        assert (
+            run_cli("publish", "replay-bar", data, "-s", server.grpc_url, repo=repo_root).code == 0
+        )
+    tail = _terminal_tail(
+        repo_root, "replay-bar", "--from-offset", "0", "-n", "3", "-s", server.grpc_url
+    )
+    try:
+        replayed = _read_until(tail, "replayed 2 deltas; now live")
+        assert "replayed 2 deltas; now live" in replayed, replayed
+        assert (
+            run_cli("publish", "replay-bar", "c", "-s", server.grpc_url, repo=repo_root).code == 0
+        )
+        out, live = tail.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, live
+    assert [line.split()[-1] for line in out.splitlines()] == ["a", "b", "c"]
+    assert "replaying" not in replayed.rsplit("replayed 2 deltas", 1)[1] + live

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import click
@@ -133,17 +134,26 @@ async def _tail(
     if options.count is not None:
         backlog = min(backlog, options.count)
     seen = 0
-    with progress(f"replaying {subscription.collection_id}", backlog) as meter:
+    # The bar shows the replay only: none on a live tail, gone once the replay is done.
+    with contextlib.ExitStack() as replay:
+        meter = (
+            replay.enter_context(progress(f"replaying {subscription.collection_id}", backlog))
+            if backlog
+            else None
+        )
         async for event in session.client.events():
             if not isinstance(event, DeltaEvent):
                 _report(event, options)
                 continue
             _print_delta(event, options)
             seen += 1
-            if seen <= backlog:
+            if meter is not None and seen <= backlog:
                 meter.advance()
-                if seen == backlog and not options.quiet:
-                    notice(f"replayed {backlog} deltas; now live")
+                if seen == backlog:
+                    replay.close()
+                    meter = None
+                    if not options.quiet:
+                        notice(f"replayed {backlog} deltas; now live")
             if options.count is not None and seen >= options.count:
                 return
     raise CliError("the client closed before the subscription ended")

@@ -155,6 +155,19 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
     ]
     checks += _idle_checks(idle_result, idle)
     checks += _redis_checks(redis)
+    web = by_name.get("web")
+    for phase, key in (("unary", "calls/s"), ("fanout", "deliveries/s")):
+        checks.append(
+            ratio_check(
+                f"web {phase} {key}: web-node / python-ws",
+                web,
+                "per_s",
+                "web-node",
+                "python-ws",
+                phase=phase,
+                at_least=0.9,
+            )
+        )
     return checks
 
 

@@ -11,6 +11,7 @@ def all_scenarios() -> dict[str, Scenario]:
     from bench.scenarios.redis import RedisScenario
     from bench.scenarios.rpc import RpcScenario
     from bench.scenarios.translate import TranslateScenario
+    from bench.scenarios.web import WebScenario
 
     scenarios: list[Scenario] = [
         FanoutScenario(),
@@ -18,6 +19,7 @@ def all_scenarios() -> dict[str, Scenario]:
         IdleScenario(),
         TranslateScenario(),
         RedisScenario(),
+        WebScenario(),
     ]
     return {s.name: s for s in scenarios}
 

@@ -63,7 +63,13 @@ export class Connection {
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined); // observed by the calls that wait for it
-    const socket = new options.webSocket(options.url, [SUBPROTOCOL]);
+    let socket: WebSocketLike;
+    try {
+      socket = new options.webSocket(options.url, [SUBPROTOCOL]);
+    } catch (error) {
+      socket = closedSocket();
+      queueMicrotask(() => this.fail(`could not open a WebSocket to ${options.url}: ${String(error)}`));
+    }
     this.socket = socket;
     socket.binaryType = "arraybuffer";
     socket.onopen = () => this.onOpen();
@@ -309,6 +315,21 @@ export class Connection {
     for (const sink of sinks) sink.onEnd(Status.UNAVAILABLE, reason, new Headers());
     this.options.onClosed(this);
   }
+}
+
+/** Stands in for a socket the WebSocket class refused to create. */
+function closedSocket(): WebSocketLike {
+  return {
+    binaryType: "arraybuffer",
+    bufferedAmount: 0,
+    protocol: "",
+    onopen: null,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+    send: () => undefined,
+    close: () => undefined,
+  };
 }
 
 function durationMs(duration: { seconds: bigint; nanos: number } | undefined): number {

@@ -84,7 +84,8 @@ export interface WebSocketTransport extends Transport {
  *   credentials travel: `headers: { authorization: "Bearer ..." }`.
  * - A non-OK end becomes a `ConnectError` with the status code, details and metadata.
  *
- * @throws Error at once when no WebSocket class is available.
+ * @throws Error at once when no WebSocket class is available or `baseUrl` is not a
+ *   ws(s):// or http(s):// URL.
  */
 export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
   const webSocket = options.webSocket ?? globalWebSocket();
@@ -92,6 +93,9 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     throw new Error("no global WebSocket: pass `webSocket` (for example the `ws` package's WebSocket)");
   }
   const url = options.baseUrl.replace(/^http(s?):\/\//, "ws$1://");
+  if (!/^wss?:\/\/[^/]/.test(url)) {
+    throw new Error(`baseUrl must be a ws://, wss://, http:// or https:// URL, not ${JSON.stringify(options.baseUrl)}`);
+  }
   const baseUrl = url.replace(/\/+$/, "");
   let current: Connection | undefined;
 

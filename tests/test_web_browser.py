@@ -133,3 +133,27 @@ async def test_interop_cases_in_chromium(page_origin: str) -> None:
     assert len(results) >= 13
     failed = {name: outcome for name, outcome in results.items() if outcome != "ok"}
     assert failed == {}
+
+
+async def test_page_from_an_origin_not_allowed_is_refused_with_the_reason(page_origin: str) -> None:
+    executable = require_browser()
+    server = await start_server_process("--allowed-origins", "https://app.example")
+    try:
+        async with chromium(executable) as browser:
+            page = await open_test_page(browser, page_origin)
+            outcome = await page.evaluate(
+                "(url) => window.syncwireTest.tryCall(url)", server.ws_url
+            )
+            allowed = await start_server_process("--allowed-origins", page_origin)
+            try:
+                accepted = await page.evaluate(
+                    "(url) => window.syncwireTest.tryCall(url)", allowed.ws_url
+                )
+            finally:
+                await allowed.terminate()
+    finally:
+        await server.terminate()
+    assert outcome == (
+        f"ConnectError: [unavailable] connection lost (1008 origin not allowed: {page_origin})"
+    )
+    assert accepted == "ok"

@@ -91,10 +91,6 @@ class Replay:
             return self._held.popleft()
         return None
 
-    def __len__(self) -> int:
-        """History events still to send (held live events are counted as live)."""
-        return len(self._history)
-
 
 class EventQueue:
     """FIFO of responses for one session (see the module docstring for the bounds).
@@ -110,6 +106,7 @@ class EventQueue:
         "_limit_bytes",
         "_live",
         "_live_bytes",
+        "_replaying",
         "_replies",
         "_reply_bytes",
         "_reply_room",
@@ -122,6 +119,7 @@ class EventQueue:
         self._limit_bytes = limit_bytes
         self._live = 0
         self._live_bytes = 0
+        self._replaying = 0
         self._replies = 0
         self._reply_bytes = 0
         self._reply_room = asyncio.Event()
@@ -132,8 +130,7 @@ class EventQueue:
 
     def __len__(self) -> int:
         """Messages waiting: live events, replies and the rest of every replay."""
-        replaying = sum(len(item) for item in self._items if isinstance(item, Replay))
-        return self._live + self._replies + replaying
+        return self._live + self._replies + self._replaying
 
     @property
     def live_pending(self) -> tuple[int, int]:
@@ -182,10 +179,10 @@ class EventQueue:
     def hold(self, replay: Replay, event: sync_pb2.SyncResponse) -> bool:
         """Holds a live event behind `replay` (queues it like `put` once the replay is
         done); False when the live bound is full."""
-        if replay.done:
-            return self.put(event)
         if replay.cancelled:
             return True
+        if replay.done:
+            return self.put(event)
         size = self._admit_live(event)
         if size is None:
             return False
@@ -200,9 +197,10 @@ class EventQueue:
         caller holds only those the history does not already contain)."""
         if replay.cancelled or replay.queued:
             return
-        replay._history.extend(history)
         replay.queued = True
         if self._end is None:
+            replay._history.extend(history)
+            self._replaying += len(replay._history)
             self._items.append(replay)
             self._wake()
 
@@ -215,6 +213,7 @@ class EventQueue:
         if self._end is None:  # after an end the bounds no longer matter
             for _, size in replay._held:
                 self._uncount_live(size)
+            self._replaying -= len(replay._history)
         replay._held.clear()
         replay._history.clear()
 
@@ -258,7 +257,7 @@ class EventQueue:
             if isinstance(item, Replay):
                 item.cancelled = item.done = True
         self._items.clear()
-        self._live = self._live_bytes = self._replies = self._reply_bytes = 0
+        self._live = self._live_bytes = self._replies = self._reply_bytes = self._replaying = 0
 
     def _abandon_future(self) -> asyncio.Future[SessionEnd]:
         if self._abandoned is None:
@@ -291,6 +290,8 @@ class EventQueue:
                     event, size = taken
                     if size >= 0:
                         self._uncount_live(size)
+                    else:
+                        self._replaying -= 1
                     return event
                 head.done = True
                 items.popleft()

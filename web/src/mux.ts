@@ -111,6 +111,7 @@ export class ClientMultiplexer {
   private readonly calls = new Map<number, CallState>();
   private nextCallId = 1;
   private events: MuxEvent[] = [];
+  private pingNonce: bigint | undefined; // the last Ping of the message being received
 
   constructor(options: { maxReceiveBytes?: number | undefined; maxSendBytes?: number | undefined } = {}) {
     this.maxReceiveBytes = options.maxReceiveBytes;
@@ -215,10 +216,15 @@ export class ClientMultiplexer {
     if (typeof message === "string") {
       this.discard("text WebSocket message ignored: frames travel in binary messages");
     } else {
+      this.pingNonce = undefined;
       for (const item of decodeBatch(message)) {
         if (item instanceof FrameDecodeError) this.onUndecodable(item);
         else if (item.callId === 0) this.onConnectionFrame(item);
         else this.onCallFrame(item);
+      }
+      if (this.pingNonce !== undefined) {
+        // One Pong per received message, for the last Ping in it (docs/protocol.md).
+        this.push({ callId: 0, kind: { case: "pong", value: create(PongSchema, { nonce: this.pingNonce }) } });
       }
     }
     const events = this.events;
@@ -271,7 +277,7 @@ export class ClientMultiplexer {
         return;
       }
       case "ping":
-        this.push({ callId: 0, kind: { case: "pong", value: create(PongSchema, { nonce: kind.value.nonce }) } });
+        this.pingNonce = kind.value.nonce;
         return;
       case "pong":
         this.events.push({ kind: "pong", nonce: kind.value.nonce });

@@ -81,10 +81,13 @@ test("call ids are odd and increasing; frames queued together share one WebSocke
   await Promise.all(calls);
 });
 
-test("the server's Ping is answered with a Pong carrying its nonce", async () => {
+test("the server's Ping is answered with a Pong carrying its nonce, one per message for its last Ping", async () => {
   const { peer, client } = await setUp((peer) => {
     peer.send(settings({}));
-    peer.send({ callId: 0, kind: { case: "ping", value: { nonce: 12345678901234567890n } } });
+    peer.send(
+      { callId: 0, kind: { case: "ping", value: { nonce: 1n } } },
+      { callId: 0, kind: { case: "ping", value: { nonce: 12345678901234567890n } } },
+    );
   });
   const call = codeOf(client.getServerInfo({}, { timeoutMs: 30_000 }));
   const pong = await peer.nextFrame((frame) => frame.kind.case === "pong");
@@ -93,6 +96,7 @@ test("the server's Ping is answered with a Pong carrying its nonce", async () =>
   assert.equal(pong.callId, 0);
   peer.send({ callId: 1, kind: { case: "end", value: { code: 14, details: "done" } } });
   assert.equal((await call).code, Code.Unavailable);
+  assert.equal(peer.frames.filter((frame) => frame.kind.case === "pong").length, 1);
 });
 
 test("keepalive: an idle client pings; a server that never answers fails open calls with UNAVAILABLE", async () => {

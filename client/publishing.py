@@ -46,7 +46,14 @@ class PendingPublish:
         return self._entry.delta.collection_id
 
     def done(self) -> bool:
+        """True once acknowledged or refused for good."""
         return self._waiter.done()
+
+    @property
+    def acknowledged(self) -> bool:
+        """True once the server acknowledged the publish."""
+        waiter = self._waiter
+        return waiter.done() and not waiter.cancelled() and waiter.exception() is None
 
     @property
     def last_error(self) -> SyncError | None:

@@ -731,7 +731,9 @@ class SyncClient:
                 )
                 if self._tokens is not None:
                     background.append(
-                        supervised(link, self._keep_token_fresh(link, self._tokens), "token refresh")
+                        supervised(
+                            link, self._keep_token_fresh(link, self._tokens), "token refresh"
+                        )
                     )
                 preferred = self._selector.preferred_over(link.endpoint)
                 if preferred:

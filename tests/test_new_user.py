@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -307,3 +309,41 @@ def test_replay_bar_is_gone_once_live(server: Server, repo_root: Path) -> None:
     assert tail.returncode == 0, live
     assert [line.split()[-1] for line in out.splitlines()] == ["a", "b", "c"]
     assert "replaying" not in replayed.rsplit("replayed 2 deltas", 1)[1] + live
+
+
+# ---------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_during_publish_file_says_where_to_resume(repo_root: Path, tmp_path: Path) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"{n}\n" for n in range(1, 20_001)))
+    served = start_server(repo_root)
+    publisher: subprocess.Popen[str] | None = None
+    try:
+        publisher = subprocess.Popen(
+            [*CLI, "publish", "resume", "--file", str(lines), "--json", "-s", served.grpc_url],
+            cwd=repo_root, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert publisher.stdout is not None
+        printed = [publisher.stdout.readline() for _ in range(3)]  # three acks are in
+        assert all(json.loads(line)["offset"] for line in printed), printed
+        # The server stops answering (frozen): whatever is still in flight stays so.
+        served.process.send_signal(signal.SIGSTOP)
+        publisher.send_signal(signal.SIGINT)
+        out, err = publisher.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        served.process.send_signal(signal.SIGCONT)
+        if publisher is not None:
+            publisher.kill()
+        stop(served.process)
+    assert publisher.returncode == 130, err
+    match = re.fullmatch(
+        r"syncwire: interrupted: (\d+) of 20000 deltas acknowledged; resume from line (\d+)",
+        err.strip().splitlines()[-1],
+    )
+    assert match is not None, err
+    acknowledged, resume = int(match[1]), int(match[2])
+    assert acknowledged >= len(printed) + len(out.splitlines())
+    assert resume == acknowledged + 1 < 20_001
+    assert "Traceback" not in err

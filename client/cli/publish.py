@@ -93,7 +93,39 @@ def publish(
         payloads = [Payload(os.fsencode(given[0]))]
         check_payloads(payloads, encoding, "DATA")
     crdt = CRDT_TYPES[crdt_type] if crdt_type else types_pb2.CRDT_TYPE_UNSPECIFIED
-    run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None))
+    sent = _Progress(payloads)
+    try:
+        run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None, sent))
+    except KeyboardInterrupt:
+        if file is None:
+            raise
+        raise CliError(sent.interrupted(), ExitCode.INTERRUPTED) from None
+
+
+class _Progress:
+    """How far a file got: the deltas acknowledged, in file order, and what is pending."""
+
+    def __init__(self, payloads: list[Payload]) -> None:
+        self.payloads = payloads
+        self.acks: list[sync_pb2.PublishAck] = []
+        self.window: deque[tuple[Payload, PendingPublish]] = deque()
+
+    def acknowledged(self) -> int:
+        """Deltas acknowledged from the first line on, without a gap."""
+        done = len(self.acks)
+        for _, pending in self.window:
+            if not pending.acknowledged:
+                break
+            done += 1
+        return done
+
+    def interrupted(self) -> str:
+        """The line telling where to resume after Ctrl-C."""
+        done, total = self.acknowledged(), len(self.payloads)
+        if done == total:
+            return f"interrupted: all {total} deltas were acknowledged"
+        where = f"line {self.payloads[done].line}"
+        return f"interrupted: {done} of {total} deltas acknowledged; resume from {where}"
 
 
 def read_lines(content: bytes, encoding: Encoding, name: str) -> list[Payload]:
@@ -131,13 +163,14 @@ async def _publish(
     crdt: CrdtType,
     as_json: bool,
     from_file: bool,
+    sent: _Progress,
 ) -> None:
     async with open_session(target, announce=from_file) as session:
         sender = _Sender(session, collection, encoding, crdt)
         if not from_file:
             show_ack(await sender.send_one(payloads[0]), as_json, brief=False)
             return
-        acks = await sender.send_all(payloads, as_json)
+        acks = await sender.send_all(sent, as_json)
     if not acks:
         notice("the file holds no deltas; nothing published")
     elif not as_json:
@@ -189,10 +222,10 @@ class _Sender:
                 ExitCode.UNAVAILABLE,
             ) from None
 
-    async def send_all(self, payloads: list[Payload], as_json: bool) -> list[sync_pb2.PublishAck]:
-        """Publishes in order with up to WINDOW in flight; returns the acks in order."""
-        acks: list[sync_pb2.PublishAck] = []
-        window: deque[tuple[Payload, PendingPublish]] = deque()
+    async def send_all(self, sent: _Progress, as_json: bool) -> list[sync_pb2.PublishAck]:
+        """Publishes in order with up to WINDOW in flight; returns the acks in order
+        (kept in `sent` as they come, with the publishes in flight)."""
+        payloads, acks, window = sent.payloads, sent.acks, sent.window
         with progress(f"publishing to {self.collection}", len(payloads)) as meter:
 
             async def settle_oldest() -> None:

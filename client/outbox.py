@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -175,12 +175,18 @@ class Outbox:
     def first_after(self, seq: int) -> OutboxEntry | None:
         return next(self.after(seq), None)
 
-    async def wait_for_entry_after(self, seq: int) -> OutboxEntry:
-        """The first entry above `seq`, waiting for one to be added."""
-        while (entry := self.first_after(seq)) is None:
+    async def wait_for_entry_after(self, cursor: Callable[[], int]) -> OutboxEntry:
+        """The first entry above `cursor()`, waiting for one to be added or for `wake()`
+        (the cursor is read again each time: a sender that rewinds it, to send entries
+        again after a retryable refusal, calls `wake()`)."""
+        while (entry := self.first_after(cursor())) is None:
             self._changed.clear()
             await self._changed.wait()
         return entry
+
+    def wake(self) -> None:
+        """Makes `wait_for_entry_after` look again (its cursor moved back)."""
+        self._changed.set()
 
     def contains(self, entry: OutboxEntry) -> bool:
         return self._entries.get(entry.seq) is entry

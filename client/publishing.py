@@ -106,7 +106,7 @@ class PublishPump:
     async def run(self) -> None:
         while self._link.alive:
             await self._resume.wait()
-            entry = await self._outbox.wait_for_entry_after(self._cursor)
+            entry = await self._outbox.wait_for_entry_after(lambda: self._cursor)
             await self._slots.acquire()
             if not self._resume.is_set() or not self._outbox.contains(entry):
                 self._slots.release()
@@ -161,5 +161,6 @@ class PublishPump:
         def resume() -> None:
             self._cursor = min(self._cursor, entry.seq - 1)
             self._resume.set()
+            self._outbox.wake()  # the pump may be waiting for an entry after the old cursor
 
         asyncio.get_running_loop().call_later(delay, resume)

@@ -355,3 +355,19 @@ async def test_state_changes_iterators_are_bounded_and_forgotten() -> None:
     assert kept[:2] == states
     assert raised.value.reason_code == "state_changes_overflow"
     assert len(tracker._observers) == 0
+
+
+@pytest.mark.timeout(30)
+async def test_publish_refused_with_retry_after_is_sent_again_without_a_later_publish() -> None:
+    """A retryable refusal (here the rate limit) of the only queued publish: it is sent
+    again after retry_after, even though no other publish wakes the sender."""
+    async with running_server(rate_limit_messages=5.0, rate_limit_burst=0.2) as server:
+        config = ClientConfig(heartbeat_interval=30.0)
+        async with SyncClient([endpoint_of(server, "grpc").url], config) as client:
+            await client.connect()
+            offsets = []
+            for i in range(4):  # a burst of 1 message: publishes after the first wait
+                async with asyncio.timeout(10):
+                    offsets.append((await client.publish("doc", f"{i}".encode())).offset)
+            assert offsets == [1, 2, 3, 4]
+            assert client.stats.publishes_sent > 4  # some were refused and sent again

@@ -53,7 +53,9 @@ class ServerConfig:
     grpc_port: int = _opt(50051, "gRPC port (0 = pick a free port)")
     ws_port: int = _opt(8080, "WebSocket port (0 = pick a free port)")
     broker: str = _opt(
-        "memory://", "broker URL: memory:// (embedded default) or redis://HOST:PORT/DB"
+        "memory://",
+        "broker URL: memory:// (embedded default), redis://HOST:PORT/DB, "
+        "redis+sentinel://HOST:PORT,.../MASTER/DB or redis+cluster://HOST:PORT,...",
     )
     broker_durable: bool = _opt(
         False,
@@ -201,12 +203,13 @@ class ServerConfig:
         )
         _check(self.max_subscriptions >= 1, "max_subscriptions", self.max_subscriptions, "must be >= 1")
         _check(self.shutdown_grace >= 0, "shutdown_grace", self.shutdown_grace, "must be >= 0")
-        _check(
-            self.broker == "memory://" or self.broker.startswith(("redis://", "rediss://")),
-            "broker",
-            self.broker,
-            "must be memory:// or redis://HOST:PORT/DB",
-        )
+        if self.broker != "memory://":
+            from server.broker.redis_connect import RedisTarget
+
+            try:
+                RedisTarget.parse(self.broker)
+            except ValueError as exc:
+                raise ConfigError(f"invalid broker: {exc} (or memory://)") from None
         _check(bool(self.legacy_collection), "legacy_collection", self.legacy_collection, "must not be empty")
         self._check_security()
         for f in dataclasses.fields(self):

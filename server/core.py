@@ -82,7 +82,7 @@ class SessionRegistry:
 
 def create_broker(config: ServerConfig) -> Broker:
     """The broker named by `config.broker`."""
-    if config.broker.startswith(("redis://", "rediss://")):
+    if config.broker != "memory://":
         from .broker.redis import RedisBroker
 
         return RedisBroker(

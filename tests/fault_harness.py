@@ -21,10 +21,17 @@ from client import ClientConfig, DeltaEvent, RecoveryEvent, SyncClient
 
 from .client_harness import FAST
 
+HEARTBEAT = 0.2
+"""The servers' --heartbeat-interval in these tests."""
+IDLE_TIMEOUT = 1.0
+"""The servers' --idle-timeout: presence lifetime = max(idle timeout, 3 heartbeats) = 1 s."""
+SERVER_ARGS = ("--heartbeat-interval", str(HEARTBEAT), "--idle-timeout", str(IDLE_TIMEOUT))
+
 PATIENT = ClientConfig(
     backoff=FAST.backoff,
     connect_timeout=FAST.connect_timeout,
     request_timeout=10.0,
+    heartbeat_interval=HEARTBEAT,  # servers advertise whole seconds; 0.2 s reads as none
     heartbeat_margin=FAST.heartbeat_margin,
 )
 """FAST reconnects; publishes wait out a failover (they are retried from the outbox)."""
@@ -120,11 +127,29 @@ class Publisher:
 async def wait_delivered(tails: list[Tail], acked: list[Ack], timeout: float = 30.0) -> None:
     """Waits until each tail holds every acked payload its reported epochs allow."""
     for tail in tails:
-        await tail.wait_for(
-            lambda tail=tail: not _missing(tail, acked),  # type: ignore[misc]
-            f"tail {tail.client.peer_id} received every acknowledged delta",
-            timeout,
-        )
+        try:
+            await tail.wait_for(
+                lambda tail=tail: not _missing(tail, acked),  # type: ignore[misc]
+                "received every acknowledged delta",
+                timeout,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {describe(tail, acked)}") from None
+
+
+def describe(tail: Tail, acked: list[Ack]) -> str:
+    """What a tail got and missed, for failure messages."""
+    missing = _missing(tail, acked)
+    got = [(e.epoch[:8], e.offset) for e in tail.deltas]
+    told = [
+        (r.recovery.name, r.previous_epoch[:8], r.epoch[:8], r.offset, r.replayed, r.oldest_offset, r.unsolicited)
+        for r in tail.recoveries
+    ]
+    lost = [(a.epoch[:8], a.offset, a.payload) for a in missing]
+    return (
+        f"{tail.client.state.name}: {len(missing)} missing {lost[:8]}; recoveries {told}; "
+        f"received {got[:3]}..{got[-8:]}"
+    )
 
 
 def _missing(tail: Tail, acked: list[Ack]) -> list[Ack]:

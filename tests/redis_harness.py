@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,22 +48,35 @@ class RedisServer:
     """One redis-server process on a fixed loopback port; can be killed and restarted
     on the same port (a restart without persistence loses every key)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        options: Sequence[str] = (),
+        config_file: Path | None = None,
+    ) -> None:
+        """`options`: extra command-line options (e.g. `--replicaof`, `--cluster-enabled`);
+        `config_file`: a configuration file to start from (Sentinel needs one)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(MISSING_BINARY, pytrace=False)
         self._binary = binary
         self._directory = directory
+        self._config_file = config_file
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.options: list[str] = []
+        self.options: list[str] = list(options)
         """Extra redis-server arguments for the next start (e.g. to turn AOF on)."""
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self, timeout: float = 10.0) -> None:
-        argv = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv = [self._binary]
+        if self._config_file is not None:
+            argv.append(str(self._config_file))
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self._directory)]
         argv += self.options
         self.process = subprocess.Popen(

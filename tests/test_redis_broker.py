@@ -12,9 +12,11 @@ import pytest
 from redis.asyncio import Redis
 
 from server.broker import BrokerError, PublishResult
-from server.broker.redis import RedisBroker, split_key_prefix
+from server.broker.redis import RedisBroker
 from server.broker.redis_codec import decode_message
+from server.broker.redis_connect import RedisTarget
 from server.broker.redis_keys import KeySpace
+from server.config import ConfigError, ServerConfig
 from syncwire.v1 import sync_pb2, types_pb2
 
 from .broker_testing import Collector, delta, eventually
@@ -462,9 +464,34 @@ async def test_start_without_redis_connects_later(
 # ------------------------------------------------------------------- plumbing
 
 
+def test_sentinel_and_cluster_urls_name_their_nodes() -> None:
+    sentinel = RedisTarget.parse(
+        "redis+sentinel://:pw@127.0.0.1:26379,[::1]:26380/main/2?key_prefix=app&sentinel_password=s"
+    )
+    assert (sentinel.mode, sentinel.master, sentinel.db, sentinel.key_prefix) == (
+        "sentinel", "main", 2, "app"
+    )
+    assert sentinel.addresses == (("127.0.0.1", 26379), ("::1", 26380))
+    assert (sentinel.password, sentinel.sentinel_password) == ("pw", "s")
+    cluster = RedisTarget.parse("rediss+cluster://a:7000,b:7001")
+    assert (cluster.mode, cluster.tls, cluster.addresses) == ("cluster", True, (("a", 7000), ("b", 7001)))
+    for bad, why in [
+        ("redis+sentinel://h:1", "names the master"),
+        ("redis+sentinel://h:1/m/x", "not a number"),
+        ("redis+cluster://h:1/0", "no path"),
+        ("redis+cluster://h", "HOST:PORT"),
+        ("http://h:1", "unknown scheme"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            RedisTarget.parse(bad)
+    with pytest.raises(ConfigError, match="invalid broker: a sentinel URL"):
+        ServerConfig(broker="redis+sentinel://h:1")
+
+
 def test_key_prefix_comes_from_the_url() -> None:
-    assert split_key_prefix("redis://h:1/2?key_prefix=app&db=3") == ("redis://h:1/2?db=3", "app")
-    assert split_key_prefix("redis://h:1/0") == ("redis://h:1/0", None)
+    target = RedisTarget.parse("redis://h:1/2?key_prefix=app&db=3")
+    assert (target.url, target.key_prefix) == ("redis://h:1/2?db=3", "app")
+    assert RedisTarget.parse("redis://h:1/0").key_prefix == "syncwire"
     assert RedisBroker("redis://h:1/0?key_prefix=app").keys.prefix == "app"
     assert RedisBroker("redis://h:1/0").keys.prefix == "syncwire"
 

@@ -25,6 +25,9 @@ from server.config import ConfigError, ServerConfig
 from syncwire.v1 import sync_pb2_grpc
 
 from .fault_harness import (
+    IDLE_TIMEOUT,
+    PATIENT,
+    SERVER_ARGS,
     Publisher,
     Tail,
     check_delivery,
@@ -40,8 +43,6 @@ from .service_harness import SyncStream
 
 pytestmark = pytest.mark.timeout(90)
 
-HEARTBEAT = 0.2
-IDLE_TIMEOUT = 1.0  # presence lifetime = max(idle timeout, 3 heartbeats) = 1 s
 
 
 def children(pid: int) -> set[int]:
@@ -75,7 +76,7 @@ async def workers(redis_server: RedisServer) -> AsyncIterator[ServerProcess]:  #
     url = with_key_prefix(redis_server.url(), f"w{uuid.uuid4().hex[:8]}")
     supervisor = await start_server_process(
         "--workers", "2", "--broker", url, "--metrics-port", "0",
-        "--heartbeat-interval", str(HEARTBEAT), "--idle-timeout", str(IDLE_TIMEOUT),
+        *SERVER_ARGS,
         "--shutdown-grace", "1",
     )
     try:
@@ -95,7 +96,7 @@ async def test_killed_worker_is_restarted_and_its_clients_lose_nothing(
     assert len(pids) == 2
 
     tails: list[Tail] = []
-    publisher = Publisher(SyncClient(endpoint), "doc")
+    publisher = Publisher(SyncClient(endpoint, PATIENT), "doc")
     try:
         # The kernel spreads connections over both workers (SO_REUSEPORT).
         while len({tail.server_id for tail in tails}) < 2 or len(tails) < 4:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.backoff import EqualJitterBackoff
 
@@ -23,22 +22,14 @@ from syncwire.v1 import sync_pb2, types_pb2
 from .base import Broker, BrokerError, EventSink, HistorySlice, PublishResult
 from .hub import LocalHub
 from .presence_events import join_entry, join_event, leave_event, updated_entry
+from .redis_connect import RedisTarget
 from .redis_fanout import FanoutStats, RedisFanout
-from .redis_keys import DEFAULT_PREFIX, KeySpace
+from .redis_keys import KeySpace
 from .redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
-
-
-def split_key_prefix(url: str) -> tuple[str, str | None]:
-    """Removes the `key_prefix` query parameter from a Redis URL; returns both."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((value for name, value in query if name == "key_prefix"), None)
-    rest = urlencode([(name, value) for name, value in query if name != "key_prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix
 
 
 class RedisBroker(Broker):
@@ -67,12 +58,13 @@ class RedisBroker(Broker):
         `durable`: the operator declares that Redis loses no acknowledged write
         (`appendonly yes`, `appendfsync always`, verified on every connect), so a Redis
         restart keeps epochs; otherwise any new Redis process starts new epochs."""
-        url, url_prefix = split_key_prefix(url)
-        self.keys = KeySpace(key_prefix or url_prefix or DEFAULT_PREFIX)
+        target = RedisTarget.parse(url)
+        self.target = target
+        self.keys = KeySpace(key_prefix or target.key_prefix)
         self.hub = LocalHub()
         self._op_timeout = op_timeout
         self._store = RedisStore(
-            url,
+            target,
             self.keys,
             history_size=history_size,
             history_ttl=history_ttl,
@@ -84,7 +76,7 @@ class RedisBroker(Broker):
             durable=durable,
         )
         self._fanout = RedisFanout(
-            url,
+            target,
             self.keys,
             self.hub,
             self._store,

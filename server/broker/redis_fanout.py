@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
@@ -36,6 +36,7 @@ from syncwire.v1 import sync_pb2
 from .base import BrokerError
 from .hub import LocalHub
 from .redis_codec import decode_message
+from .redis_connect import RedisTarget
 from .redis_keys import KeySpace
 from .redis_store import RedisStore, connection_options
 
@@ -80,7 +81,7 @@ class RedisFanout:
 
     def __init__(
         self,
-        url: str,
+        target: RedisTarget,
         keys: KeySpace,
         hub: LocalHub,
         store: RedisStore,
@@ -89,8 +90,8 @@ class RedisFanout:
         ping_interval: float,
         backoff: AbstractBackoff,
     ) -> None:
-        self._pool = ConnectionPool.from_url(
-            url, max_connections=2, **connection_options(op_timeout)
+        self._pool = target.pool(
+            max_connections=2, blocking=False, **connection_options(op_timeout)
         )
         self._client = Redis(connection_pool=self._pool)
         self._keys = keys
@@ -290,8 +291,9 @@ class RedisFanout:
         if not tracked.ready.is_set() or decoded.epoch == tracked.previous_epoch:
             return  # attaching sinks read history themselves / stale epoch
         if decoded.epoch != tracked.epoch:
-            self._epoch_changed(tracked, decoded.epoch, decoded.offset - 1, 0)
-        elif decoded.offset <= tracked.last:
+            await self._epoch_changed(tracked)  # the replay includes this delta
+            return
+        if decoded.offset <= tracked.last:
             return
         elif decoded.offset > tracked.last + 1:
             await self._sync(tracked)  # the catch-up includes this delta
@@ -315,10 +317,10 @@ class RedisFanout:
             return
         recovery = history.recovery
         if recovery == EPOCH_MISMATCH:
-            self._epoch_changed(tracked, history.epoch, history.offset, history.oldest_offset)
+            await self._epoch_changed(tracked)
         elif recovery == OFFSET_AHEAD:
-            epoch = await self._store.rotate_epoch(collection_id, tracked.epoch, tracked.last)
-            self._epoch_changed(tracked, epoch, history.offset, 0)
+            await self._store.rotate_epoch(collection_id, tracked.epoch, tracked.last)
+            await self._epoch_changed(tracked)
         elif recovery == GAP_TOO_OLD:
             self.stats.gaps += 1
             tracked.last = history.offset
@@ -333,13 +335,39 @@ class RedisFanout:
                     self._hub.dispatch(collection_id, event)
             tracked.last = max(tracked.last, history.offset)
 
-    def _epoch_changed(self, tracked: _Tracked, epoch: str, offset: int, oldest: int) -> None:
-        log.info("history of %r lost: epoch %s -> %s", tracked.collection_id, tracked.epoch, epoch)
+    async def _epoch_changed(self, tracked: _Tracked) -> None:
+        """The collection's history was lost (new epoch). Tells the local sinks with an
+        unasked EPOCH_MISMATCH, then replays what the new epoch already holds (deltas
+        accepted since the loss, e.g. by a promoted replica before this node followed
+        it), as a resubscribe would: `replayed` deltas from `oldest_offset` follow."""
+        collection_id = tracked.collection_id
+        history = await self._store.history(collection_id, 0, "", 0)
+        if self._tracked.get(collection_id) is not tracked:
+            return  # detached meanwhile
+        log.info(
+            "history of %r lost: epoch %s -> %s", collection_id, tracked.epoch, history.epoch
+        )
         self.stats.epoch_changes += 1
-        tracked.previous_epoch, tracked.epoch, tracked.last = tracked.epoch, epoch, offset
-        self._notify(tracked, EPOCH_MISMATCH, epoch, offset, oldest)
+        tracked.previous_epoch, tracked.epoch = tracked.epoch, history.epoch
+        events = history.events
+        self._notify(
+            tracked, EPOCH_MISMATCH, history.epoch, history.offset, history.oldest_offset,
+            replayed=len(events),
+        )
+        for event in events:
+            self._hub.dispatch(collection_id, event)
+        tracked.last = history.offset
 
-    def _notify(self, tracked: _Tracked, recovery: int, epoch: str, offset: int, oldest: int) -> None:
+    def _notify(
+        self,
+        tracked: _Tracked,
+        recovery: int,
+        epoch: str,
+        offset: int,
+        oldest: int,
+        *,
+        replayed: int = 0,
+    ) -> None:
         """Tells the local sinks, unasked (request_id 0), where the collection stands."""
         notice = sync_pb2.SyncResponse(
             subscribed=sync_pb2.Subscribed(
@@ -348,6 +376,7 @@ class RedisFanout:
                 offset=offset,
                 recovery=recovery,  # type: ignore[arg-type]
                 oldest_offset=oldest,
+                replayed=replayed,
             )
         )
         self._hub.dispatch(tracked.collection_id, notice)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -23,6 +23,7 @@ from . import redis_scripts as lua
 from .base import BrokerError, HistorySlice, PublishResult, classify_recovery
 from .memory import new_epoch
 from .redis_codec import delta_payload, history_event, presence_message
+from .redis_connect import RedisTarget
 from .redis_keys import KeySpace
 
 EXPIRED_BATCH = 1000
@@ -58,7 +59,7 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        target: RedisTarget,
         keys: KeySpace,
         *,
         history_size: int,
@@ -80,9 +81,9 @@ class RedisStore:
         self.presence_ttl_ms = _ms(presence_ttl)
         self._meta_ttl_ms = _ms(max(meta_ttl, history_ttl))
         self._op_timeout = op_timeout
-        self._pool: ConnectionPool = BlockingConnectionPool.from_url(
-            url,
+        self._pool: ConnectionPool = target.pool(
             max_connections=max_connections,
+            blocking=True,
             timeout=op_timeout,
             **connection_options(op_timeout),
         )

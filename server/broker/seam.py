@@ -23,7 +23,8 @@ class LiveJoin:
     `deliver`, dropping every delta of the known epoch at or below the last offset the
     subscriber has (from the history read or from an earlier live delta). Events of
     another kind and deltas of a new epoch pass (an epoch change is announced first by
-    the broker with an unsolicited `Subscribed`, which moves the position too).
+    the broker with an unsolicited `Subscribed`, which moves the position too: to its
+    offset, or just before its `oldest_offset` when `replayed` deltas follow it).
     """
 
     __slots__ = ("_deliver", "_epoch", "_offset", "_pending")
@@ -62,4 +63,6 @@ class LiveJoin:
         elif kind == "subscribed" and event.request_id == 0:
             notice = event.subscribed  # the broker says where the collection now stands
             self._epoch, self._offset = notice.epoch, notice.offset
+            if notice.recovery == sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH and notice.replayed:
+                self._offset = notice.oldest_offset - 1  # the new epoch's held deltas follow
         return True

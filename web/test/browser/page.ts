@@ -9,6 +9,7 @@ import type { SyncRequest, SyncResponse } from "../../src/gen/syncwire/v1/sync_p
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SyncRequestSchema } from "../../src/gen/syncwire/v1/sync_pb.js";
 import { interopCases } from "../interop/cases.js";
+import { RequestQueue } from "../helpers/sync.js";
 
 type RequestInit = MessageInitShape<typeof SyncRequestSchema>;
 
@@ -32,20 +33,10 @@ const state = {
 let push: ((request: RequestInit) => void) | undefined;
 
 async function startSync(wsUrl: string, collectionId: string): Promise<string> {
-  const queue: RequestInit[] = [];
-  let wake: (() => void) | undefined;
-  push = (request) => {
-    queue.push(request);
-    wake?.();
-  };
-  async function* requests(): AsyncGenerator<RequestInit> {
-    for (;;) {
-      while (queue.length > 0) yield queue.shift()!;
-      await new Promise<void>((resolve) => (wake = resolve));
-    }
-  }
+  const queue = new RequestQueue<RequestInit>();
+  push = (request) => queue.push(request);
   const client = createClient(SyncService, createWebSocketTransport({ baseUrl: wsUrl }));
-  const responses = client.sync(requests())[Symbol.asyncIterator]();
+  const responses = client.sync(queue)[Symbol.asyncIterator]();
   const subscribed = new Promise<void>((resolve, reject) => {
     void (async () => {
       try {

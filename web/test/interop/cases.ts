@@ -8,6 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { PayloadSchema } from "../gen/src/proto/grpc/testing/messages_pb.js";
 import { TestService, UnimplementedService } from "../gen/src/proto/grpc/testing/test_pb.js";
+import { RequestQueue } from "../helpers/sync.js";
 
 const ECHO_INITIAL = "x-grpc-test-echo-initial";
 const ECHO_TRAILING = "x-grpc-test-echo-trailing-bin";
@@ -37,31 +38,6 @@ async function expectError(what: string, code: Code, run: () => Promise<unknown>
     return connectError;
   }
   throw new Error(`${what}: succeeded, expected ${Code[code]}`);
-}
-
-/** A queue-backed request stream that the test feeds one message at a time. */
-function requestQueue<T>() {
-  const items: T[] = [];
-  let wake: (() => void) | undefined;
-  let closed = false;
-  return {
-    push(item: T) {
-      items.push(item);
-      wake?.();
-    },
-    close() {
-      closed = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-      for (;;) {
-        while (items.length > 0) yield items.shift()!;
-        if (closed) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-    },
-  };
 }
 
 const REQUEST_SIZES = [27182, 8, 1828, 45904];
@@ -100,7 +76,7 @@ export const interopCases: Record<string, (transport: Transport) => Promise<void
   },
 
   async ping_pong(transport) {
-    const requests = requestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
+    const requests = new RequestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
     const responses = createClient(TestService, transport).fullDuplexCall(requests)[Symbol.asyncIterator]();
     for (let index = 0; index < REQUEST_SIZES.length; index++) {
       requests.push({ responseParameters: [{ size: RESPONSE_SIZES[index]! }], payload: payload(REQUEST_SIZES[index]!) });
@@ -119,7 +95,7 @@ export const interopCases: Record<string, (transport: Transport) => Promise<void
 
   async cancel_after_begin(transport) {
     const controller = new AbortController();
-    const requests = requestQueue<{ payload: ReturnType<typeof payload> }>();
+    const requests = new RequestQueue<{ payload: ReturnType<typeof payload> }>();
     const call = createClient(TestService, transport).streamingInputCall(requests, { signal: controller.signal });
     controller.abort();
     await expectError("cancel_after_begin", Code.Canceled, () => call);
@@ -127,7 +103,7 @@ export const interopCases: Record<string, (transport: Transport) => Promise<void
 
   async cancel_after_first_response(transport) {
     const controller = new AbortController();
-    const requests = requestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
+    const requests = new RequestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
     const responses = createClient(TestService, transport)
       .fullDuplexCall(requests, { signal: controller.signal })
       [Symbol.asyncIterator]();
@@ -139,7 +115,7 @@ export const interopCases: Record<string, (transport: Transport) => Promise<void
   },
 
   async timeout_on_sleeping_server(transport) {
-    const requests = requestQueue<{ payload: ReturnType<typeof payload> }>();
+    const requests = new RequestQueue<{ payload: ReturnType<typeof payload> }>();
     requests.push({ payload: payload(27182) });
     await expectError("timeout_on_sleeping_server", Code.DeadlineExceeded, async () => {
       for await (const _ of createClient(TestService, transport).fullDuplexCall(requests, { timeoutMs: 1 })) {
@@ -159,7 +135,7 @@ export const interopCases: Record<string, (transport: Transport) => Promise<void
     check(unary.header?.get(ECHO_INITIAL) === INITIAL_VALUE, `unary initial metadata ${unary.header?.get(ECHO_INITIAL)}`);
     check(unary.trailer?.get(ECHO_TRAILING) === TRAILING_VALUE, `unary trailing metadata ${unary.trailer?.get(ECHO_TRAILING)}`);
     const streaming: { header?: Headers; trailer?: Headers } = {};
-    const requests = requestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
+    const requests = new RequestQueue<{ responseParameters: { size: number }[]; payload: ReturnType<typeof payload> }>();
     requests.push({ responseParameters: [{ size: 314159 }], payload: payload(271828) });
     requests.close();
     const options = { headers, onHeader: (h: Headers) => (streaming.header = h), onTrailer: (t: Headers) => (streaming.trailer = t) };

@@ -6,6 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createWebSocketTransport, SyncService } from "../src/node.js";
 import type { WebSocketTransport } from "../src/transport.js";
@@ -177,4 +180,50 @@ test("an unreachable server fails the call with UNAVAILABLE", async () => {
   const transport = createWebSocketTransport({ baseUrl: url });
   const error = await codeOf(createClient(SyncService, transport).getServerInfo({}));
   assert.equal(error.code, Code.Unavailable);
+});
+
+test("aborting the signal sends a cancel frame; timeoutMs travels as CallStart.timeout", async () => {
+  const { peer, client } = await setUp((peer) => peer.send(settings({})));
+  const controller = new AbortController();
+  const call = codeOf(client.getServerInfo({}, { signal: controller.signal, timeoutMs: 90_500 }));
+  const start = await peer.nextFrame((frame) => frame.kind.case === "start");
+  assert.ok(start.kind.case === "start");
+  const timeout = start.kind.value.timeout!;
+  assert.ok(timeout.seconds === 90n || timeout.seconds === 89n, `timeout ${timeout.seconds}s ${timeout.nanos}ns`);
+  controller.abort();
+  assert.equal((await call).code, Code.Canceled);
+  const cancel = await peer.nextFrame((frame) => frame.kind.case === "cancel");
+  assert.equal(cancel.callId, start.callId);
+});
+
+test("rich status: google.rpc.Status in grpc-status-details-bin becomes the error's details", async () => {
+  const { peer, client } = await setUp((peer) => peer.send(settings({})));
+  const call = codeOf(client.getServerInfo({}));
+  await peer.nextFrame((frame) => frame.kind.case === "halfClose");
+  const detail = toBinary(StringValueSchema, create(StringValueSchema, { value: "why" }));
+  const any = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .string("type.googleapis.com/google.protobuf.StringValue")
+    .tag(2, WireType.LengthDelimited)
+    .bytes(detail)
+    .finish();
+  const status = new BinaryWriter()
+    .tag(1, WireType.Varint)
+    .int32(7)
+    .tag(2, WireType.LengthDelimited)
+    .string("rich denial")
+    .tag(3, WireType.LengthDelimited)
+    .bytes(any)
+    .finish();
+  peer.send({
+    callId: 1,
+    kind: { case: "end", value: { code: 7, details: "rich denial", trailers: [{ key: "grpc-status-details-bin", value: status }] } },
+  });
+  const error = await call;
+  assert.equal(error.code, Code.PermissionDenied);
+  assert.equal(error.rawMessage, "rich denial");
+  assert.deepEqual(
+    error.findDetails(StringValueSchema).map((value) => value.value),
+    ["why"],
+  );
 });

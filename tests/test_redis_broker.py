@@ -408,6 +408,17 @@ async def test_durable_declaration_is_checked_at_start(
     assert not node.healthy
 
 
+async def test_durability_that_cannot_be_checked_is_refused(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    redis_server.kill()
+    redis_server.options = ["--rename-command", "CONFIG", ""]  # as managed Redis does
+    redis_server.start()
+    node = RedisBroker(redis_server.url(), durable=True)
+    with pytest.raises(BrokerError, match="cannot be checked"):
+        await node.start()
+
+
 async def test_without_the_declaration_an_aof_restart_still_starts_a_new_epoch(
     make_private_node: MakeNode,
     redis_server: RedisServer,  # noqa: F811

@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT
 
 from syncwire.v1 import sync_pb2, types_pb2
@@ -115,9 +115,20 @@ class RedisStore:
         ("" when durable or not declared). Raises BrokerError when Redis cannot be asked."""
         if not self.durable:
             return ""
-        settings = await self._call(
-            "durability check", self._client.config_get("appendonly", "appendfsync")
-        )
+        try:
+            settings = await self._call(
+                "durability check", self._client.config_get("appendonly", "appendfsync")
+            )
+        except BrokerError as exc:
+            if not isinstance(exc.__cause__, ResponseError):
+                raise  # Redis is away: checked again on the next connect
+            self.durability_verified = False  # CONFIG is refused (renamed, ACL)
+            self.durability_problem = (
+                "the Redis broker was declared durable, but its persistence settings "
+                f"cannot be checked ({exc.__cause__}); every Redis restart therefore "
+                "starts new epochs"
+            )
+            return self.durability_problem
         values = {_text(key): _text(value) for key, value in settings.items()}
         found = (values.get("appendonly", "?"), values.get("appendfsync", "?"))
         self.durability_verified = found == ("yes", "always")

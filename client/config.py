@@ -34,7 +34,8 @@ class ClientConfig:
             A refusal (UNAUTHENTICATED) asks it once more; a second refusal stops the
             client (OFFLINE with TokenRefusedError, and a TokenRefused event).
         token_refresh_margin: Seconds before the token's `exp` at which the next token
-            is asked for and sent in band (RefreshToken) on the open stream.
+            is asked for and sent in band (RefreshToken) on the open stream (for a
+            token living less than twice that: halfway through its life).
         clock: POSIX time for token expiry (`time()`, `sleep_until(t)`); tests
             inject their own.
 

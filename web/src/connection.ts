@@ -52,6 +52,7 @@ export class Connection {
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
   private startTimer: ReturnType<typeof setTimeout> | undefined;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepaliveCheck: { check: () => void; interval: number } | undefined;
   private lastSent = Date.now();
   private pongDeadline: number | undefined;
   private nonce = 0n;
@@ -200,7 +201,12 @@ export class Connection {
           : ArrayBuffer.isView(data)
             ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
             : "";
-    this.pongDeadline = undefined; // anything from the server shows it is alive
+    if (this.pongDeadline !== undefined) {
+      // Anything from the server answers the ping: the next one is due an interval
+      // after the last frame this client sent.
+      this.pongDeadline = undefined;
+      this.armKeepalive();
+    }
     for (const event of this.mux.receive(message)) this.dispatch(event);
     if (this.gated && this.settings === undefined && this.startTimer !== undefined) {
       // The settings frame comes first when the server sends one at all.
@@ -269,7 +275,7 @@ export class Connection {
 
   private startKeepalive(): void {
     const interval = durationMs(this.settings?.pingInterval);
-    if (interval <= 0 || this.keepaliveTimer !== undefined) return;
+    if (interval <= 0 || this.keepaliveCheck !== undefined) return;
     const timeout = durationMs(this.settings?.pingTimeout) || interval;
     const check = (): void => {
       this.keepaliveTimer = undefined;
@@ -285,10 +291,19 @@ export class Connection {
         this.pongDeadline = now + timeout;
         this.flushNow();
       }
-      const next = this.pongDeadline !== undefined ? this.pongDeadline - now : this.lastSent + interval - now;
-      this.keepaliveTimer = unref(setTimeout(check, Math.max(next, 10)));
+      this.armKeepalive();
     };
-    this.keepaliveTimer = unref(setTimeout(check, interval));
+    this.keepaliveCheck = { check, interval };
+    this.armKeepalive();
+  }
+
+  /** (Re)schedules the keepalive check: at the pong deadline, or when a ping is due. */
+  private armKeepalive(): void {
+    if (this.keepaliveCheck === undefined || this.closedReason !== undefined) return;
+    const { check, interval } = this.keepaliveCheck;
+    clearTimeout(this.keepaliveTimer);
+    const next = this.pongDeadline ?? this.lastSent + interval;
+    this.keepaliveTimer = unref(setTimeout(check, Math.max(next - Date.now(), 10)));
   }
 
   /** Gives up on the connection: closes the socket and fails every open call. */

@@ -127,15 +127,28 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       throw error;
     }
     const conn = connection();
+    // Waiting for the socket (or a free call slot) ends early when the call is aborted
+    // or its deadline passes.
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<"aborted">((resolve) => {
+      onAbort = () => resolve("aborted");
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort);
+    });
     try {
-      await conn.ready;
-      await conn.acquireSlot();
+      if ((await Promise.race([conn.ready, aborted])) === "aborted") {
+        throw ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
+      }
+      const slot = conn.acquireSlot();
+      if ((await Promise.race([slot, aborted])) === "aborted") {
+        void slot.then(() => conn.releaseSlot());
+        throw ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
+      }
     } catch (error) {
+      if (error instanceof ConnectError) throw error;
       throw new ConnectError(error instanceof Error ? error.message : String(error), Code.Unavailable);
-    }
-    if (signal.aborted) {
-      conn.releaseSlot();
-      throw ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
+    } finally {
+      signal.removeEventListener("abort", onAbort!);
     }
     const call = new WsCall(conn);
     try {
@@ -144,12 +157,13 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       conn.releaseSlot();
       throw new ConnectError(error instanceof Error ? error.message : String(error), Code.Unavailable);
     }
-    const onAbort = (): void => {
+    const cancel = (): void => {
       const reason = ConnectError.from(getAbortSignalReason(signal), Code.Canceled);
       call.fail(reason.code, reason.rawMessage);
     };
-    signal.addEventListener("abort", onAbort);
-    void call.ended.then(() => signal.removeEventListener("abort", onAbort));
+    if (signal.aborted) cancel();
+    signal.addEventListener("abort", cancel);
+    void call.ended.then(() => signal.removeEventListener("abort", cancel));
     return call;
   }
 

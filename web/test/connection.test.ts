@@ -5,6 +5,7 @@
  * server frames, and an unreachable server.
  */
 import assert from "node:assert/strict";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { after, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -226,4 +227,20 @@ test("rich status: google.rpc.Status in grpc-status-details-bin becomes the erro
     error.findDetails(StringValueSchema).map((value) => value.value),
     ["why"],
   );
+});
+
+test("a deadline passing while the socket is still opening ends the call at the deadline", async () => {
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket)); // accepts TCP, never answers the handshake
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const { port } = silent.address() as AddressInfo;
+  const transport = createWebSocketTransport({ baseUrl: `ws://127.0.0.1:${port}`, connectTimeoutMs: 60_000 });
+  try {
+    const error = await codeOf(createClient(SyncService, transport).getServerInfo({}, { timeoutMs: 200 }));
+    assert.equal(error.code, Code.DeadlineExceeded);
+  } finally {
+    transport.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
 });

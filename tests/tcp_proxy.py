@@ -173,13 +173,17 @@ class TcpProxy:
             connection.backlog.clear()
             connection.held = Direction.NONE
 
-    async def refuse(self) -> None:
-        """Stops listening and cuts every connection: the port refuses connections."""
+    async def refuse(self, *, cut: bool = True) -> None:
+        """Stops listening: the port refuses connections. With `cut` every open
+        connection is cut too; without, open connections stay as they are (a stalled
+        one stays stalled: a black-holed server nobody can reach afresh)."""
         server, self._server = self._server, None
+        if cut:
+            self.cut()
         if server is not None:
             server.close()
-            await server.wait_closed()
-        self.cut()
+            if cut:  # (newer Pythons wait here for open connections to end)
+                await server.wait_closed()
 
     async def close(self) -> None:
         """Stops listening, aborts every connection and waits for the copying to stop."""

@@ -187,9 +187,11 @@ async def test_redis_that_stops_answering(redis_url: str) -> None:  # noqa: F811
             await stream.welcome()
             await stream.subscribe("doc")
             proxy.stall()  # every open connection, the node's pub/sub one included
+            await proxy.refuse(cut=False)  # and no new one until it listens again
             publish = sync_pb2.Publish(delta=types_pb2.Delta(collection_id="doc", delta=b"x"))
             refused_by_broker(await stream.expect_reply(stream.send(publish=publish)))
-            await watch.until(NOT_SERVING)
+            await watch.until(NOT_SERVING)  # the node's ping went unanswered
+            await proxy.start()
             await watch.until(SERVING)  # reconnected over a new connection
             ack = await stream.publish("doc", b"after")
             assert ack.offset >= 1

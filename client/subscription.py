@@ -130,9 +130,8 @@ class Subscription:
         After RECOVERED or GAP_TOO_OLD the replay continues from the client's offset.
         After an EPOCH_MISMATCH answer or notice with replayed deltas, the server replays
         the new epoch from the oldest offset it holds, so the position starts just before
-        it. In
-        every other case the server's offset is the new starting point (nothing older
-        will come, and a new epoch restarts numbering).
+        it. In every other case the server's offset is the new starting point (nothing
+        older will come, and a new epoch restarts numbering).
         """
         recovery = to_recovery(subscribed.recovery)
         keep = recovery in (Recovery.RECOVERED, Recovery.GAP_TOO_OLD) and self._has_position

@@ -72,8 +72,9 @@ describe("against python -m server", { timeout: 120_000 }, () => {
     const delta = await readUntil(responses, (r) => r.kind.case === "delta");
     assert.ok(delta.kind.case === "delta");
     assert.deepEqual(delta.kind.value.delta, payload);
-    requests.close();
-    await responses.return?.();
+    await waitFor("the session on the server", async () => (await websocketSessions()) === 1);
+    await responses.return?.(); // leaving the response loop early cancels the call
+    await waitFor("the server to end the abandoned session", async () => (await websocketSessions() ?? 0) === 0);
   });
 
   test("flow control both ways: 1.5 MiB each way on one stream, beyond the 256 KiB windows", async () => {

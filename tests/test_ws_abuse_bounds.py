@@ -25,7 +25,12 @@ from server.ws.server import WebSocketServer
 from syncwire.ws.v1 import frame_pb2
 from wire.codec import decode_batch, encode_message_record, encode_record
 from wire.events import FrameDiscarded
-from wire.mux import DISCARD_LIMIT, DISCARD_WINDOW_SECONDS, ServerMultiplexer
+from wire.mux import (
+    DISCARD_LIMIT,
+    DISCARD_WINDOW_SECONDS,
+    ClientMultiplexer,
+    ServerMultiplexer,
+)
 
 PROTOBUF = [Subprotocol("syncwire-protobuf")]
 VIOLATION = "too many invalid frames: more than 100 in 10 s"
@@ -93,6 +98,19 @@ def test_a_flood_in_one_message_stops_at_the_limit() -> None:
         FrameDiscarded("message frame for call 1001, which was never started", DISCARD_LIMIT + 1)
     ]
     (reply,) = _drain(mux)
+    assert reply.protocol_error.discarded_frames == DISCARD_LIMIT + 1
+    assert mux.violation == VIOLATION
+
+
+def test_the_client_end_applies_the_same_budget_to_its_server() -> None:
+    mux = ClientMultiplexer(clock=_Clock())
+    frames = b"".join(
+        encode_record(frame_pb2.Frame(call_id=1001 + 2 * i, end=frame_pb2.CallEnd()))
+        for i in range(500)
+    )
+    (event,) = mux.receive(frames)
+    assert event == FrameDiscarded("end frame for call 1001, which was never started", 101)
+    (reply,) = _frames(mux.data_to_send())
     assert reply.protocol_error.discarded_frames == DISCARD_LIMIT + 1
     assert mux.violation == VIOLATION
 

@@ -2,7 +2,8 @@
 port and a WebSocket port, for clients in other processes (the web package's Node and
 browser interop runs).
 
-Prints one line when ready, then serves until SIGTERM or SIGINT:
+Prints one line when ready, then serves until SIGTERM or SIGINT
+(``--allowed-origin PATTERN``, repeatable, lets browser pages from other origins connect):
 ``interop ready grpc=127.0.0.1:PORT ws=ws://127.0.0.1:PORT``. Ports default to 0
 (ephemeral).
 """
@@ -65,7 +66,9 @@ async def interop_servers(
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    async with interop_servers(args.host, args.grpc_port, args.ws_port) as servers:
+    async with interop_servers(
+        args.host, args.grpc_port, args.ws_port, args.allowed_origin
+    ) as servers:
         print(servers.ready_line(), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -82,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--ws-port", type=int, default=0)
+    parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="browser page origins allowed besides the server's own host (repeatable)",
+    )
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0
 

@@ -509,11 +509,24 @@ class SyncClient:
             raise from_rpc_error(error, what="GetHistory") from None
 
     async def send_blob(self, data: bytes) -> types_pb2.BinaryAck:
-        """Sends an opaque blob on the stream; returns the server's BinaryAck."""
+        """Sends an opaque blob (`data`, bytes) on the stream; returns the server's
+        BinaryAck (`peer_id`, `size` in bytes, `timestamp`). The blob is never relayed.
+
+        Raises NotConnectedError when no connection comes up within
+        `ClientConfig.request_timeout` seconds, RequestFailed with DEADLINE_EXCEEDED
+        (reason "timeout") when the server does not answer within it, RequestFailed with
+        the server's code when it refuses, ConnectionLost when the connection drops first.
+        """
         link = await self._ready_link("send_blob")
-        response = await asyncio.wait_for(
-            link.request(blob=sync_pb2.Blob(data=data)), self.config.request_timeout
-        )
+        timeout = self.config.request_timeout
+        try:
+            response = await asyncio.wait_for(link.request(blob=sync_pb2.Blob(data=data)), timeout)
+        except TimeoutError:
+            raise RequestFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"blob not acknowledged within {timeout:g} s",
+                reason_code="timeout",
+            ) from None
         if response.HasField("error"):
             raise RequestFailed.from_proto(response.error)
         return response.binary_ack

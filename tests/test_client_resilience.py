@@ -20,6 +20,7 @@ from client import (
     HeartbeatTimeout,
     Recovery,
     RecoveryEvent,
+    RequestFailed,
     ServerUnreachableError,
     SyncClient,
     SyncError,
@@ -179,6 +180,20 @@ async def test_offline_after_max_attempts_until_reconnect(
         await proxy.start()
         await asyncio.wait_for(client.connect(), 5)  # leaves OFFLINE and tries again
         assert (await asyncio.wait_for(pending.wait(), 5)).offset == 1
+
+
+@pytest.mark.timeout(30)
+async def test_unanswered_blob_raises_sync_error(server: SyncwireServer, proxy: TcpProxy) -> None:
+    async with SyncClient(f"grpc://{proxy.address}", ClientConfig(request_timeout=0.5)) as client:
+        await client.connect()
+        assert proxy.stall(Direction.DOWNSTREAM) == 1
+        with pytest.raises(RequestFailed) as failed:
+            await client.send_blob(b"unanswered")
+        assert failed.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (failed.value.reason_code, failed.value.message) == (
+            "timeout",
+            "blob not acknowledged within 0.5 s",
+        )
 
 
 class _LongestDelay(random.Random):

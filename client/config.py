@@ -50,7 +50,8 @@ class ClientConfig:
     Publishing:
         outbox_limit: Unacknowledged publishes kept at most (OutboxFullError beyond).
         outbox_path: SQLite file that keeps the outbox across process restarts
-            (None: memory only).
+            (None: memory only); written by a writer thread, off the event loop (see
+            `client.outbox.SqliteOutboxStore`).
         max_in_flight: Publishes sent and not yet acknowledged, at most, per connection.
         close_flush_timeout: Seconds `close()` waits for the outbox to drain.
         replica_id: Replica id put on published deltas ("" picks a random one).

@@ -13,11 +13,13 @@ import bisect
 import contextlib
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from syncwire.v1 import sync_pb2, types_pb2
 
@@ -81,14 +83,26 @@ class MemoryOutboxStore:
 
 
 class SqliteOutboxStore:
-    """Keeps entries in a SQLite file (WAL mode: an insert is a short append, no fsync
-    per publish; a crash of the process loses nothing, a power loss at most the last
-    moments). One client at a time should use a file; two would both flush it, which the
-    server's de-duplication makes harmless."""
+    """Keeps entries in a SQLite file, written off the event loop.
+
+    The file is in WAL mode (an insert is a short append, no fsync per publish). Writes
+    (an INSERT per publish, a DELETE per acknowledgement) go, in order, to a writer
+    thread of the store's own that commits whatever has queued up as one transaction: a
+    single SQLite write took up to 165 ms on a busy machine (WAL checkpoints), measured
+    by ``python -m bench.outbox_stall``, and the event loop must not wait for that.
+    `add` assigns the sequence number itself and returns at once. `close()` waits for
+    every queued write; a process that dies without closing loses the writes still
+    queued (at most the last moments' publishes, which its application never saw
+    acknowledged). One client at a time should use a file; two would both flush it,
+    which the server's de-duplication makes harmless.
+    """
+
+    _BATCH = 1024
+    """Writes committed together at most."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -98,25 +112,78 @@ class SqliteOutboxStore:
             " delta BLOB NOT NULL,"
             " created REAL NOT NULL)"
         )
+        # AUTOINCREMENT's high-water mark: sequence numbers are never reused.
+        (used,) = self._db.execute(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),"
+            " COALESCE((SELECT MAX(seq) FROM outbox), 0))"
+        ).fetchone()
+        self._last_seq = int(used)
+        self._writes: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     def load(self) -> list[tuple[int, bytes]]:
+        """Entries left by an earlier run (call before the first `add`)."""
         rows = self._db.execute("SELECT seq, delta FROM outbox ORDER BY seq").fetchall()
         return [(int(seq), bytes(delta)) for seq, delta in rows]
 
     def add(self, client_message_id: str, delta: bytes) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO outbox (client_message_id, delta, created) VALUES (?, ?, ?)",
-            (client_message_id, delta, time.time()),
-        )
-        seq = cursor.lastrowid
-        assert seq is not None
-        return seq
+        """Queues the entry's INSERT; returns its sequence number (increasing)."""
+        self._last_seq += 1
+        self._write(_INSERT, (self._last_seq, client_message_id, delta, time.time()))
+        return self._last_seq
 
     def remove(self, seq: int) -> None:
-        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        """Queues the entry's DELETE."""
+        self._write(_DELETE, (seq,))
 
     def close(self) -> None:
+        """Waits for every queued write, then closes the file."""
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join()
+            self._writer = None
         self._db.close()
+
+    def _write(self, statement: str, parameters: tuple[Any, ...]) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_queued, name="syncwire-outbox-writer", daemon=True
+            )
+            self._writer.start()
+        self._writes.put((statement, parameters))
+
+    def _write_queued(self) -> None:
+        """The writer thread: commits what is queued, in order, in batches."""
+        while True:
+            batch = [self._writes.get()]
+            while batch[-1] is not None and len(batch) < self._BATCH:
+                try:
+                    batch.append(self._writes.get_nowait())
+                except queue.Empty:
+                    break
+            writes = [write for write in batch if write is not None]
+            if writes:
+                self._commit(writes)
+            if batch[-1] is None:
+                return
+
+    def _commit(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
+        try:
+            self._db.execute("BEGIN")
+            for statement, parameters in writes:
+                try:
+                    self._db.execute(statement, parameters)
+                except sqlite3.IntegrityError as error:  # a client_message_id used twice
+                    log.warning("outbox file: %s (%s)", error, parameters[:2])
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("outbox file %s: writes lost", self.path)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+
+_INSERT = "INSERT INTO outbox (seq, client_message_id, delta, created) VALUES (?, ?, ?, ?)"
+_DELETE = "DELETE FROM outbox WHERE seq = ?"
 
 
 class Outbox:

@@ -31,7 +31,7 @@ from client import (
     SyncError,
 )
 from client.endpoints import ChannelSettings
-from client.outbox import Outbox
+from client.outbox import Outbox, SqliteOutboxStore
 from server.app import SyncwireServer
 from server.broker import MemoryBroker
 from server.config import ServerConfig
@@ -310,6 +310,28 @@ def test_outbox_file_keeps_order_and_forgets_acknowledged(tmp_path: Path) -> Non
 
     assert asyncio.run(fill()) == ["m0", "m1", "m2", "m3"]
     assert asyncio.run(reopen()) == [("m0", b"\x00"), ("m2", b"\x02"), ("m3", b"\x03")]
+
+
+def test_outbox_file_writes_off_the_loop_keep_order_and_never_reuse_numbers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    store = SqliteOutboxStore(path)
+    assert store.load() == []
+    seqs = [store.add(f"m{i}", bytes([i])) for i in range(3)]
+    for seq in seqs:
+        store.remove(seq)
+    assert seqs == [1, 2, 3]
+    store.close()  # waits for the writer thread
+
+    reopened = SqliteOutboxStore(path)
+    assert reopened.load() == []
+    assert reopened.add("m3", b"\x03") == 4  # numbers of removed entries are not reused
+    reopened.add("m3", b"\x04")  # a client message id used twice: logged, first kept
+    reopened.close()
+    again = SqliteOutboxStore(path)
+    assert again.load() == [(4, b"\x03")]
+    again.close()
 
 
 @pytest.mark.parametrize("transport", ["grpc", "websocket"])

@@ -245,14 +245,16 @@ class ServerCall:
         self.end(context.code(), context.details(), context.trailing_metadata())
 
     def _fail_unexpectedly(self, exc: BaseException) -> None:
-        if self.finished:
-            return
+        """Logs the exception (once, as grpc.aio does, even when the call already ended
+        from outside) and ends the call with it if it is still open."""
         _LOG.error(
             "unexpected %s raised by servicer method %s",
             type(exc).__name__,
             self.method,
             exc_info=exc,
         )
+        if self.finished:
+            return
         code = self.context.code()
         self.end(
             grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code,

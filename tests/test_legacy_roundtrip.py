@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Final
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from server.legacy import (
@@ -244,7 +246,22 @@ def _decode_both_ways(payload: str | bytes) -> None:
             assert encode_response(decoded) is not None
 
 
+_DELTA_AFTER_YEAR_9999: Final = sync_pb2.SyncResponse(
+    delta=types_pb2.Delta(
+        collection_id="c",
+        crdt_type=types_pb2.CRDT_TYPE_LWW_REGISTER,
+        delta=b"{}",
+        replica_id="0b7f6f0e-3d53-4a5e-9d4b-0c1e2f3a4b5c",
+        timestamp=Timestamp(seconds=253_402_300_800),
+    )
+)
+"""A typed client may stamp a Delta past 9999-12-31 (once found by hypothesis): the
+wrapper's SystemTime cannot carry it, so it must fall back to shape A, not emit a
+wrapper that legacy parsers (and ours) refuse."""
+
+
 @given(any_responses, st.booleans())
+@example(_DELTA_AFTER_YEAR_9999, True)
 def test_any_server_message_renders_to_strict_decodable_json(
     response: sync_pb2.SyncResponse, wrapper: bool
 ) -> None:

@@ -123,10 +123,10 @@ def parse_systemtime(value: object, where: str) -> Timestamp:
 def systemtime(timestamp: Timestamp) -> dict[str, int]:
     """Timestamp -> serde's `SystemTime` object, exactly; raises if it has no such form."""
     seconds, nanos = timestamp.seconds, timestamp.nanos
-    if seconds < 0 or not 0 <= nanos < NANOS_PER_SECOND:
+    if not 0 <= seconds <= MAX_SECONDS or not 0 <= nanos < NANOS_PER_SECOND:
         raise UnrepresentableError(
-            f"SystemTime cannot hold a time before 1970 or nanos outside one second: "
-            f"{seconds}s {nanos}ns"
+            f"a legacy SystemTime holds 1970 to 9999-12-31 (what parse_systemtime accepts) "
+            f"with nanos within one second: got {seconds}s {nanos}ns"
         )
     return {SECS_KEY: seconds, NANOS_KEY: nanos}
 

@@ -62,6 +62,28 @@ _LIVE = True
 _REPLY = False
 
 
+class _LastSize:
+    """The encoded size of the event sized last. A broadcast hands one shared, never
+    mutated event to every subscriber's queue in a row (see server/broadcast_cache.py),
+    so its size is computed once per broadcast instead of once per subscriber. Holding
+    the event keeps its id from being reused."""
+
+    __slots__ = ("event", "size")
+
+    def __init__(self) -> None:
+        self.event: sync_pb2.SyncResponse | None = None
+        self.size = 0
+
+    def of(self, event: sync_pb2.SyncResponse) -> int:
+        if event is not self.event:
+            self.event = event
+            self.size = event.ByteSize()
+        return self.size
+
+
+_last_size = _LastSize()
+
+
 class Replay:
     """One subscription's catch-up: history to send, then the live events of the
     collection that arrived while it was fetched or sent.
@@ -153,7 +175,7 @@ class EventQueue:
         event larger than the byte bound still passes when nothing else is waiting."""
         if self._end is not None:
             return 0
-        size = event.ByteSize()
+        size = _last_size.of(event)
         if self._live >= self._limit or (
             self._live and self._live_bytes + size > self._limit_bytes
         ):
@@ -164,12 +186,19 @@ class EventQueue:
 
     def put(self, event: sync_pb2.SyncResponse) -> bool:
         """Queues a live event; False when the live bound is full (nothing is queued)."""
-        size = self._admit_live(event)
-        if size is None:
+        # The fan-out hot path: `_admit_live` inlined.
+        if self._end is not None:
+            return True
+        size = _last_size.of(event)
+        live = self._live
+        if live >= self._limit or (live and self._live_bytes + size > self._limit_bytes):
             return False
-        if self._end is None:
-            self._items.append((event, size, _LIVE))
-            self._wake()
+        self._live = live + 1
+        self._live_bytes += size
+        self._items.append((event, size, _LIVE))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return True
 
     def catch_up(self) -> Replay:
@@ -299,7 +328,8 @@ class EventQueue:
             items.popleft()
             event, size, live = head
             if live:
-                self._uncount_live(size)
+                self._live -= 1
+                self._live_bytes -= size
             else:
                 self._replies -= 1
                 self._reply_bytes -= size

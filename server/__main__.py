@@ -27,6 +27,10 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The server's argument parser: one flag per `ServerConfig` field plus `--config`.
+    Its program name is $SYNCWIRE_SERVER_PROG (`syncwire serve` sets it) or
+    'syncwire-server'; argument errors are one line and exit 2.
+    """
     parser = _OneLineErrorParser(
         prog=os.environ.get(PROG_ENV) or "syncwire-server",
         description="Run the syncwire sync service (gRPC + WebSocket + legacy JSON).",
@@ -36,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the server (`python -m server ARGS`); returns the exit code: 0 after a clean
+    shutdown, 2 for a bad option or configuration (one line on stderr), 1 when a port
+    cannot be bound or the broker refuses to start. `--workers N` > 1 runs a supervisor.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -146,14 +146,19 @@ class SyncwireServer:
 
     @property
     def grpc_address(self) -> str:
+        """``host:port`` of the gRPC listener (the bound port once started)."""
         return f"{self.config.host}:{self.grpc_port}"
 
     @property
     def ws_url(self) -> str:
+        """``ws://host:port`` (``wss://`` with TLS) of the WebSocket listener."""
         scheme = "ws" if self.tls is None else "wss"
         return f"{scheme}://{self.config.host}:{self.ws_port}"
 
     def ready_line(self) -> str:
+        """The one line printed when the server is ready:
+        ``syncwire ready grpc=HOST:PORT ws=URL broker=URL [metrics=URL]`` (scripts read it).
+        """
         line = (
             f"syncwire ready grpc={self.grpc_address} ws={self.ws_url} broker={self.config.broker}"
         )
@@ -179,6 +184,7 @@ class SyncwireServer:
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
+        """Returns once `stop()` has finished."""
         await self._stopped.wait()
 
 

@@ -67,10 +67,16 @@ class Principal:
 
 
 def unauthenticated(reason_code: str, message: str) -> RequestError:
+    """A RequestError(UNAUTHENTICATED) with `reason_code` (missing_token, invalid_token,
+    token_expired) and `message`.
+    """
     return RequestError(grpc.StatusCode.UNAUTHENTICATED, reason_code, message)
 
 
 def forbidden(action: Action, collection_id: str) -> RequestError:
+    """A RequestError(PERMISSION_DENIED, "forbidden") for `action` ("subscribe" or
+    "publish") on `collection_id`, which it names.
+    """
     return RequestError(
         grpc.StatusCode.PERMISSION_DENIED,
         FORBIDDEN,

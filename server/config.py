@@ -317,6 +317,7 @@ class ServerConfig:
 
     @property
     def tls_enabled(self) -> bool:
+        """True when `tls_cert` is set: both listeners serve TLS."""
         return bool(self.tls_cert)
 
 

@@ -58,6 +58,10 @@ class SessionRegistry:
         return iter(list(self._sessions.values()))
 
     def admit(self, session: Session) -> None:
+        """Registers `session`; raises RequestError(RESOURCE_EXHAUSTED) with
+        "too_many_connections" at `max_connections` or "too_many_connections_per_address" at the
+        per-address limit (both with retry_after_ms 1000).
+        """
         if len(self._sessions) >= self.max_connections:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -73,10 +77,12 @@ class SessionRegistry:
         self._addresses.add(address)
 
     def remove(self, session: Session) -> None:
+        """Unregisters `session` (unknown sessions are ignored)."""
         if self._sessions.pop(session.peer_id, None) is not None:
             self._addresses.remove(peer_host(session.peer_address))
 
     def sessions(self) -> list[Session]:
+        """A snapshot of the registered sessions."""
         return list(self._sessions.values())
 
 
@@ -118,10 +124,12 @@ class SyncCore:
     # --------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        """Starts the broker and the upkeep task (heartbeats, idle checks, maintenance)."""
         await self.broker.start()
         self._upkeep = asyncio.create_task(self._upkeep_loop(), name="syncwire-upkeep")
 
     async def stop(self) -> None:
+        """Stops the upkeep task and closes the broker."""
         if self._upkeep is not None:
             self._upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -138,6 +146,7 @@ class SyncCore:
 
     @property
     def shutting_down(self) -> bool:
+        """True once `begin_shutdown` was called."""
         return self._shutting_down
 
     # ---------------------------------------------------------------- sessions
@@ -163,6 +172,10 @@ class SyncCore:
         return session
 
     def server_info(self) -> types_pb2.ServerInfo:
+        """The `ServerInfo` sent in `Welcome` and by GetServerInfo: version, limits,
+        `FEATURES`, heartbeat interval and idle timeout (whole seconds, at least 1), the
+        protocol version and this process's server id.
+        """
         config = self.config
         return types_pb2.ServerInfo(
             version=__version__,
@@ -286,6 +299,9 @@ class SyncCore:
                 session.expire_token()
 
     def send_heartbeats(self) -> None:
+        """Delivers one shared `Heartbeat{timestamp, server_id}` to every session (the
+        upkeep task calls it every `heartbeat_interval` seconds).
+        """
         beat = sync_pb2.SyncResponse(
             heartbeat=types_pb2.Heartbeat(timestamp=now_timestamp(), server_id=self.server_id)
         )

@@ -36,6 +36,9 @@ class RequestError(Exception):
         self.retry_after_ms = retry_after_ms
 
     def to_response(self) -> sync_pb2.SyncResponse:
+        """The error as the Sync stream's `Error` reply (code number, message, reason code,
+        collection id, retry_after_ms, timestamp); the caller sets the request id.
+        """
         return sync_pb2.SyncResponse(
             error=sync_pb2.Error(
                 code=self.code.value[0],

@@ -40,9 +40,13 @@ class SessionEnd:
 
     @property
     def metric_label(self) -> str:
+        """The `reason` label of `syncwire_disconnects_total`: `label`, or the status
+        code's name in lower case.
+        """
         return self.label or self.code.name.lower()
 
     def to_response(self) -> sync_pb2.SyncResponse:
+        """The `Disconnect{code, reason, reconnect}` sent before the stream ends."""
         return sync_pb2.SyncResponse(
             disconnect=sync_pb2.Disconnect(
                 code=self.code.value[0], reason=self.reason, reconnect=self.reconnect
@@ -166,6 +170,7 @@ class EventQueue:
 
     @property
     def ended(self) -> bool:
+        """True once `end()` was called."""
         return self._end is not None
 
     # ------------------------------------------------------------------ live

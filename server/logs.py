@@ -54,6 +54,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, context fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object per line: time (ISO 8601, UTC), level, logger, message, the
+        connection context's fields and `extra` fields, and `exception` when there is one.
+        """
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
@@ -70,6 +73,9 @@ class TextFormatter(logging.Formatter):
     """`HH:MM:SS level logger: message key=value ...` for people at a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """``HH:MM:SS level logger: message  key=value ...``, then the traceback when
+        there is one.
+        """
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         extras = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = f"{stamp} {record.levelname.lower():7} {record.name}: {record.getMessage()}"

@@ -32,6 +32,10 @@ class MalformedMessage:
 
 
 def lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Wraps a request deserializer: bytes it cannot decode become a `MalformedMessage`
+    (with a "malformed request message (N bytes): ..." reason) instead of an
+    exception; None stays None.
+    """
     if deserializer is None:
         return None
 
@@ -110,6 +114,10 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The method's handler, rebuilt with `grpc.*_rpc_method_handler` around the
+        lenient deserializer, for the services this interceptor covers; other handlers
+        unchanged.
+        """
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler

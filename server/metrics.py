@@ -148,6 +148,9 @@ class ServerMetrics:
             self.framing_connections.set_function(lambda: float(count()))
 
     def observe_delivery(self, server_time_ns: int) -> None:
+        """Records one delivery latency sample: now minus `server_time_ns` (the delta's
+        server time, nanoseconds since the epoch), in seconds, never negative.
+        """
         self.deliver_latency.observe(max(0.0, (time.time_ns() - server_time_ns) / 1e9))
 
     def refresh(self) -> None:
@@ -169,6 +172,7 @@ class ServerMetrics:
         return int(self._http.server_port)
 
     def stop_serving(self) -> None:
+        """Stops the /metrics HTTP server, if `serve` started one."""
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -38,6 +38,7 @@ class TokenBucket:
     stamp: float
 
     def refill(self, now: float) -> None:
+        """Adds what the rate earned since the last refill (monotonic seconds `now`)."""
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
@@ -48,6 +49,7 @@ class TokenBucket:
         return missing / self.rate if missing > _EPSILON else 0.0
 
     def full(self, now: float) -> bool:
+        """Whether the bucket would be at capacity at `now` (then it can be forgotten)."""
         return self.tokens + (now - self.stamp) * self.rate >= self.capacity
 
 
@@ -77,6 +79,7 @@ class ConnectionBudget:
         return 0.0
 
     def full(self, now: float) -> bool:
+        """Whether every bucket of the connection is full at `now`."""
         return all(bucket.full(now) for bucket, _ in self._buckets)
 
 

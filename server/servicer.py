@@ -43,6 +43,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         request_iterator: AsyncIterator[sync_pb2.SyncRequest],
         context: Context,
     ) -> AsyncIterator[sync_pb2.SyncResponse]:
+        """The client's session (docs/protocol.md "The Sync stream"): `Welcome` first, then
+        answers and pushed events until the session ends. Refusals before the session
+        opens (auth, connection limits, shutdown) end the call with their status through
+        `rpc_status.domain_errors`; later ends send a `Disconnect` first, and a client
+        half-close ends it OK.
+        """
         async with domain_errors(self.core.metrics, context):
             session = self.core.open_session(
                 transport=transport_of(context),
@@ -116,6 +122,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def Publish(
         self, request: sync_pb2.PublishRequest, context: Context
     ) -> sync_pb2.PublishResponse:
+        """Publishes one delta without a session (its `peer_id` stays empty); answers the
+        `PublishAck`. Rate limit, auth and validation failures and BrokerError become the
+        call's status (`maps_domain_errors`).
+        """
         principal = self._admit_call(request, context)
         ack = await self.core.publish(request.delta, peer_id="", principal=principal)
         return sync_pb2.PublishResponse(ack=ack)
@@ -124,6 +134,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def GetPresence(
         self, request: sync_pb2.GetPresenceRequest, context: Context
     ) -> sync_pb2.GetPresenceResponse:
+        """The presence entries of `request.collection_id` (needs subscribe permission).
+        Errors become the call's status (`maps_domain_errors`).
+        """
         principal = self._admit_call(request, context)
         validate_collection_id(request.collection_id)
         self.core.authorize(principal, "subscribe", request.collection_id)
@@ -134,6 +147,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def GetHistory(
         self, request: sync_pb2.GetHistoryRequest, context: Context
     ) -> sync_pb2.GetHistoryResponse:
+        """Up to min(`limit`, `history_size`) deltas after `since_offset` (`limit` 0:
+        `history_size`), classified like a Subscribe's recovery; needs subscribe permission.
+        Errors become the call's status (`maps_domain_errors`).
+        """
         limit = self.core.config.history_size
         if request.limit:
             limit = min(limit, request.limit)
@@ -156,6 +173,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def GetServerInfo(
         self, request: sync_pb2.GetServerInfoRequest, context: Context
     ) -> sync_pb2.GetServerInfoResponse:
+        """The server's `ServerInfo` and its current time. Rate limit and auth failures
+        become the call's status (`maps_domain_errors`).
+        """
         self._admit_call(request, context)
         return sync_pb2.GetServerInfoResponse(
             server_info=self.core.server_info(), timestamp=now_timestamp()

@@ -66,6 +66,7 @@ class Session:
     # ----------------------------------------------------------------- lifecycle
 
     def welcome(self) -> sync_pb2.SyncResponse:
+        """The `Welcome{peer_id, timestamp, server_info}` that opens the stream."""
         return sync_pb2.SyncResponse(
             welcome=types_pb2.Welcome(
                 peer_id=self.peer_id,
@@ -213,6 +214,11 @@ class Session:
         self._release = asyncio.get_running_loop().create_task(self.close(end.reason))
 
     async def subscribe(self, request_id: int, subscribe: sync_pb2.Subscribe) -> None:
+        """Handles `Subscribe`: validates and authorizes, joins the broker (attach, then
+        history from `last_offset`), answers `Subscribed` with request id `request_id`,
+        replays, then delivers live events. Raises RequestError (invalid_collection,
+        forbidden, already_subscribed, too_many_subscriptions) or BrokerError.
+        """
         collection_id = subscribe.collection_id
         validate_collection_id(collection_id)
         self.core.authorize(self.principal, "subscribe", collection_id)
@@ -319,6 +325,9 @@ class Session:
                 self.reply(0, forbidden("subscribe", collection_id).to_response())
 
     async def unsubscribe(self, request_id: int, collection_id: str) -> None:
+        """Handles `Unsubscribe`: leaves presence, detaches, answers `Unsubscribed`.
+        Raises RequestError(NOT_FOUND, "not_subscribed") without a subscription.
+        """
         if collection_id not in self._subscriptions:
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
@@ -347,10 +356,17 @@ class Session:
             log.warning("cleanup after %s failed: %s", collection_id, exc)
 
     async def publish(self, request_id: int, delta: types_pb2.Delta) -> None:
+        """Handles `Publish`: publishes with this session's peer id and principal (see
+        `SyncCore.publish`) and answers the `PublishAck` with request id `request_id`.
+        """
         ack = await self.core.publish(delta, peer_id=self.peer_id, principal=self.principal)
         self.reply(request_id, sync_pb2.SyncResponse(publish_ack=ack))
 
     async def set_presence(self, request: sync_pb2.SetPresence) -> None:
+        """Handles `SetPresence` (JOIN, UPDATE, LEAVE) in a subscribed collection; no
+        direct answer, the broker's event reaches every subscriber, this one included.
+        Raises RequestError(FAILED_PRECONDITION, "not_subscribed") or BrokerError.
+        """
         collection_id = request.collection_id
         if collection_id not in self._subscriptions:
             raise RequestError(
@@ -385,8 +401,10 @@ class Session:
 
     @property
     def subscriptions(self) -> list[str]:
+        """Ids of the collections this session is subscribed to."""
         return list(self._subscriptions)
 
     @property
     def present_in(self) -> list[str]:
+        """Ids of the collections this session is present in."""
         return list(self._present)

@@ -105,6 +105,7 @@ class Supervisor:
 
     @property
     def running(self) -> int:
+        """How many worker processes are running now."""
         return sum(1 for w in self._workers if w.process and w.process.returncode is None)
 
     @property

@@ -46,6 +46,10 @@ async def _run(config: ServerConfig) -> None:
 
 
 def main() -> int:
+    """A worker process of the supervisor: reads its ServerConfig as one JSON line on
+    stdin and serves with SO_REUSEPORT until told to stop; returns the exit code
+    (2 for a bad configuration, as `python -m server`).
+    """
     try:
         config = ServerConfig(**json.loads(sys.stdin.buffer.readline()))
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError

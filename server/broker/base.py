@@ -43,6 +43,8 @@ class PublishResult:
     duplicate: bool = False
 
     def to_ack(self, client_message_id: str) -> sync_pb2.PublishAck:
+        """The `PublishAck` of this result for the publish that carried `client_message_id`.
+        """
         return sync_pb2.PublishAck(
             collection_id=self.collection_id,
             offset=self.offset,

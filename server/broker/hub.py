@@ -39,9 +39,11 @@ class LocalHub:
         return True
 
     def collections(self) -> list[str]:
+        """Ids of the collections with at least one sink on this node."""
         return list(self._sinks)
 
     def has(self, collection_id: str) -> bool:
+        """Whether `collection_id` has a sink on this node."""
         return collection_id in self._sinks
 
     def dispatch(self, collection_id: str, event: sync_pb2.SyncResponse) -> None:

@@ -62,9 +62,11 @@ class MemoryBroker(Broker):
         self.hub = LocalHub()
 
     async def start(self) -> None:
+        """Nothing to connect to: the memory broker is ready at once."""
         return None
 
     async def close(self) -> None:
+        """Forgets every collection, its history and the client-message-id window."""
         self._collections.clear()
         self._dedupe.clear()
 
@@ -83,6 +85,10 @@ class MemoryBroker(Broker):
             history.popleft()
 
     async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        """See `Broker.publish`. Offsets count from 1 per collection within the broker's
+        epoch (one per collection per process); the client-message-id window is a
+        `cachetools.TTLCache` (`dedupe_ttl` seconds, at most `dedupe_max_entries`).
+        """
         collection_id = delta.collection_id
         now = self._clock()
         key = (collection_id, delta.client_message_id)
@@ -109,6 +115,9 @@ class MemoryBroker(Broker):
     async def history(
         self, collection_id: str, since_offset: int | None, epoch: str, limit: int
     ) -> HistorySlice:
+        """See `Broker.history`. History holds the last `history_size` deltas for at most
+        `history_ttl` seconds; a collection seen for the first time gets a new epoch.
+        """
         state = self._collection(collection_id)
         self._trim(state, self._clock())
         oldest = state.history[0][0] if state.history else 0
@@ -129,9 +138,11 @@ class MemoryBroker(Broker):
                 del self._collections[collection_id]
 
     async def attach(self, collection_id: str, sink: EventSink) -> None:
+        """See `Broker.attach` (this node's `LocalHub`)."""
         self.hub.add(collection_id, sink)
 
     async def detach(self, collection_id: str, sink: EventSink) -> None:
+        """See `Broker.detach`."""
         self.hub.remove(collection_id, sink)
 
     async def presence_join(
@@ -141,22 +152,26 @@ class MemoryBroker(Broker):
         user_info: types_pb2.UserInfo | None,
         status: str = "",
     ) -> None:
+        """See `Broker.presence_join`; the entry lives in this process only."""
         entry = join_entry(collection_id, peer_id, user_info, status)
         self._collection(collection_id).presence[peer_id] = entry
         self.hub.dispatch(collection_id, join_event(entry))
 
     async def presence_update(self, presence: types_pb2.Presence) -> None:
+        """See `Broker.presence_update` (fields as `presence_events.updated_entry` says)."""
         members = self._collection(presence.collection_id).presence
         entry = updated_entry(members.get(presence.peer_id), presence)
         members[presence.peer_id] = entry
         self.hub.dispatch(presence.collection_id, sync_pb2.SyncResponse(presence=entry))
 
     async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
+        """See `Broker.presence_leave`; an absent peer is ignored."""
         state = self._collections.get(collection_id)
         if state is None or state.presence.pop(peer_id, None) is None:
             return
         self.hub.dispatch(collection_id, leave_event(collection_id, peer_id, reason))
 
     async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        """See `Broker.presence_members`: this process's entries, in join order."""
         state = self._collections.get(collection_id)
         return list(state.presence.values()) if state is not None else []

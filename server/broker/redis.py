@@ -99,12 +99,14 @@ class RedisBroker(Broker):
             raise BrokerError(self._store.durability_problem)
 
     async def close(self) -> None:
+        """Stops the pub/sub reader and closes both Redis connection pools."""
         await self._fanout.close()
         await self._store.close()
         self._local_presence.clear()
 
     @property
     def healthy(self) -> bool:
+        """True while the pub/sub connection to Redis is up (health follows it)."""
         return self._fanout.connected
 
     @property
@@ -117,6 +119,7 @@ class RedisBroker(Broker):
         await self._fanout.wait_state(connected)
 
     async def wait_healthy(self, healthy: bool) -> None:
+        """Returns once `healthy` equals `healthy` (the argument)."""
         await self._fanout.wait_state(healthy)
 
     def _require_redis(self) -> None:
@@ -126,16 +129,26 @@ class RedisBroker(Broker):
     # ------------------------------------------------------------------ deltas
 
     async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        """See `Broker.publish`: one Lua script assigns the offset, appends to the history
+        stream, records the client message id and publishes (redis_scripts.PUBLISH).
+        Raises BrokerError while Redis is unreachable or slower than `--broker-timeout`.
+        """
         self._require_redis()
         return await self._store.publish(delta)
 
     async def history(
         self, collection_id: str, since_offset: int | None, epoch: str, limit: int
     ) -> HistorySlice:
+        """See `Broker.history` (the collection's Redis stream). Raises BrokerError while
+        Redis is unreachable.
+        """
         self._require_redis()
         return await self._store.history(collection_id, since_offset, epoch, limit)
 
     async def attach(self, collection_id: str, sink: EventSink) -> None:
+        """See `Broker.attach`: also subscribes this node to the collection's channel;
+        raises BrokerError (and detaches again) when Redis is unreachable.
+        """
         self.hub.add(collection_id, sink)
         try:
             await self._fanout.track(collection_id)
@@ -144,6 +157,8 @@ class RedisBroker(Broker):
             raise
 
     async def detach(self, collection_id: str, sink: EventSink) -> None:
+        """See `Broker.detach`; the channel is unsubscribed when its last local sink goes.
+        """
         if self.hub.remove(collection_id, sink):
             await self._fanout.untrack(collection_id)
 
@@ -156,12 +171,16 @@ class RedisBroker(Broker):
         user_info: types_pb2.UserInfo | None,
         status: str = "",
     ) -> None:
+        """See `Broker.presence_join`: the entry is stored in Redis with a TTL refreshed
+        by this node and announced on the collection's channel. Raises BrokerError.
+        """
         self._require_redis()
         entry = join_entry(collection_id, peer_id, user_info, status)
         await self._store.presence_set(entry, join_event(entry))
         self._local_presence[(collection_id, peer_id)] = entry
 
     async def presence_update(self, presence: types_pb2.Presence) -> None:
+        """See `Broker.presence_update`. Raises BrokerError while Redis is unreachable."""
         # Only the peer's own session (on this node) changes its entry, so the node's
         # copy is the entry the update applies to.
         self._require_redis()
@@ -171,6 +190,9 @@ class RedisBroker(Broker):
         self._local_presence[key] = entry
 
     async def presence_leave(self, collection_id: str, peer_id: str, reason: str) -> None:
+        """See `Broker.presence_leave`. Forgotten on this node at once; while Redis is
+        away the Redis entry expires by its TTL instead (BrokerError is raised).
+        """
         # Forgotten locally first: if Redis is away the entry simply expires there.
         self._local_presence.pop((collection_id, peer_id), None)
         self._require_redis()
@@ -179,6 +201,7 @@ class RedisBroker(Broker):
         )
 
     async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        """See `Broker.presence_members` (every node's entries). Raises BrokerError."""
         self._require_redis()
         return await self._store.presence_members(collection_id)
 

@@ -36,6 +36,7 @@ def delta_payload(delta: types_pb2.Delta) -> bytes:
 
 
 def presence_message(event: sync_pb2.SyncResponse) -> bytes:
+    """The pub/sub payload of a presence event: ``b"P"`` + the serialized SyncResponse."""
     return b"P" + event.SerializeToString()
 
 

@@ -115,6 +115,7 @@ class RedisFanout:
 
     @property
     def connected(self) -> bool:
+        """True while the pub/sub connection is up."""
         return self._pubsub is not None
 
     async def start(self, wait: float) -> None:
@@ -127,6 +128,7 @@ class RedisFanout:
             log.warning("redis not reachable yet; retrying in the background")
 
     async def close(self) -> None:
+        """Stops the reader task and closes the pub/sub connection and its pool."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +163,9 @@ class RedisFanout:
             raise BrokerError(f"redis subscription to {collection_id!r} timed out") from None
 
     async def untrack(self, collection_id: str) -> None:
+        """Stops following `collection_id` on this node (unsubscribes its channel when
+        connected; errors of an already broken connection are ignored).
+        """
         tracked = self._tracked.pop(collection_id, None)
         if tracked is None:
             return

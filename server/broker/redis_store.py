@@ -100,6 +100,7 @@ class RedisStore:
         self._presence_sweep = register(lua.PRESENCE_SWEEP)
 
     async def close(self) -> None:
+        """Closes the client and its connection pool."""
         await self._client.aclose()
         await self._pool.disconnect()
 
@@ -163,6 +164,9 @@ class RedisStore:
     # ------------------------------------------------------------------ deltas
 
     async def publish(self, delta: types_pb2.Delta) -> PublishResult:
+        """Runs the PUBLISH script for `delta` (offset, history append, client message id,
+        channel publish); returns the PublishResult. Raises BrokerError (see `_call`).
+        """
         collection_id = delta.collection_id
         keys = self.keys
         names = [keys.meta(collection_id), keys.history(collection_id)]
@@ -184,6 +188,10 @@ class RedisStore:
     async def history(
         self, collection_id: str, since_offset: int | None, epoch: str, limit: int
     ) -> HistorySlice:
+        """Runs the HISTORY script: up to `limit` entries after `since_offset` with the
+        collection's epoch, offset and oldest offset, classified by `classify_recovery`.
+        Raises BrokerError.
+        """
         start = "" if since_offset is None else str(since_offset + 1)
         names = [self.keys.meta(collection_id), self.keys.history(collection_id)]
         args: list[EncodableT] = [
@@ -245,6 +253,9 @@ class RedisStore:
     async def presence_leave(
         self, collection_id: str, peer_id: str, event: sync_pb2.SyncResponse
     ) -> bool:
+        """Removes the peer's entry and publishes `event`; returns whether an entry was
+        removed. Raises BrokerError.
+        """
         args: list[EncodableT] = [
             peer_id,
             self.keys.channel(collection_id),
@@ -256,6 +267,7 @@ class RedisStore:
         return bool(removed)
 
     async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
+        """Every live presence entry of `collection_id`. Raises BrokerError."""
         values = await self._call(
             "presence members", self._presence_members(self._presence_keys(collection_id), [])
         )

@@ -37,6 +37,7 @@ class LiveJoin:
 
     @property
     def live(self) -> bool:
+        """True once the history reply was applied and events pass straight through."""
         return self._pending is None
 
     def __call__(self, event: sync_pb2.SyncResponse) -> None:

@@ -83,6 +83,7 @@ class Endpoint:
 
 
 def as_endpoint(value: str | Endpoint) -> Endpoint:
+    """`value` as an Endpoint (a URL is parsed; raises ValueError for a bad one)."""
     return value if isinstance(value, Endpoint) else Endpoint.parse(value)
 
 
@@ -115,6 +116,10 @@ class ChannelSettings:
     connect_timeout: float = 10.0
 
     def grpc_options(self) -> list[tuple[str, int | str]]:
+        """grpc channel arguments: keepalive (interval at least 5 s; timeout at least
+        `connect_timeout`), receive size limit, a subchannel pool of the channel's own,
+        then `extra_grpc_options`.
+        """
         options: list[tuple[str, int | str]] = [
             ("grpc.keepalive_time_ms", max(int(self.keepalive_time * 1000), 5_000)),
             (

@@ -62,6 +62,9 @@ class RequestFailed(SyncError):
 
     @classmethod
     def from_proto(cls, error: sync_pb2.Error) -> RequestFailed:
+        """The RequestFailed for a server `Error` reply (code number, message, reason code,
+        retry_after_ms -> seconds, collection id).
+        """
         return cls(
             number_to_code(error.code),
             error.message,

@@ -43,18 +43,22 @@ class DeltaEvent:
 
     @property
     def collection_id(self) -> str:
+        """The delta's collection."""
         return self.delta.collection_id
 
     @property
     def offset(self) -> int:
+        """The delta's offset in its collection (from 1, per epoch)."""
         return self.delta.offset
 
     @property
     def epoch(self) -> str:
+        """The history epoch the offset belongs to."""
         return self.delta.epoch
 
     @property
     def data(self) -> bytes:
+        """The delta's payload bytes."""
         return self.delta.delta
 
 
@@ -66,6 +70,7 @@ class PeerJoined:
 
     @property
     def collection_id(self) -> str:
+        """The collection the peer joined."""
         return self.join.collection_id
 
 
@@ -77,6 +82,7 @@ class PeerLeft:
 
     @property
     def collection_id(self) -> str:
+        """The collection the peer left."""
         return self.leave.collection_id
 
 
@@ -88,6 +94,7 @@ class PresenceChanged:
 
     @property
     def collection_id(self) -> str:
+        """The collection of the presence entry."""
         return self.presence.collection_id
 
 

@@ -37,6 +37,7 @@ class Inbox(Generic[T]):
 
     @property
     def full(self) -> bool:
+        """True at the item limit or the byte limit (a limit of 0 is no limit)."""
         return (bool(self._limit) and len(self._items) >= self._limit) or (
             bool(self._limit_bytes) and self._bytes >= self._limit_bytes
         )
@@ -77,6 +78,7 @@ class Inbox(Generic[T]):
         return item
 
     def close(self) -> None:
+        """Ends the inbox: readers and writers waiting are woken and see it closed."""
         self._closed = True
         self._readable.set()
         self._room.set()

@@ -66,6 +66,8 @@ class MemoryPipeEnd:
         return error(close, None)
 
     async def recv(self) -> bytes | str:
+        """The next message from the other end; raises websockets' ConnectionClosedOK
+        (close code 1000/1001) or ConnectionClosedError once closed."""
         message = await self._inbox.get()
         if message is None:
             self._inbox.put_nowait(None)  # stay closed for later receivers
@@ -73,11 +75,13 @@ class MemoryPipeEnd:
         return message
 
     async def send(self, message: bytes) -> None:
+        """Hands `message` to the other end; raises ConnectionClosedOK/Error once closed."""
         if self._state.close is not None:
             raise self._closed_error()
         self._peer_inbox.put_nowait(message)
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Closes both directions with `code` and `reason` (later calls do nothing)."""
         if self._state.close is None:
             self._state.close = Close(code, reason)
             self._inbox.put_nowait(None)

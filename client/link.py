@@ -135,6 +135,7 @@ class SyncLink:
 
     @property
     def alive(self) -> bool:
+        """True until the link ended (see `ended`)."""
         return not self.ended.done()
 
     def request(self, **kind: Any) -> asyncio.Future[sync_pb2.SyncResponse]:
@@ -163,6 +164,7 @@ class SyncLink:
         return self._next_request_id
 
     def is_pending(self, request_id: int) -> bool:
+        """Whether request `request_id` still awaits its reply."""
         return request_id in self._pending
 
     # ------------------------------------------------------------------ reading

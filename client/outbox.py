@@ -44,6 +44,7 @@ class OutboxEntry:
 
     @property
     def client_message_id(self) -> str:
+        """The id the server de-duplicates the publish by."""
         return self.delta.client_message_id
 
 
@@ -54,11 +55,14 @@ class OutboxStore(Protocol):
         """Entries left by an earlier run, as (seq, serialized Delta), in order."""
         ...
 
-    def add(self, client_message_id: str, delta: bytes) -> int: ...
+    def add(self, client_message_id: str, delta: bytes) -> int:
+        """Stores one entry; returns its sequence number (increasing)."""
 
-    def remove(self, seq: int) -> None: ...
+    def remove(self, seq: int) -> None:
+        """Forgets the entry `seq` (acknowledged or refused for good)."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Writes what is pending and releases the store."""
 
 
 class MemoryOutboxStore:
@@ -68,17 +72,21 @@ class MemoryOutboxStore:
         self._next = 0
 
     def load(self) -> list[tuple[int, bytes]]:
+        """Nothing: a memory store starts empty."""
         return []
 
     def add(self, client_message_id: str, delta: bytes) -> int:
+        """Returns the next sequence number; keeps nothing."""
         del client_message_id, delta
         self._next += 1
         return self._next
 
     def remove(self, seq: int) -> None:
+        """Nothing to forget."""
         del seq
 
     def close(self) -> None:
+        """Nothing to release."""
         return None
 
 
@@ -202,6 +210,9 @@ class Outbox:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None, limit: int) -> Outbox:
+        """An outbox of at most `limit` entries, kept in the SQLite file `path`
+        (`SqliteOutboxStore`, loaded at once) or in memory only when `path` is None.
+        """
         store: OutboxStore = MemoryOutboxStore() if path is None else SqliteOutboxStore(path)
         return cls(store, limit)
 
@@ -240,6 +251,7 @@ class Outbox:
             index = bisect.bisect_right(self._order, current)
 
     def first_after(self, seq: int) -> OutboxEntry | None:
+        """The first entry with a sequence number above `seq`, or None."""
         return next(self.after(seq), None)
 
     async def wait_for_entry_after(self, cursor: Callable[[], int]) -> OutboxEntry:
@@ -256,6 +268,7 @@ class Outbox:
         self._changed.set()
 
     def contains(self, entry: OutboxEntry) -> bool:
+        """Whether `entry` (this very object) is still in the outbox."""
         return self._entries.get(entry.seq) is entry
 
     def _remove(self, entry: OutboxEntry) -> bool:
@@ -279,6 +292,7 @@ class Outbox:
             entry.waiter.set_exception(error)
 
     async def wait_empty(self) -> None:
+        """Returns once the outbox is empty."""
         await self._empty.wait()
 
     def close(self) -> None:

@@ -39,10 +39,12 @@ class PendingPublish:
 
     @property
     def client_message_id(self) -> str:
+        """The id the server de-duplicates this publish by."""
         return self._entry.client_message_id
 
     @property
     def collection_id(self) -> str:
+        """The collection published to."""
         return self._entry.delta.collection_id
 
     def done(self) -> bool:
@@ -104,6 +106,9 @@ class PublishPump:
         self._stats = stats
 
     async def run(self) -> None:
+        """Sends outbox entries on the link, in order, with at most `window`
+        unacknowledged; runs until the link ends.
+        """
         while self._link.alive:
             await self._resume.wait()
             entry = await self._outbox.wait_for_entry_after(lambda: self._cursor)

@@ -117,10 +117,12 @@ class StateTracker:
 
     @property
     def state(self) -> ConnectionState:
+        """The current connection state."""
         return self._state
 
     @property
     def last_change(self) -> StateChange | None:
+        """The latest StateChange (None before the first)."""
         return self._last
 
     def set(

@@ -81,7 +81,9 @@ class Subscription:
 
     @property
     def server_offset(self) -> int:
-        """The collection's latest offset when the server last answered a join."""
+        """The collection's latest offset when the server last answered a join: the
+        wire's `Subscribed.offset` (`HistorySlice.offset` on the server). Named apart
+        because `offset` here is this client's own position (the last delta delivered)."""
         return self._server_offset
 
     @property
@@ -95,6 +97,7 @@ class Subscription:
         return self._active
 
     async def unsubscribe(self) -> None:
+        """Leaves the collection (`SyncClient.unsubscribe`); raises SyncError as it does."""
         await self._client.unsubscribe(self.collection_id)
 
     # ---------------------------------------------------------------- internal
@@ -113,9 +116,11 @@ class Subscription:
         return message
 
     def sent_on(self, link: SyncLink | None) -> bool:
+        """Whether the Subscribe went out on `link` (the current connection)."""
         return link is not None and self._link is link
 
     def mark_sent(self, link: SyncLink) -> None:
+        """Records that the Subscribe went out on `link`; inactive until answered."""
         self._link = link
         self._active = False
 
@@ -155,12 +160,14 @@ class Subscription:
         return delta.epoch == self._epoch and delta.offset > self._offset
 
     def advance(self, delta: types_pb2.Delta) -> None:
+        """Moves the position to `delta` (its epoch and offset), once delivered."""
         self._epoch = delta.epoch
         self._offset = delta.offset
         self._has_position = True
 
 
 def to_recovery(value: int) -> Recovery:
+    """The Recovery for a RecoveryStatus number (NONE for unknown numbers)."""
     try:
         return Recovery(value)
     except ValueError:

@@ -230,6 +230,7 @@ class SyncClient:
 
     @property
     def state(self) -> ConnectionState:
+        """The connection state (CONNECTING, CONNECTED, RECONNECTING, OFFLINE, CLOSED)."""
         return self._tracker.state
 
     def state_changes(self) -> AsyncIterator[StateChange]:
@@ -258,15 +259,22 @@ class SyncClient:
 
     @property
     def server_info(self) -> types_pb2.ServerInfo | None:
+        """The connected server's `ServerInfo` (from its Welcome); None while not
+        connected.
+        """
         link = self._connected_link
         return link.welcome.server_info if link is not None else None
 
     @property
     def replica_id(self) -> str:
+        """The replica id put on published deltas (`ClientConfig.replica_id`, or a random
+        UUID chosen at construction).
+        """
         return self._replica_id
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
+        """A snapshot of the subscriptions by collection id."""
         return dict(self._subscriptions)
 
     @property

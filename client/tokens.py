@@ -34,18 +34,22 @@ MIN_REFRESH_INTERVAL: Final = 1.0
 class Clock(Protocol):
     """POSIX seconds now, and a way to wait until a moment on the same scale."""
 
-    def time(self) -> float: ...
+    def time(self) -> float:
+        """POSIX seconds now."""
 
-    async def sleep_until(self, when: float) -> None: ...
+    async def sleep_until(self, when: float) -> None:
+        """Returns once `time()` reaches `when` (POSIX seconds)."""
 
 
 class SystemClock:
     """The wall clock (`time.time`) and `asyncio.sleep`."""
 
     def time(self) -> float:
+        """`time.time()`."""
         return time.time()
 
     async def sleep_until(self, when: float) -> None:
+        """Sleeps until `when` (POSIX seconds; at once when it has passed)."""
         await asyncio.sleep(max(when - time.time(), 0.0))
 
 

@@ -115,6 +115,7 @@ class WebSocketChannel(MultiplexedChannel):
 
     @property
     def authority_url(self) -> str:
+        """The server URL this channel connects to."""
         return self.url
 
     async def _open_transport(self) -> tuple[MessageTransport, int | None]:

@@ -17,6 +17,9 @@ from client.errors import SyncError
 
 
 class ExitCode(enum.IntEnum):
+    """Exit codes of `syncwire`: 0 ok, 1 refused or failed, 2 usage error (nothing sent),
+    3 server unreachable or not serving, 130 interrupted.
+    """
     OK = 0
     FAILURE = 1
     USAGE = 2
@@ -110,9 +113,13 @@ def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> Cl
 
 def from_sync_error(error: SyncError, *, where: str, what: str) -> CliError:
     # The client prefixes transport failures with "connecting to URL failed: ".
+    """The one-line CliError for a client error while doing `what` against `where`
+    (an endpoint URL), with the exit code its status code calls for.
+    """
     details = re.sub(r"^connecting to \S+ failed: ", "", error.message)
     return explain(error.code, details, where=where, what=what)
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError, *, where: str, what: str) -> CliError:
+    """The one-line CliError for a failed unary call doing `what` against `where`."""
     return explain(error.code(), error.details() or "", where=where, what=what)

@@ -59,6 +59,7 @@ def proto_dict(message: Message) -> dict[str, Any]:
 
 
 def iso_time(timestamp: Timestamp) -> str | None:
+    """`timestamp` as ISO 8601 UTC with milliseconds, or None when it is unset (zero)."""
     if not timestamp.seconds and not timestamp.nanos:
         return None
     return timestamp.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
@@ -70,6 +71,7 @@ def enum_label(enum_name: str, prefix: str) -> str:
 
 
 def crdt_label(value: types_pb2.CrdtType.ValueType) -> str:
+    """A CrdtType's short name: CRDT_TYPE_RGA -> "rga"."""
     return enum_label(types_pb2.CrdtType.Name(value), "CRDT_TYPE_")
 
 
@@ -125,6 +127,7 @@ class Meter:
     task: TaskID
 
     def advance(self, steps: int = 1) -> None:
+        """Moves the bar `steps` items on."""
         self.bar.advance(self.task, steps)
 
 

@@ -16,6 +16,7 @@ class Utf8Text(click.ParamType):  # type: ignore[type-arg]  # generic from click
     name = "text"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """`value` as text; fails (one usage line, exit 2) when it is not valid UTF-8."""
         text = str(value)
         try:
             text.encode("utf-8")

@@ -35,6 +35,7 @@ WINDOW = 256
 
 @dataclass(frozen=True, slots=True)
 class Payload:
+    """One delta to publish: its bytes and where it came from."""
     data: bytes
     line: int = 0
     """Line number in the file (0 for a delta given on the command line)."""
@@ -250,6 +251,9 @@ def _what(payload: Payload) -> str:
 
 
 def show_ack(ack: sync_pb2.PublishAck, as_json: bool, *, brief: bool) -> None:
+    """Prints an acknowledgement: a JSON line with `as_json`, else "offset N (epoch E)"
+    unless `brief` (file mode prints one summary line instead).
+    """
     if as_json:
         emit_json(
             {

@@ -72,6 +72,7 @@ class CommandSession:
         raise self.explain(self._failed.result(), what)
 
     def explain(self, error: SyncError, what: str) -> CliError:
+        """The one-line CliError for `error` while doing `what` against this target."""
         return from_sync_error(error, where=self.target.where, what=what)
 
 

@@ -30,6 +30,8 @@ from .target import Target, connection_options
 
 @dataclass(frozen=True, slots=True)
 class TailOptions:
+    """How a tail prints: stop after `count` deltas (None: never), JSON lines, no notices.
+    """
     count: int | None
     as_json: bool
     quiet: bool

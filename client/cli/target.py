@@ -57,10 +57,12 @@ class Target:
 
     @property
     def where(self) -> str:
+        """The endpoint's URL, as messages show it."""
         return self.endpoint.url
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        """``(("authorization", "Bearer TOKEN"),)`` with a token, else empty."""
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     @property

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from server.broker import BrokerError, PublishResult
 from server.broker.redis import RedisBroker
@@ -507,14 +508,23 @@ def test_key_prefix_comes_from_the_url() -> None:
     assert RedisBroker("redis://h:1/0").keys.prefix == "syncwire"
 
 
-def test_every_key_of_a_collection_shares_its_hash_tag() -> None:
+def test_every_key_of_a_collection_shares_one_slot_whatever_its_id() -> None:
     keys = KeySpace("p")
-    names = [keys.meta("a}b"), keys.history("a}b"), keys.dedupe("a}b", "x}:meta")]
-    names += [keys.presence("a}b"), keys.presence_deadlines("a}b"), keys.channel("a}b").decode()]
-    assert all(name.startswith("p:{a}b}:") for name in names)
-    assert len(set(names)) == len(names)
+    for collection_id in ("doc", "a}b", "}x", "{", "{}", "x{y}z", "é"):
+        names = [keys.meta(collection_id), keys.history(collection_id)]
+        names += [keys.dedupe(collection_id, "x}:meta"), keys.presence(collection_id)]
+        names += [keys.presence_deadlines(collection_id), keys.channel(collection_id).decode()]
+        tag = "{" + KeySpace.tag(collection_id) + "}"
+        assert all(name.startswith(f"p:{tag}:") for name in names)
+        assert len({key_slot(name.encode()) for name in names}) == 1, collection_id
+        assert len(set(names)) == len(names)
+    assert keys.meta("}x") != keys.meta("}y")  # a raw id would give both the empty tag
     assert keys.dedupe("a", "x}:meta") != keys.meta("a}:dedupe:x")
-    assert "}" not in keys.dedupe("c", "}}}").removeprefix("p:{c}:")
+    assert "}" not in keys.dedupe("c", "}}}").removeprefix(f"p:{{{KeySpace.tag('c')}}}:")
+    with pytest.raises(ValueError, match="may not contain"):
+        KeySpace("p{x}")
+    with pytest.raises(ValueError, match="may not contain"):
+        RedisTarget.parse("redis://h:1/0?key_prefix=a}")
 
 
 def test_channel_messages_decode_or_fail_cleanly() -> None:

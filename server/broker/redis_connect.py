@@ -74,6 +74,8 @@ class RedisTarget:
         mode, tls = SCHEMES[parts.scheme]
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         prefix = query.pop("key_prefix", "") or DEFAULT_PREFIX
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"key_prefix {prefix!r} may not contain '{{' or '}}'")
         sentinel_password = query.pop("sentinel_password", None)
         plain = urlunsplit(parts._replace(query=urlencode(query)))
         if mode == "single":

@@ -1,10 +1,12 @@
 """Key and channel names of the Redis broker.
 
-Every name of a collection carries the hash tag `{collection_id}`, so all of one
-collection's keys land in one Redis Cluster slot and its scripts stay single-slot.
-Names are `<prefix>:{<collection_id>}:<kind>`; a kind never contains `}` (client
-message ids enter as a digest), so two collections never share a name even when their
-ids contain braces.
+Every name of a collection carries one hash tag, `{<digest of the collection id>}`, so
+all of one collection's keys (and its sharded pub/sub channel) land in one Redis Cluster
+slot and its scripts stay single-slot. The tag is a digest, never the raw id: an id may
+contain `{` and `}` (a raw `}x` would make an empty tag, which Redis ignores, scattering
+the collection over slots), and digests spread collections evenly over the masters.
+Names are `<prefix>:{<32 hex digits>}:<kind>`; the prefix may not contain braces (it
+would hold the tag), and client message ids enter as a digest too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ class KeySpace:
 
     prefix: str = DEFAULT_PREFIX
 
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"key_prefix {self.prefix!r} may not contain '{{' or '}}'")
+
+    @staticmethod
+    def tag(collection_id: str) -> str:
+        """The collection's hash tag (without braces): 128 bits of BLAKE2b, in hex."""
+        return hashlib.blake2b(collection_id.encode(), digest_size=16).hexdigest()
+
     def _name(self, collection_id: str, kind: str) -> str:
-        return f"{self.prefix}:{{{collection_id}}}:{kind}"
+        return f"{self.prefix}:{{{self.tag(collection_id)}}}:{kind}"
 
     def meta(self, collection_id: str) -> str:
         """Hash: `epoch` (history epoch) and `top` (last assigned offset)."""

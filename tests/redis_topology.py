@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -109,27 +109,110 @@ def _dir(base: Path, name: str) -> Path:
     return path
 
 
+SLOTS = 16384
+
+
 @dataclass
 class ClusterSet:
-    """Three masters with one replica each; `nodes[i]` replicates `nodes[i - 3]`."""
+    """Three masters with one replica each: `nodes[i + 3]` replicates `nodes[i]`."""
 
     nodes: list[RedisServer]
-    masters: list[RedisServer] = field(default_factory=list)
 
     def url(self, prefix: str) -> str:
         hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
         return f"redis+cluster://{hosts}?key_prefix={prefix}"
 
+    def node_id(self, node: RedisServer) -> str:
+        with client(node.port) as r:
+            return str(r.execute_command("CLUSTER", "MYID").decode())
 
-def cluster_node(directory: Path) -> RedisServer:
+    def owner(self, slot: int) -> RedisServer:
+        """The live master serving `slot` now (as the first live node sees it)."""
+        for probe in self.nodes:
+            if probe.process is None:
+                continue
+            with client(probe.port) as r:
+                for start, end, master, *_ in r.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise AssertionError(f"no live node knows slot {slot}")
+
+    def migrate_slot(self, slot: int, target: RedisServer) -> None:
+        """Moves a slot and its keys to `target` the way redis-cli --cluster reshard does
+        (IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE everywhere)."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        with client(source.port) as src, client(target.port) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+            for node in self.nodes:  # masters only; replicas learn it from their masters
+                if node.process is not None:
+                    with client(node.port) as r:
+                        if r.execute_command("ROLE")[0] == b"master":
+                            r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+def cluster_node(directory: Path, bus_port: int) -> RedisServer:
     """A cluster-enabled redis-server with an explicit bus port (the default, client
     port + 10000, overflows for ephemeral ports)."""
     return RedisServer(
         directory,
         options=[
             "--cluster-enabled", "yes",
-            "--cluster-port", str(free_port()),
+            "--cluster-port", str(bus_port),
             "--cluster-config-file", str(directory / "nodes.conf"),
             "--cluster-node-timeout", "1000",
+            "--cluster-replica-validity-factor", "0",
         ],
     )
+
+
+@contextlib.contextmanager
+def cluster_set(directory: Path) -> Iterator[ClusterSet]:
+    """Creates a cluster (what `redis-cli --cluster create --cluster-replicas 1` does):
+    three masters share the slots, each gets a replica; waits until every node reports
+    the cluster ok and every replica is in sync."""
+    buses = [free_port() for _ in range(6)]
+    nodes = [cluster_node(_dir(directory, f"node{i}"), buses[i]) for i in range(6)]
+    topology = ClusterSet(nodes)
+    with started(nodes):
+        with client(nodes[0].port) as r:
+            for node, bus in zip(nodes[1:], buses[1:], strict=True):
+                r.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+        share = SLOTS // 3
+        for index, master in enumerate(nodes[:3]):
+            end = SLOTS - 1 if index == 2 else (index + 1) * share - 1
+            with client(master.port) as r:
+                r.execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, end)
+
+        def everyone_knows_everyone() -> bool:
+            for node in nodes:
+                with client(node.port) as r:
+                    if len(r.execute_command("CLUSTER", "NODES").decode().splitlines()) < 6:
+                        return False
+            return True
+
+        wait_for(everyone_knows_everyone, "the nodes met")
+        for master, replica in zip(nodes[:3], nodes[3:], strict=True):
+            master_id = topology.node_id(master)
+            with client(replica.port) as r:
+                r.execute_command("CLUSTER", "REPLICATE", master_id)
+
+        def ready() -> bool:
+            for node in nodes:
+                with client(node.port) as r:
+                    if r.execute_command("CLUSTER", "INFO").decode().find("cluster_state:ok") < 0:
+                        return False
+            for replica in nodes[3:]:
+                with client(replica.port) as r:
+                    if r.info("replication").get("master_link_status") != "up":
+                        return False
+            return True
+
+        wait_for(ready, "the cluster is ok and its replicas in sync", timeout=60)
+        yield topology

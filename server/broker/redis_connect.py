@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from .redis_keys import DEFAULT_PREFIX
@@ -139,6 +140,21 @@ class RedisTarget:
         if blocking:
             return BlockingSentinelConnectionPool(self.master, manager, **options)  # type: ignore[no-untyped-call]
         return SentinelConnectionPool(self.master, manager, **options)  # type: ignore[no-untyped-call]
+
+
+    def cluster_client(self, *, max_connections: int, **options: Any) -> RedisCluster:
+        """A Redis Cluster client (mode "cluster"): routes each command by slot, follows
+        MOVED/ASK, and rediscovers the topology after a node fails. Slots that are not
+        covered (during a failover) fail their own commands only."""
+        options.pop("timeout", None)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self.addresses],
+            require_full_coverage=False,
+            max_connections=max_connections,
+            ssl=self.tls,
+            **self._credentials(),
+            **options,
+        )
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -26,8 +26,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
@@ -38,9 +39,13 @@ from .hub import LocalHub
 from .redis_codec import decode_message
 from .redis_connect import RedisTarget
 from .redis_keys import KeySpace
+from .redis_sharded import ShardedPubSub
 from .redis_store import RedisStore, connection_options
 
 log = logging.getLogger(__name__)
+
+Subscriber = PubSub | ShardedPubSub
+"""One pub/sub connection (single Redis, Sentinel) or sharded pub/sub (Redis Cluster)."""
 
 SUBSCRIBE_BATCH = 512
 STABLE_CONNECTION = 5.0
@@ -90,10 +95,18 @@ class RedisFanout:
         ping_interval: float,
         backoff: AbstractBackoff,
     ) -> None:
-        self._pool = target.pool(
-            max_connections=2, blocking=False, **connection_options(op_timeout)
-        )
-        self._client = Redis(connection_pool=self._pool)
+        self._pool: ConnectionPool | None = None
+        self._cluster: RedisCluster | None = None
+        self._client: Redis | None = None
+        if target.mode == "cluster":
+            self._cluster = target.cluster_client(
+                max_connections=4, **connection_options(op_timeout)
+            )
+        else:
+            self._pool = target.pool(
+                max_connections=2, blocking=False, **connection_options(op_timeout)
+            )
+            self._client = Redis(connection_pool=self._pool)
         self._keys = keys
         self._hub = hub
         self._store = store
@@ -103,7 +116,7 @@ class RedisFanout:
         self._tracked: dict[str, _Tracked] = {}
         self._by_channel: dict[bytes, _Tracked] = {}
         self._pending: dict[bytes, int] = {}
-        self._pubsub: PubSub | None = None
+        self._pubsub: Subscriber | None = None
         self._connected_at = 0.0
         self._up = asyncio.Event()
         self._down = asyncio.Event()
@@ -134,8 +147,20 @@ class RedisFanout:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._client.aclose()
-        await self._pool.disconnect()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._cluster is not None:
+            await self._cluster.aclose()
+        if self._pool is not None:
+            await self._pool.disconnect()
+
+    def _open(self) -> Subscriber:
+        """A new, not yet connected subscriber: sharded over every master of a
+        cluster, else one pub/sub connection."""
+        if self._cluster is not None:
+            return ShardedPubSub(self._cluster)
+        assert self._client is not None
+        return self._client.pubsub()
 
     async def wait_state(self, connected: bool) -> None:
         """Waits until the node is connected (True) or disconnected (False)."""
@@ -175,7 +200,7 @@ class RedisFanout:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.unsubscribe(tracked.channel)
 
-    async def _subscribe(self, pubsub: PubSub, channels: list[bytes]) -> None:
+    async def _subscribe(self, pubsub: Subscriber, channels: list[bytes]) -> None:
         for channel in channels:
             self._pending[channel] = self._pending.get(channel, 0) + 1
         try:
@@ -189,7 +214,7 @@ class RedisFanout:
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = self._open()
             error: BaseException | None = None
             try:
                 await self._serve(pubsub)
@@ -202,7 +227,7 @@ class RedisFanout:
                 was_connected = self._pubsub is pubsub
                 self._set_connected(None)
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
+                    await _close(pubsub)
                 except Exception:  # the connection is already broken: note it, go on
                     log.warning("closing the broken pub/sub connection failed", exc_info=True)
             if was_connected:
@@ -219,14 +244,14 @@ class RedisFanout:
             failures += 1
             await asyncio.sleep(self._backoff.compute(failures))
 
-    def _set_connected(self, pubsub: PubSub | None) -> None:
+    def _set_connected(self, pubsub: Subscriber | None) -> None:
         self._pubsub = pubsub
         self._connected_at = asyncio.get_running_loop().time()
         self._pending.clear()
         (self._up if pubsub else self._down).set()
         (self._down if pubsub else self._up).clear()
 
-    async def _serve(self, pubsub: PubSub) -> None:
+    async def _serve(self, pubsub: Subscriber) -> None:
         """Connects, re-subscribes every tracked collection and reads until failure."""
         async with asyncio.timeout(self._op_timeout):
             await pubsub.ping()
@@ -244,7 +269,7 @@ class RedisFanout:
             await self._subscribe(pubsub, channels[start : start + SUBSCRIBE_BATCH])
         await self._read(pubsub)
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _read(self, pubsub: Subscriber) -> None:
         """Reads messages; pings when the line is quiet and gives up without a pong."""
         loop = asyncio.get_running_loop()
         pong_due: float | None = None
@@ -385,3 +410,10 @@ class RedisFanout:
             )
         )
         self._hub.dispatch(tracked.collection_id, notice)
+
+
+async def _close(pubsub: Subscriber) -> None:
+    if isinstance(pubsub, ShardedPubSub):
+        await pubsub.aclose()
+    else:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream

@@ -257,3 +257,11 @@ end
 return removed
 """
 )
+
+
+def sharded(script: str) -> str:
+    """The script for Redis Cluster: events go out with SPUBLISH (sharded pub/sub, to
+    the subscribers of the collection's shard only) instead of PUBLISH (which a cluster
+    broadcasts to every node). The channel carries the collection's hash tag, so the
+    script stays single-slot."""
+    return script.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")

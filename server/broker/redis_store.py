@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT
 
@@ -81,14 +83,25 @@ class RedisStore:
         self.presence_ttl_ms = _ms(presence_ttl)
         self._meta_ttl_ms = _ms(max(meta_ttl, history_ttl))
         self._op_timeout = op_timeout
-        self._pool: ConnectionPool = target.pool(
-            max_connections=max_connections,
-            blocking=True,
-            timeout=op_timeout,
-            **connection_options(op_timeout),
-        )
-        self._client = Redis(connection_pool=self._pool)
-        register = self._client.register_script
+        self._pool: ConnectionPool | None = None
+        self._client: Redis | RedisCluster
+        self.sharded = target.mode == "cluster"
+        if self.sharded:
+            self._client = target.cluster_client(
+                max_connections=max_connections, **connection_options(op_timeout)
+            )
+        else:
+            self._pool = target.pool(
+                max_connections=max_connections,
+                blocking=True,
+                timeout=op_timeout,
+                **connection_options(op_timeout),
+            )
+            self._client = Redis(connection_pool=self._pool)
+
+        def register(script: str) -> AsyncScript:
+            return self._client.register_script(lua.sharded(script) if self.sharded else script)
+
         self._publish = register(lua.PUBLISH)
         self._history = register(lua.HISTORY)
         self._rotate_epoch = register(lua.ROTATE_EPOCH)
@@ -102,7 +115,8 @@ class RedisStore:
     async def close(self) -> None:
         """Closes the client and its connection pool."""
         await self._client.aclose()
-        await self._pool.disconnect()
+        if self._pool is not None:
+            await self._pool.disconnect()
 
     @property
     def _check_instance(self) -> int:
@@ -142,7 +156,8 @@ class RedisStore:
 
     async def drop_idle_connections(self) -> None:
         """Forgets pooled connections after an outage, so no command tries a dead one."""
-        await self._pool.disconnect(inuse_connections=False)
+        if self._pool is not None:  # a cluster client replaces failed nodes' connections
+            await self._pool.disconnect(inuse_connections=False)
 
     async def _call(self, what: str, operation: Awaitable[Any]) -> Any:
         try:
@@ -154,7 +169,18 @@ class RedisStore:
     async def _batch(
         self, what: str, calls: Iterable[tuple[Any, list[Any], list[Any]]]
     ) -> list[Any]:
-        """Runs (script, keys, args) calls in one round trip (no transaction)."""
+        """Runs (script, keys, args) calls in one round trip (no transaction); on a
+        cluster, concurrently (each call goes to its collection's shard)."""
+        if isinstance(self._client, RedisCluster):
+            client = self._client
+            return list(
+                await self._call(
+                    what,
+                    asyncio.gather(
+                        *(script(keys=keys, args=args, client=client) for script, keys, args in calls)
+                    ),
+                )
+            )
         async with self._client.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
                 await script(keys=keys, args=args, client=pipe)

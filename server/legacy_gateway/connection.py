@@ -33,6 +33,7 @@ from server.legacy_gateway.handshake import close_reason
 from server.legacy_gateway.render_cache import LegacyRenderCache
 from server.session import Session
 from syncwire.v1 import sync_pb2
+from wire.keepalive import FailFastKeepalive
 from wire.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -113,6 +114,7 @@ class LegacyConnection:
         reader: asyncio.Task[Close | None] | None = None
         writer: asyncio.Task[Close | None] | None = None
         close: Close | None = None
+        dead = False
         try:
             welcome = render_for_legacy(session.welcome())
             assert welcome is not None
@@ -133,7 +135,11 @@ class LegacyConnection:
             )
             abandoned.cancel()
             if abandoned in done and not abandoned.cancelled():
-                close = close_for(abandoned.result())
+                end = abandoned.result()
+                close = close_for(end)
+                # Heartbeat silence with bytes still unsent: the peer is dead, not slow;
+                # a closing handshake with it could only time out.
+                dead = end.label == "idle_timeout" and _unsent_bytes(self._ws) > 0
             else:
                 close = _outcome(reader if reader in done else writer)
         except ConnectionClosed:
@@ -143,7 +149,11 @@ class LegacyConnection:
                 if task is not None and not task.done():
                     await cancel_and_wait(task, log, what)
             await session.close("disconnected")
-        if close is not None:
+        if close is None:
+            return
+        if dead and isinstance(self._ws, FailFastKeepalive):
+            self._ws.fail_now(close.code, close.reason)
+        else:
             await self._ws.close(close.code, close.reason)
 
     # ------------------------------------------------------------------- inbound
@@ -254,6 +264,12 @@ class LegacyConnection:
             except ConnectionClosed:
                 return None
             sent.inc()
+
+
+def _unsent_bytes(websocket: ServerConnection) -> int:
+    """Bytes written to the connection that the socket has not taken yet."""
+    transport = websocket.transport
+    return transport.get_write_buffer_size() if transport is not None else 0
 
 
 def _frame_size(frame: str | bytes) -> int:

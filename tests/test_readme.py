@@ -24,6 +24,13 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec scripts/test")
 
 
+def test_quick_start_tail_is_present_so_presence_lists_it() -> None:
+    quick_start = README.split("In a second terminal", 1)[1].split("```sh", 1)[1].split("```")[0]
+    tail = next(line for line in quick_start.splitlines() if "syncwire subscribe" in line)
+    assert tail.split("#")[0].split() == ["syncwire", "subscribe", "notes", "--join"]
+    assert "syncwire presence notes" in quick_start
+
+
 def test_readme_shows_the_tested_client_example() -> None:
     assert HELLO.read_text(encoding="utf-8").strip() in README
 

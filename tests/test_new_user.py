@@ -34,21 +34,17 @@ from .test_cli import (
     one_line_error,
     run_all,
     run_cli,
+    server,
     start_server,
     stop,
 )
 
 pytestmark = pytest.mark.timeout(120)
 
+__all__ = ["server"]  # the running-server fixture, shared with test_cli
+
 NOT_UTF8 = os.fsdecode(b"\xff\xfe")
 """What Python makes of the argument bytes ff fe: lone surrogates, sent back as ff fe."""
-
-
-@pytest.fixture(scope="module")
-def server(repo_root: Path) -> Iterator[Server]:
-    started = start_server(repo_root)
-    yield started
-    stop(started.process)
 
 
 @pytest.fixture

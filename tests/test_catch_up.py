@@ -7,6 +7,8 @@ judged a slow consumer for a backlog the server queued itself (issue 13, item 3)
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from server.app import SyncwireServer
@@ -112,3 +114,41 @@ async def test_rejoining_a_dozen_busy_collections_with_defaults(transport: str) 
                 )
             assert not reader.ended.done()
             await reader.close()
+
+
+async def test_sync_client_rejoins_a_dozen_busy_collections_in_one_go() -> None:
+    import dataclasses
+
+    from client import DeltaEvent, RecoveryEvent, SyncClient
+
+    from .client_harness import FAST
+    from .tcp_proxy import TcpProxy
+
+    collections = [f"busy-{i}" for i in range(12)]
+    async with running_server() as server:
+        history = server.config.history_size
+        async with TcpProxy("127.0.0.1", server.grpc_port) as proxy:
+            config = dataclasses.replace(FAST, outbox_path=None)
+            async with SyncClient(f"grpc://{proxy.address}", config) as client:
+                await client.connect()
+                for collection_id in collections:
+                    await client.subscribe(collection_id)
+                await proxy.refuse()  # an outage: the client cannot reconnect meanwhile
+                for collection_id in collections:
+                    await _fill(server, collection_id, history)
+                await proxy.start()
+                offsets: dict[str, list[int]] = {c: [] for c in collections}
+                recovered = set()
+                async with asyncio.timeout(60):
+                    async for event in client.events():  # the application keeps up
+                        if isinstance(event, RecoveryEvent):
+                            assert not event.recovery.lost_deltas, event
+                            recovered.add(event.collection_id)
+                        elif isinstance(event, DeltaEvent):
+                            offsets[event.collection_id].append(event.offset)
+                            if sum(map(len, offsets.values())) == 12 * history:
+                                break
+                assert recovered == set(collections)
+                assert all(got == list(range(1, history + 1)) for got in offsets.values())
+                assert client.stats.pauses == 0  # one rejoin each, no churn
+                assert client.stats.connections == 2

@@ -2,8 +2,8 @@
 fan-out measurement through ``WebSocketChannel``, so the Node transport's figures have a
 reference taken against the same server in the same run.
 
-    python -m bench.clients.web_reference unary  URL SECONDS CONCURRENCY COLLECTION
-    python -m bench.clients.web_reference fanout URL SECONDS SUBSCRIBERS COLLECTION
+    python -m bench.clients.web_reference unary  URL SECONDS CONCURRENCY COLLECTION deflate|plain
+    python -m bench.clients.web_reference fanout URL SECONDS SUBSCRIBERS COLLECTION deflate|plain
 
 Prints one JSON line: {"rate": per second, "count": calls or deliveries, "errors": n}.
 """
@@ -46,8 +46,10 @@ async def _callers(
     return calls, errors
 
 
-async def unary(url: str, seconds: float, concurrency: int, collection: str) -> dict[str, float]:
-    async with WebSocketChannel(url) as channel:
+async def unary(
+    url: str, seconds: float, concurrency: int, collection: str, deflate: bool
+) -> dict[str, float]:
+    async with WebSocketChannel(url, compression=deflate) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
         await stub.GetServerInfo(sync_pb2.GetServerInfoRequest())
         started = time.perf_counter()
@@ -56,8 +58,10 @@ async def unary(url: str, seconds: float, concurrency: int, collection: str) -> 
     return {"rate": calls / elapsed, "count": calls, "errors": errors}
 
 
-async def fanout(url: str, seconds: float, subscribers: int, collection: str) -> dict[str, float]:
-    async with WebSocketChannel(url) as channel:
+async def fanout(
+    url: str, seconds: float, subscribers: int, collection: str, deflate: bool
+) -> dict[str, float]:
+    async with WebSocketChannel(url, compression=deflate) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
         stop = asyncio.Event()
         received = [0] * subscribers
@@ -116,9 +120,12 @@ async def fanout(url: str, seconds: float, subscribers: int, collection: str) ->
 
 
 def main(argv: list[str]) -> int:
-    mode, url, seconds, width, collection = argv
+    mode, url, seconds, width, collection, compression = argv
     run = unary if mode == "unary" else fanout
-    print(json.dumps(asyncio.run(run(url, float(seconds), int(width), collection))), flush=True)
+    figures = asyncio.run(
+        run(url, float(seconds), int(width), collection, compression == "deflate")
+    )
+    print(json.dumps(figures), flush=True)
     return 0
 
 

@@ -35,9 +35,9 @@ MAX_FANOUT_SUBSCRIBERS = 100
 
 
 def _command(
-    subject: str, mode: str, url: str, seconds: float, width: int, collection: str
+    subject: str, mode: str, url: str, seconds: float, width: int, collection: str, deflate: bool
 ) -> list[str]:
-    args = [mode, url, f"{seconds:g}", str(width), collection]
+    args = [mode, url, f"{seconds:g}", str(width), collection, "deflate" if deflate else "plain"]
     if subject == NODE:
         node = shutil.which("node")
         if node is None or not NODE_CLIENT.exists():
@@ -84,7 +84,8 @@ class WebScenario(Scenario):
         result.notes.append(
             f"one client process per round, one WebSocket each: unary = {widths['unary']} "
             f"concurrent Publish callers; fanout = {subscribers} Sync streams subscribed to one "
-            "collection while 4 callers publish (deliveries / time to the last delivery)"
+            "collection while 4 callers publish (deliveries / time to the last delivery); "
+            f"permessage-deflate {'on' if options.compression else 'off'} for both (--compression)"
         )
         servers = Servers()
         try:
@@ -100,7 +101,13 @@ class WebScenario(Scenario):
             async def do_round(run: SubjectRun, index: int) -> dict[str, float]:
                 collection = collection_name("web", run.phase, run.subject, index)
                 command = _command(
-                    run.subject, run.phase, url, options.seconds, widths[run.phase], collection
+                    run.subject,
+                    run.phase,
+                    url,
+                    options.seconds,
+                    widths[run.phase],
+                    collection,
+                    options.compression,
                 )
                 return await _measure(command, options.seconds + 120)
 

@@ -2,8 +2,8 @@
  * The Node side of `python -m bench --scenario web`: one WebSocket transport, measured
  * the same way as its Python twin (bench/clients/web_reference.py) against the same server.
  *
- *   node dist/bench/client.js unary  URL SECONDS CONCURRENCY COLLECTION
- *   node dist/bench/client.js fanout URL SECONDS SUBSCRIBERS COLLECTION
+ *   node dist/bench/client.js unary  URL SECONDS CONCURRENCY COLLECTION deflate|plain
+ *   node dist/bench/client.js fanout URL SECONDS SUBSCRIBERS COLLECTION deflate|plain
  *
  * Prints one JSON line: {"rate": per second, "count": calls or deliveries, "errors": n}.
  * unary: CONCURRENCY callers loop on Publish (256-byte deltas) for SECONDS.
@@ -14,10 +14,10 @@ import { setMaxListeners } from "node:events";
 import { createClient } from "@connectrpc/connect";
 import { createWebSocketTransport, SyncService } from "../src/node.js";
 
-const [mode, url, secondsText, widthText, collectionId] = process.argv.slice(2);
+const [mode, url, secondsText, widthText, collectionId, compression] = process.argv.slice(2);
 const seconds = Number(secondsText);
 const width = Number(widthText);
-const transport = createWebSocketTransport({ baseUrl: url! });
+const transport = createWebSocketTransport({ baseUrl: url!, perMessageDeflate: compression === "deflate" });
 const client = createClient(SyncService, transport);
 const payload = new Uint8Array(256).fill(7);
 

@@ -87,26 +87,50 @@ export function encodeRecord(frame: Frame): Uint8Array {
   return concatBytes([Uint8Array.of(RECORD_TAG), encodeVarint(body.length), body]);
 }
 
+/** Bytes of a varint (1 to 10). */
+function varintSize(value: number): number {
+  let size = 1;
+  while (value > 0x7f) {
+    value = Math.floor(value / 0x80);
+    size++;
+  }
+  return size;
+}
+
+/** Writes a varint at `pos`; returns the position after it. */
+function writeVarint(out: Uint8Array, pos: number, value: number): number {
+  while (value > 0x7f) {
+    out[pos++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  out[pos++] = value;
+  return pos;
+}
+
 /**
- * A CallMessage record built straight from the payload (the hot path: no Frame object);
- * byte-identical to `encodeRecord` of the same frame.
+ * A CallMessage record built straight from the payload into one buffer (the hot path:
+ * no Frame object, no intermediate copies); byte-identical to `encodeRecord` of the
+ * same frame.
  */
 export function encodeMessageRecord(callId: number, payload: Uint8Array): Uint8Array {
-  const payloadHead =
-    payload.length > 0 ? concatBytes([Uint8Array.of(PAYLOAD_TAG), encodeVarint(payload.length)]) : new Uint8Array(0);
-  const innerLength = payloadHead.length + payload.length;
-  const head = concatBytes([
-    callId !== 0 ? concatBytes([Uint8Array.of(CALL_ID_TAG), encodeVarint(callId)]) : new Uint8Array(0),
-    Uint8Array.of(MESSAGE_TAG),
-    encodeVarint(innerLength),
-  ]);
-  return concatBytes([
-    Uint8Array.of(RECORD_TAG),
-    encodeVarint(head.length + innerLength),
-    head,
-    payloadHead,
-    payload,
-  ]);
+  const inner = payload.length > 0 ? 1 + varintSize(payload.length) + payload.length : 0;
+  const head = (callId !== 0 ? 1 + varintSize(callId) : 0) + 1 + varintSize(inner);
+  const body = head + inner;
+  const out = new Uint8Array(1 + varintSize(body) + body);
+  out[0] = RECORD_TAG;
+  let pos = writeVarint(out, 1, body);
+  if (callId !== 0) {
+    out[pos++] = CALL_ID_TAG;
+    pos = writeVarint(out, pos, callId);
+  }
+  out[pos++] = MESSAGE_TAG;
+  pos = writeVarint(out, pos, inner);
+  if (payload.length > 0) {
+    out[pos++] = PAYLOAD_TAG;
+    pos = writeVarint(out, pos, payload.length);
+    out.set(payload, pos);
+  }
+  return out;
 }
 
 /** The call id of a Frame that does not decode, read from the fields before the damage. */

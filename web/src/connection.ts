@@ -244,11 +244,11 @@ export class Connection {
     }
   }
 
-  /** Sends queued batches now (coalescing whatever was queued in this turn). */
+  /** Sends queued batches in the next turn (coalescing whatever this turn queues). */
   private schedule(): void {
     if (this.flushScheduled || this.gated || this.closedReason !== undefined) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
+    nextTurn(() => {
       this.flushScheduled = false;
       this.flushNow();
     });
@@ -346,6 +346,27 @@ function closedSocket(): WebSocketLike {
     close: () => undefined,
   };
 }
+
+/**
+ * Runs `task` in the next turn of the event loop (after every promise continuation of
+ * this one), so the frames that one turn queues leave in one WebSocket message:
+ * `setImmediate` in Node, a MessageChannel message in browsers (not clamped like nested
+ * timers).
+ */
+const nextTurn: (task: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (task: () => void) => unknown }).setImmediate;
+  if (typeof immediate === "function") return (task) => void immediate(task);
+  if (typeof MessageChannel === "function") {
+    const channel = new MessageChannel();
+    const tasks: (() => void)[] = [];
+    channel.port1.onmessage = () => tasks.shift()?.();
+    return (task) => {
+      tasks.push(task);
+      channel.port2.postMessage(undefined);
+    };
+  }
+  return (task) => void setTimeout(task, 0);
+})();
 
 function durationMs(duration: { seconds: bigint; nanos: number } | undefined): number {
   return duration === undefined ? 0 : Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6);

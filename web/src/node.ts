@@ -8,7 +8,19 @@ import type { WebSocketConstructor } from "./socket.js";
 
 export * from "./index.js";
 
+/** Options of the Node `createWebSocketTransport`: the browser entry's, plus `ws`'s compression switch. */
+export interface NodeWebSocketTransportOptions extends WebSocketTransportOptions {
+  /** Offer permessage-deflate (default true, as `ws` and browsers do); ignored with `webSocket`. */
+  readonly perMessageDeflate?: boolean | undefined;
+}
+
 /** As the browser entry's `createWebSocketTransport`, with `ws`'s WebSocket by default. */
-export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
-  return createTransport({ webSocket: WebSocket as unknown as WebSocketConstructor, ...options });
+export function createWebSocketTransport(options: NodeWebSocketTransportOptions): WebSocketTransport {
+  const { perMessageDeflate = true, ...rest } = options;
+  class NodeWebSocket extends WebSocket {
+    constructor(url: string, protocols: string | string[]) {
+      super(url, protocols, { perMessageDeflate });
+    }
+  }
+  return createTransport({ webSocket: NodeWebSocket as unknown as WebSocketConstructor, ...rest });
 }

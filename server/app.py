@@ -22,6 +22,7 @@ from .grpc_server import (
     mark_serving,
     register_services,
 )
+from .hooks import Hooks, load_hooks
 from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
 from .servicer import SyncServicer
@@ -40,15 +41,18 @@ class SyncwireServer:
         *,
         reuse_port: bool = False,
         services: Sequence[ServiceRegistration] = (),
+        hooks: Hooks | None = None,
     ) -> None:
         """`reuse_port`: share the ports with the other workers of a supervisor
         (SO_REUSEPORT on both listeners; see `server.supervisor`). `services`: the
         application's own service registrations (see `server.app_services`), served on
         both listeners next to SyncService, with those `config.services` names; health
         and reflection list them. Raises ConfigError when `config.services` names a
-        function that cannot be loaded."""
+        function that cannot be loaded. `hooks`: the application's hooks
+        (`server.hooks.Hooks`; else the object `config.hooks` names, if any); raises
+        ConfigError when `config.hooks` cannot be loaded."""
         self.config = config
-        self.core = SyncCore(config)
+        self.core = SyncCore(config, hooks=hooks if hooks is not None else load_hooks(config.hooks))
         self.servicer = SyncServicer(self.core)
         app_services = [*services, *load_registrations(config.services)]
         self.ws_server = WebSocketServer(

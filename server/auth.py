@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -58,6 +58,8 @@ class Principal:
     subscribe: tuple[str, ...]
     publish: tuple[str, ...]
     expires_at: float
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Every claim of the verified token (what hooks see as `Caller.claims`)."""
 
     def may(self, action: Action, collection_id: str) -> bool:
         """Whether the token grants `action` on `collection_id`. A pattern matches the
@@ -223,6 +225,7 @@ class Authenticator:
             subscribe=_patterns(claims, SUBSCRIBE_CLAIM),
             publish=_patterns(claims, PUBLISH_CLAIM),
             expires_at=float(claims["exp"]),
+            claims=claims,
         )
 
 

@@ -81,6 +81,22 @@ class ServerConfig:
         "grpc.aio.Server it is given (docs/your-own-service.md)",
         metavar="MODULE:FUNCTION[,...]",
     )
+    hooks: str = _opt(
+        "",
+        "application hooks (connect, subscribe, publish, presence): MODULE:OBJECT naming a "
+        "server.hooks.Hooks instance or subclass (docs/application-integration.md)",
+        metavar="MODULE:OBJECT",
+    )
+    hook_failure_policy: str = _opt(
+        "closed",
+        "what a hook that raises or times out means: closed = refuse the request "
+        "(UNAVAILABLE, hook_failed/hook_timeout), open = go ahead as if accepted",
+        choices=("closed", "open"),
+    )
+    hook_connect_timeout: float = _opt(2.0, "seconds the connect hook may take")
+    hook_subscribe_timeout: float = _opt(2.0, "seconds the subscribe hook may take")
+    hook_publish_timeout: float = _opt(1.0, "seconds the publish hook may take")
+    hook_presence_timeout: float = _opt(2.0, "seconds the presence hook may take")
     max_concurrent_calls: int = _opt(
         1000,
         "most calls one client connection may have open at once (WebSocket: the call over "
@@ -193,6 +209,9 @@ class ServerConfig:
         ):
             value = getattr(self, name)
             _check(value > 0, name, value, "must be > 0")
+        for name in ("connect", "subscribe", "publish", "presence"):
+            timeout = getattr(self, f"hook_{name}_timeout")
+            _check(timeout > 0, f"hook_{name}_timeout", timeout, "must be > 0")
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
         _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
         _check(

@@ -33,6 +33,7 @@ from .clock import now_timestamp
 from .config import ServerConfig
 from .errors import RequestError, validate_collection_id
 from .event_queue import SessionEnd
+from .hooks import Caller, HookRunner, Hooks
 from .metrics import ServerMetrics
 from .ratelimit import AddressCounter, RateLimiter, peer_host
 from .session import Session
@@ -110,13 +111,17 @@ def create_broker(config: ServerConfig) -> Broker:
 class SyncCore:
     """Shared server state and behaviour; one per server process."""
 
-    def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, broker: Broker | None = None, hooks: Hooks | None = None
+    ) -> None:
+        """`hooks`: the application's hooks (`server.hooks`), None for none."""
         self.config = config
         self.broker = broker if broker is not None else create_broker(config)
         self.registry = SessionRegistry(config.max_connections, config.max_connections_per_address)
         self.authenticator = Authenticator.from_config(config)
         self.rate_limiter = RateLimiter.from_config(config)
         self.metrics = ServerMetrics(self.registry.sessions)
+        self.hooks = HookRunner(hooks, config, self.metrics)
         self.server_id = str(uuid.uuid4())
         self._upkeep: asyncio.Task[None] | None = None
         self._shutting_down = False
@@ -171,6 +176,23 @@ class SyncCore:
             )
         return session
 
+    async def connect(
+        self, *, transport: str, peer_address: str, principal: Principal | None = None
+    ) -> Session:
+        """`open_session`, then the application's connect hook: a refused (or, failing
+        closed, failed) connect closes the session again and raises RequestError."""
+        session = self.open_session(
+            transport=transport, peer_address=peer_address, principal=principal
+        )
+        if not self.hooks.enabled["connect"]:
+            return session
+        try:
+            session.user_info = await self.hooks.connect(session.caller())
+        except BaseException:
+            await session.close("refused")
+            raise
+        return session
+
     def server_info(self) -> types_pb2.ServerInfo:
         """The `ServerInfo` sent in `Welcome` and by GetServerInfo: version, limits,
         `FEATURES`, heartbeat interval and idle timeout (whole seconds, at least 1), the
@@ -222,9 +244,17 @@ class SyncCore:
             self.rate_limiter.charge(peer_address, size)
 
     async def publish(
-        self, delta: types_pb2.Delta, *, peer_id: str, principal: Principal | None
+        self,
+        delta: types_pb2.Delta,
+        *,
+        caller: Caller | None = None,
+        principal: Principal | None = None,
     ) -> sync_pb2.PublishAck:
-        """Validates and publishes a delta on behalf of `peer_id`; returns the ack."""
+        """Validates, runs the publish hook on, and publishes a delta on behalf of
+        `caller` (its `peer_id` goes into the delta; None: the server itself, an empty
+        peer id and no hook); returns the ack. Raises
+        RequestError (invalid, forbidden, refused by the hook) or BrokerError; a refused
+        delta never reaches the broker, so it gets no offset."""
         validate_collection_id(delta.collection_id)
         self.authorize(principal, "publish", delta.collection_id)
         if delta.offset or delta.epoch or delta.HasField("server_time"):
@@ -234,7 +264,9 @@ class SyncCore:
                 "offset, epoch and server_time are assigned by the server; leave them unset",
                 collection_id=delta.collection_id,
             )
-        delta.peer_id = peer_id
+        delta.peer_id = "" if caller is None else caller.peer_id
+        if caller is not None and self.hooks.enabled["publish"]:
+            delta = await self.hooks.publish(caller, delta)
         try:
             result = await self.broker.publish(delta)
         except BrokerError:

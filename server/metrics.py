@@ -125,6 +125,14 @@ class ServerMetrics:
         self.recoveries = Counter(
             "syncwire_recoveries", "Subscriptions by recovery outcome", ["outcome"], registry=registry
         )
+        self.hook_latency = Histogram(
+            "syncwire_hook_seconds",
+            "Application hook calls by hook (connect, subscribe, publish, presence) and "
+            "outcome (accepted, replaced, refused, failed, timeout, dropped)",
+            ["hook", "outcome"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
         self.broker_up = Gauge(
             "syncwire_broker_up", "1 when the broker is reachable", registry=registry,
             multiprocess_mode="livemin",

@@ -21,6 +21,7 @@ from .clock import now_timestamp
 from .core import SyncCore
 from .errors import validate_collection_id
 from .event_queue import SessionEnd, SessionEnded
+from .hooks import caller_of
 from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
@@ -50,7 +51,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         half-close ends it OK.
         """
         async with domain_errors(self.core.metrics, context):
-            session = self.core.open_session(
+            session = await self.core.connect(
                 transport=transport_of(context),
                 peer_address=context.peer(),
                 principal=self.core_principal(context),
@@ -127,7 +128,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         call's status (`maps_domain_errors`).
         """
         principal = self._admit_call(request, context)
-        ack = await self.core.publish(request.delta, peer_id="", principal=principal)
+        caller = caller_of("", transport_of(context), context.peer(), principal)
+        ack = await self.core.publish(request.delta, caller=caller, principal=principal)
         return sync_pb2.PublishResponse(ack=ack)
 
     @maps_domain_errors

@@ -25,6 +25,7 @@ from .broker.seam import LiveJoin
 from .clock import now_timestamp
 from .errors import RequestError, broker_unavailable, validate_collection_id
 from .event_queue import EventQueue, Replay, SessionEnd
+from .hooks import Caller, caller_of
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -54,6 +55,9 @@ class Session:
         self.queue = EventQueue(core.config.subscriber_queue, core.config.subscriber_queue_bytes)
         self.last_seen = time.monotonic()
         self.principal: Principal | None = None
+        self.user_info: types_pb2.UserInfo | None = None
+        """User information the connect hook attached: presence shows it instead of the
+        client's own."""
         self.expires_at: float | None = None
         """When the session's token stops being accepted (authenticator clock)."""
         self._end_timer: asyncio.TimerHandle | None = None
@@ -64,6 +68,10 @@ class Session:
         self._release: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
+
+    def caller(self) -> Caller:
+        """This session as hooks see it (token subject and claims as of now)."""
+        return caller_of(self.peer_id, self.transport, self.peer_address, self.principal)
 
     def welcome(self) -> sync_pb2.SyncResponse:
         """The `Welcome{peer_id, timestamp, server_info}` that opens the stream."""
@@ -223,12 +231,7 @@ class Session:
         validate_collection_id(collection_id)
         self.core.authorize(self.principal, "subscribe", collection_id)
         if collection_id in self._subscriptions:
-            raise RequestError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                "already_subscribed",
-                f"already subscribed to {collection_id!r}",
-                collection_id=collection_id,
-            )
+            raise _already_subscribed(collection_id)
         limit = self.core.config.max_subscriptions
         if len(self._subscriptions) >= limit:
             raise RequestError(
@@ -238,6 +241,10 @@ class Session:
                 "unsubscribe from one first",
                 collection_id=collection_id,
             )
+        if self.core.hooks.enabled["subscribe"]:
+            await self.core.hooks.subscribe(self.caller(), collection_id)
+            if collection_id in self._subscriptions:  # subscribed meanwhile
+                raise _already_subscribed(collection_id)
         replay = self.queue.catch_up()
         self._subscriptions[collection_id] = _Subscription(collection_id, replay)
 
@@ -283,9 +290,10 @@ class Session:
             hold(event)
         self.queue.start(replay, history.events)
         if subscribe.join_presence:
-            user_info = subscribe.user_info if subscribe.HasField("user_info") else None
+            user_info = self._user_info(subscribe.user_info if subscribe.HasField("user_info") else None)
             await broker.presence_join(collection_id, self.peer_id, user_info)
             self._present.add(collection_id)
+            self._presence_changed(collection_id, types_pb2.PRESENCE_ACTION_JOIN, "", user_info)
 
     async def _new_epoch_history(self, collection_id: str, epoch: str) -> HistorySlice:
         """After EPOCH_MISMATCH: what history holds of the new epoch, from its first
@@ -352,14 +360,15 @@ class Session:
             if collection_id in self._present:
                 self._present.discard(collection_id)
                 await self.core.broker.presence_leave(collection_id, self.peer_id, reason)
+                self._presence_changed(collection_id, types_pb2.PRESENCE_ACTION_LEAVE, reason)
         except BrokerError as exc:
             log.warning("cleanup after %s failed: %s", collection_id, exc)
 
     async def publish(self, request_id: int, delta: types_pb2.Delta) -> None:
-        """Handles `Publish`: publishes with this session's peer id and principal (see
+        """Handles `Publish`: publishes as this session's caller with its principal (see
         `SyncCore.publish`) and answers the `PublishAck` with request id `request_id`.
         """
-        ack = await self.core.publish(delta, peer_id=self.peer_id, principal=self.principal)
+        ack = await self.core.publish(delta, caller=self.caller(), principal=self.principal)
         self.reply(request_id, sync_pb2.SyncResponse(publish_ack=ack))
 
     async def set_presence(self, request: sync_pb2.SetPresence) -> None:
@@ -376,15 +385,20 @@ class Session:
                 collection_id=collection_id,
             )
         broker = self.core.broker
-        user_info = request.user_info if request.HasField("user_info") else None
+        user_info = self._user_info(request.user_info if request.HasField("user_info") else None)
         if request.action == types_pb2.PRESENCE_ACTION_LEAVE:
             if collection_id in self._present:
                 self._present.discard(collection_id)
-                await broker.presence_leave(collection_id, self.peer_id, request.status or "left")
+                reason = request.status or "left"
+                await broker.presence_leave(collection_id, self.peer_id, reason)
+                self._presence_changed(collection_id, types_pb2.PRESENCE_ACTION_LEAVE, reason)
             return
         if request.action == types_pb2.PRESENCE_ACTION_JOIN and collection_id not in self._present:
             self._present.add(collection_id)
             await broker.presence_join(collection_id, self.peer_id, user_info, request.status)
+            self._presence_changed(
+                collection_id, types_pb2.PRESENCE_ACTION_JOIN, request.status, user_info
+            )
             return
         self._present.add(collection_id)
         presence = types_pb2.Presence(
@@ -396,6 +410,32 @@ class Session:
             timestamp=now_timestamp(),
         )
         await broker.presence_update(presence)
+        if self.core.hooks.enabled["presence"]:
+            self.core.hooks.presence_changed(self.caller(), presence)
+
+    def _user_info(self, given: types_pb2.UserInfo | None) -> types_pb2.UserInfo | None:
+        """The user information presence shows: the connect hook's, else the client's."""
+        return self.user_info if self.user_info is not None else given
+
+    def _presence_changed(
+        self,
+        collection_id: str,
+        action: types_pb2.PresenceAction.ValueType,
+        status: str,
+        user_info: types_pb2.UserInfo | None = None,
+    ) -> None:
+        """Tells the presence hook (if any) about a change this session made."""
+        hooks = self.core.hooks
+        if hooks.enabled["presence"]:
+            presence = types_pb2.Presence(
+                collection_id=collection_id,
+                peer_id=self.peer_id,
+                action=action,
+                status=status,
+                user_info=user_info,
+                timestamp=now_timestamp(),
+            )
+            hooks.presence_changed(self.caller(), presence)
 
     # ------------------------------------------------------------------- queries
 
@@ -408,3 +448,12 @@ class Session:
     def present_in(self) -> list[str]:
         """Ids of the collections this session is present in."""
         return list(self._present)
+
+
+def _already_subscribed(collection_id: str) -> RequestError:
+    return RequestError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        "already_subscribed",
+        f"already subscribed to {collection_id!r}",
+        collection_id=collection_id,
+    )

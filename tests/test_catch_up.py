@@ -41,7 +41,6 @@ async def _fill(server: SyncwireServer, collection_id: str, count: int) -> None:
     for i in range(count):
         await server.core.publish(
             types_pb2.Delta(collection_id=collection_id, delta=_PAYLOAD + f"{i}".encode()),
-            peer_id="",
             principal=None,
         )
 

@@ -94,7 +94,7 @@ async def test_heartbeat_silence_releases_a_peer_stuck_in_a_write(transport: str
         payload = os.urandom(65536)  # incompressible: permessage-deflate cannot shrink it
         for _ in range(256):  # 16 MiB: more than socket buffers and framing windows hold
             await server.core.publish(
-                types_pb2.Delta(collection_id=HOME, delta=payload), peer_id="", principal=None
+                types_pb2.Delta(collection_id=HOME, delta=payload), principal=None
             )
         await _released(server, peer_id)
         if transport == "legacy":  # its socket too: no closing handshake with a dead peer

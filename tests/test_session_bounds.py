@@ -93,7 +93,6 @@ async def test_live_bytes_bound_ends_a_stuck_subscriber(transport: str) -> None:
             for i in range(400):
                 await server.core.publish(
                     types_pb2.Delta(collection_id="big", delta=payload + bytes([i % 256])),
-                    peer_id="",
                     principal=None,
                 )
                 if not server.core.registry.sessions():

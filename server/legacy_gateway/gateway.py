@@ -54,7 +54,9 @@ class LegacyGateway:
         try:
             principal = self.core.authenticate_handshake(path, info.headers)
             self.core.authorize(principal, "subscribe", home)
-            session = self.core.open_session(transport=TRANSPORT, peer_address=peer, principal=principal)
+            session = await self.core.connect(
+                transport=TRANSPORT, peer_address=peer, principal=principal
+            )
         except RequestError as exc:
             self.core.metrics.request_errors.labels(exc.reason_code).inc()
             log.warning("legacy connection refused: %s", exc.message)

@@ -1,0 +1,282 @@
+"""Issue 18, hooks: an application's connect / subscribe / publish / presence hooks, on
+both brokers and every transport (native gRPC, WebSocket framing, legacy JSON).
+
+A refused publish is never delivered and never gets an offset (the next accepted delta
+is offset 1), and its publisher sees the hook's code on every transport; a replaced
+delta is what subscribers get; a hook that raises or times out follows the failure
+policy; the caller's token claims reach the hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from server.app import SyncwireServer
+from server.hooks import Caller, ConnectResult, HookRefusal, Hooks
+from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
+from tests.legacy_ws_client import LegacyClient
+
+from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
+from .security_harness import SECRET, bearer, make_token, trailer
+from .service_harness import SyncStream, open_channel
+from .service_harness import test_config as make_config
+from .test_security_legacy import refused, with_token
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOM = "room"
+REFUSE = b"refuse-me"
+REPLACE = b"replace-me"
+REPLACED = b"replaced by the application"
+
+
+class AppHooks(Hooks):
+    """Refuses deltas containing REFUSE (INVALID_ARGUMENT, "bad_delta"), replaces those
+    containing REPLACE, refuses subscribes to "secret" and connects of user "mallory";
+    attaches user info; records every call and presence change."""
+
+    def __init__(self) -> None:
+        self.callers: list[tuple[str, Caller]] = []
+        self.presence: asyncio.Queue[types_pb2.Presence] = asyncio.Queue()
+
+    async def on_connect(self, caller: Caller) -> ConnectResult | None:
+        self.callers.append(("connect", caller))
+        if caller.user_id == "mallory":
+            raise HookRefusal("mallory may not connect", reason_code="banned")
+        return ConnectResult(
+            types_pb2.UserInfo(user_id=caller.user_id or "anon", display_name="Ann")
+        )
+
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
+        self.callers.append(("subscribe", caller))
+        if collection_id == "secret":
+            raise HookRefusal("not for you", reason_code="no_secrets")
+
+    async def on_publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta | None:
+        self.callers.append(("publish", caller))
+        if REFUSE in delta.delta:
+            raise HookRefusal(
+                "deltas may not say that",
+                code=grpc.StatusCode.INVALID_ARGUMENT,
+                reason_code="bad_delta",
+            )
+        if REPLACE in delta.delta:
+            return types_pb2.Delta(crdt_type=types_pb2.CRDT_TYPE_LWW_REGISTER, delta=REPLACED)
+        return None
+
+    async def on_presence(self, caller: Caller, presence: types_pb2.Presence) -> None:
+        self.presence.put_nowait(presence)
+
+
+class StuckHooks(Hooks):
+    """A publish hook that never answers, and a subscribe hook that raises."""
+
+    async def on_publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta | None:
+        await asyncio.Event().wait()
+        return None
+
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
+        raise RuntimeError("the application's database is down")
+
+
+@contextlib.asynccontextmanager
+async def hooked_server(
+    request: pytest.FixtureRequest, hooks: Hooks, **overrides: Any
+) -> AsyncIterator[SyncwireServer]:
+    broker = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    server = SyncwireServer(make_config(broker=broker, **overrides), hooks=hooks)
+    await server.start()
+    try:
+        async with asyncio.timeout(30):  # Redis may take longer than start waits
+            await server.core.broker.wait_healthy(True)
+        yield server
+    finally:
+        await server.stop(grace=1.0)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_kind(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    return request
+
+
+@contextlib.asynccontextmanager
+async def stream_on(
+    server: SyncwireServer, transport: str, **call_kwargs: Any
+) -> AsyncIterator[SyncStream]:
+    async with open_channel(server, transport) as channel:
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel), **call_kwargs)
+        try:
+            yield stream
+        finally:
+            await stream.close()
+
+
+def publish_request(stream: SyncStream, data: bytes, collection_id: str = ROOM) -> int:
+    return stream.send(
+        publish=sync_pb2.Publish(
+            delta=types_pb2.Delta(
+                collection_id=collection_id, crdt_type=types_pb2.CRDT_TYPE_RGA, delta=data
+            )
+        )
+    )
+
+
+async def test_a_refused_publish_never_exists_and_every_transport_sees_its_code(
+    broker_kind: pytest.FixtureRequest,
+) -> None:
+    hooks = AppHooks()
+    async with hooked_server(broker_kind, hooks) as server:
+        async with stream_on(server, "grpc") as watcher, stream_on(server, "ws") as ws:
+            await watcher.welcome()
+            await ws.welcome()
+            await watcher.subscribe(ROOM)
+            # Typed stream over native gRPC and over the WebSocket framing: an Error reply.
+            for stream in (watcher, ws):
+                reply = await stream.expect_reply(publish_request(stream, b"x " + REFUSE))
+                assert reply.HasField("error"), reply
+                assert reply.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                assert reply.error.reason_code == "bad_delta"
+                assert reply.error.collection_id == ROOM
+            # Unary Publish on both transports: the call's status and reason trailer.
+            for transport in ("grpc", "ws"):
+                async with open_channel(server, transport) as channel:
+                    stub = sync_pb2_grpc.SyncServiceStub(channel)
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await stub.Publish(
+                            sync_pb2.PublishRequest(
+                                delta=types_pb2.Delta(collection_id=ROOM, delta=REFUSE)
+                            )
+                        )
+                    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    assert trailer(refused.value, "syncwire-reason") == "bad_delta"
+            # Legacy JSON: an `error` whose code is the hook's reason code.
+            legacy = await LegacyClient.open(f"{server.ws_url}/sync?room_id={ROOM}")
+            async with legacy:
+                await legacy.send_text(b'{"type":"sync","data":"' + REFUSE + b'"}')
+                message = await legacy.recv()
+                while message["type"] != "error":
+                    assert message["type"] in ("heartbeat", "presence"), message
+                    message = await legacy.recv()
+                assert message["code"] == "bad_delta", message
+            # None of the refused deltas got an offset or reached the watcher: the first
+            # accepted delta is offset 1 and it is the first delta delivered.
+            ack = await ws.publish(ROOM, b"fine")
+            assert ack.offset == 1
+            delivered = await watcher.expect("delta")
+            assert (delivered.delta.offset, delivered.delta.delta) == (1, b"fine")
+            history = await server.core.broker.history(ROOM, 0, "", 100)
+            assert [event.delta.delta for event in history.events] == [b"fine"]
+    assert [kind for kind, _ in hooks.callers].count("publish") == 6
+
+
+async def test_a_replaced_delta_is_what_subscribers_get(broker_kind: pytest.FixtureRequest) -> None:
+    async with hooked_server(broker_kind, AppHooks()) as server:
+        async with stream_on(server, "ws") as watcher, stream_on(server, "grpc") as publisher:
+            await watcher.welcome()
+            await publisher.welcome()
+            await watcher.subscribe(ROOM)
+            ack = await publisher.publish(ROOM, REPLACE, client_message_id="m1")
+            delivered = (await watcher.expect("delta")).delta
+            assert delivered.delta == REPLACED
+            assert delivered.crdt_type == types_pb2.CRDT_TYPE_LWW_REGISTER
+            assert (delivered.offset, delivered.client_message_id) == (ack.offset, "m1")
+            assert delivered.peer_id == publisher.peer_id
+            history = await server.core.broker.history(ROOM, 0, "", 10)
+            assert [event.delta.delta for event in history.events] == [REPLACED]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+async def test_subscribe_hook_refuses_and_connect_hook_attaches_user_info(
+    broker_kind: pytest.FixtureRequest, transport: str
+) -> None:
+    hooks = AppHooks()
+    async with hooked_server(broker_kind, hooks) as server:
+        async with stream_on(server, transport) as stream:
+            await stream.welcome()
+            reply = await stream.expect_reply(
+                stream.send(subscribe=sync_pb2.Subscribe(collection_id="secret"))
+            )
+            assert reply.error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+            assert (reply.error.reason_code, reply.error.collection_id) == ("no_secrets", "secret")
+            assert "secret" not in server.core.registry.sessions()[0].subscriptions
+            # The client's own user info is replaced by what on_connect attached.
+            await stream.subscribe(
+                ROOM, join_presence=True, user_info=types_pb2.UserInfo(user_id="forged")
+            )
+            joined = await asyncio.wait_for(hooks.presence.get(), 10)
+            assert (joined.action, joined.peer_id) == (
+                types_pb2.PRESENCE_ACTION_JOIN,
+                stream.peer_id,
+            )
+            assert joined.user_info.user_id == "anon"
+            async with open_channel(server, "grpc") as channel:
+                present = await sync_pb2_grpc.SyncServiceStub(channel).GetPresence(
+                    sync_pb2.GetPresenceRequest(collection_id=ROOM)
+                )
+            assert [m.user_info.display_name for m in present.members] == ["Ann"]
+        left = await asyncio.wait_for(hooks.presence.get(), 10)
+        assert (left.action, left.peer_id) == (types_pb2.PRESENCE_ACTION_LEAVE, stream.peer_id)
+
+
+async def test_connect_hook_sees_claims_and_refuses_on_every_transport(
+    broker_kind: pytest.FixtureRequest,
+) -> None:
+    hooks = AppHooks()
+    async with hooked_server(broker_kind, hooks, auth_secret=SECRET) as server:
+        ann = make_token(sub="ann", team="blue")
+        async with stream_on(server, "ws", metadata=bearer(ann)) as stream:
+            await stream.welcome()
+            await stream.publish(ROOM, b"hi")
+        kinds = {kind: caller for kind, caller in hooks.callers}
+        assert kinds["connect"].user_id == "ann" and kinds["connect"].claims["team"] == "blue"
+        assert kinds["publish"].peer_id == kinds["connect"].peer_id == stream.peer_id
+        assert kinds["publish"].transport == "websocket"
+        mallory = make_token(sub="mallory")
+        for transport in ("grpc", "ws"):
+            async with stream_on(server, transport, metadata=bearer(mallory)) as banned:
+                ended = await asyncio.wait_for(banned.ended, 10)
+                assert ended is not None and ended.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert trailer(ended, "syncwire-reason") == "banned"
+        closed = await refused(with_token(server.ws_url, mallory, ROOM))
+        assert closed.code == 4403
+        assert len(server.core.registry) == 0
+
+
+async def test_a_failing_hook_follows_the_failure_policy(
+    broker_kind: pytest.FixtureRequest,
+) -> None:
+    timeouts = {"hook_publish_timeout": 0.05, "hook_subscribe_timeout": 0.05}
+    async with hooked_server(broker_kind, StuckHooks(), **timeouts) as server:
+        async with stream_on(server, "grpc") as stream:
+            await stream.welcome()
+            reply = await stream.expect_reply(publish_request(stream, b"x"))
+            assert reply.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+            assert (reply.error.reason_code, reply.error.retry_after_ms) == ("hook_timeout", 1000)
+            reply = await stream.expect_reply(
+                stream.send(subscribe=sync_pb2.Subscribe(collection_id=ROOM))
+            )
+            assert reply.error.reason_code == "hook_failed"
+            assert await server.core.broker.history(ROOM, 0, "", 10) is not None
+            assert (await server.core.broker.history(ROOM, 0, "", 10)).offset == 0
+        samples = {
+            (s.labels["hook"], s.labels["outcome"]): s.value
+            for metric in server.core.metrics.registry.collect()
+            if metric.name == "syncwire_hook_seconds"
+            for s in metric.samples
+            if s.name.endswith("_count")
+        }
+        assert samples[("publish", "timeout")] == 1
+        assert samples[("subscribe", "failed")] == 1
+    async with hooked_server(
+        broker_kind, StuckHooks(), hook_failure_policy="open", **timeouts
+    ) as server:
+        async with stream_on(server, "ws") as stream:
+            await stream.welcome()
+            assert (await stream.publish(ROOM, b"x")).offset == 1
+            await stream.subscribe(ROOM)

@@ -29,6 +29,14 @@ def rss_bytes(pid: int) -> int:
     raise ProcessFailed(f"process {pid} has no VmRSS")
 
 
+def children(pid: int) -> list[int]:
+    """Process ids of `pid`'s children (a supervisor's workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -210,6 +210,17 @@ def _idle_checks(result: ScenarioResult | None, idle: int) -> list[TargetCheck]:
     return checks
 
 
+def _order_check(result: ScenarioResult | None, subject: str, label: str) -> TargetCheck:
+    name = f"redis: {label} in-order, no loss"
+    run = result.run(subject) if result is not None else None
+    if run is None or not run.rounds:
+        return TargetCheck(
+            name, None, "0 missing, 0 reordered", _not_measured(result, (subject, "")), unit="msgs"
+        )
+    bad = sum(r.get("missing", 0) + r.get("out_of_order", 0) for r in run.rounds)
+    return TargetCheck(name, bad, "0 missing, 0 reordered", MET if bad == 0 else MISSED, unit="msgs")
+
+
 def _redis_checks(result: ScenarioResult | None) -> list[TargetCheck]:
     rate = ratio_check(
         "redis: two nodes / one node",
@@ -219,24 +230,29 @@ def _redis_checks(result: ScenarioResult | None) -> list[TargetCheck]:
         "one-node",
         at_least=0.5,
     )
-    run = result.run("two-nodes") if result is not None else None
-    if run is None or not run.rounds:
-        order = TargetCheck(
-            "redis: two nodes in-order, no loss",
-            None,
-            "0 missing, 0 reordered",
-            _not_measured(result, ("two-nodes", "")),
-            unit="msgs",
-        )
-    else:
-        bad = sum(r.get("missing", 0) + r.get("out_of_order", 0) for r in run.rounds)
-        order = TargetCheck(
-            "redis: two nodes in-order, no loss",
-            bad,
-            "0 missing, 0 reordered",
-            MET if bad == 0 else MISSED,
-            unit="msgs",
-        )
+    order = _order_check(result, "two-nodes", "two nodes")
     if rate.status == MET and order.status != MET:
         rate = TargetCheck(rate.name, rate.measured, rate.required, MISSED)
-    return [rate, order]
+    # Server CPU per delivery (every syncwire process and redis-server of the subject):
+    # a cluster costs at most 1.3x one Redis; two workers at most 1.2x one process, so a
+    # host with spare cores carries about N times the load with N workers.
+    cluster = ratio_check(
+        "redis: cluster / two nodes, server CPU per delivery",
+        result,
+        "server_us_per_msg",
+        "cluster",
+        "two-nodes",
+        at_most=1.3,
+    )
+    workers = ratio_check(
+        "redis: --workers 2 / one node, server CPU per delivery",
+        result,
+        "server_us_per_msg",
+        "workers-2",
+        "one-node",
+        at_most=1.2,
+    )
+    return [
+        rate, order, cluster, _order_check(result, "cluster", "cluster"), workers,
+        _order_check(result, "workers-2", "--workers 2"),
+    ]

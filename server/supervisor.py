@@ -170,7 +170,8 @@ class Supervisor:
         worker.started_at = asyncio.get_running_loop().time()
         assert process.stdin is not None and process.stdout is not None
         # The pipe stays open: the worker stops when it closes (supervisor gone).
-        process.stdin.write(json.dumps(dataclasses.asdict(self._worker_config)).encode() + b"\n")
+        order = {"config": dataclasses.asdict(self._worker_config), "uvloop": _on_uvloop()}
+        process.stdin.write(json.dumps(order).encode() + b"\n")
         line = b""
         with contextlib.suppress(TimeoutError, ConnectionError):
             await process.stdin.drain()
@@ -238,6 +239,11 @@ async def _discard(stream: asyncio.StreamReader) -> None:
     with contextlib.suppress(ConnectionError):
         while await stream.read(4096):
             pass
+
+
+def _on_uvloop() -> bool:
+    """Whether this process runs on uvloop (its workers then do too)."""
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
 def _describe(code: int) -> str:

@@ -1,7 +1,8 @@
 """One worker process of `--workers N`; started by `server.supervisor`, not by hand.
 
-The supervisor writes the worker's configuration (`ServerConfig` fields as one JSON
-line, ports already resolved) to the worker's stdin and keeps that pipe open. The
+The supervisor writes one JSON line to the worker's stdin, `{"config": {ServerConfig
+fields, ports already resolved}, "uvloop": bool}` (the worker runs on uvloop when the
+supervisor does), and keeps that pipe open. The
 worker serves with SO_REUSEPORT on the shared ports, prints its ready line on stdout,
 and drains and exits on SIGTERM/SIGINT or when stdin reaches end of file (the
 supervisor is gone), so a killed supervisor never leaves workers behind.
@@ -51,11 +52,16 @@ def main() -> int:
     (2 for a bad configuration, as `python -m server`).
     """
     try:
-        config = ServerConfig(**json.loads(sys.stdin.buffer.readline()))
-    except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+        order = json.loads(sys.stdin.buffer.readline())
+        config = ServerConfig(**order["config"])
+    except (ValueError, TypeError, KeyError) as exc:  # ConfigError is a ValueError
         print(f"syncwire-server worker: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    if order.get("uvloop"):
+        import uvloop  # the supervisor ran on it, so it is installed
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         asyncio.run(_run(config))
     except ConfigError as exc:

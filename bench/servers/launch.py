@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
+import tempfile
 
 from bench.procs import ChildProcess, ProcessFailed, start_child, start_module
 from bench.servers import READY_MARKER
@@ -54,8 +56,10 @@ def free_port() -> int:
         return port
 
 
-async def start_redis() -> ChildProcess:
-    """A private, non-persistent redis-server on a free loopback port. Endpoint ``url``."""
+async def start_redis(name: str = "redis", *, cluster: bool = False) -> ChildProcess:
+    """A private, non-persistent redis-server on a free loopback port. Endpoint ``url``
+    (and ``port``). `cluster`: cluster-enabled, with an explicit bus port (the default,
+    port + 10000, overflows for ephemeral ports), to be joined by `form_cluster`."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ProcessFailed("redis-server is not installed")
@@ -75,11 +79,43 @@ async def start_redis() -> ChildProcess:
             "--protected-mode",
             "no",
         ]
+        if cluster:
+            argv += ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+            argv += ["--cluster-config-file", f"bench-nodes-{port}.conf", "--dir", tempfile.gettempdir()]
         try:
-            child = await start_child("redis", argv, marker="Ready to accept connections")
+            child = await start_child(name, argv, marker="Ready to accept connections")
         except ProcessFailed as exc:
             last = exc
             continue
         child.endpoints["url"] = f"redis://127.0.0.1:{port}/0"
+        child.endpoints["port"] = str(port)
         return child
     raise ProcessFailed(f"redis-server did not start: {last}")
+
+
+async def form_cluster(ports: list[int], timeout: float = 60.0) -> str:
+    """Joins cluster-enabled redis-servers into one Redis Cluster of masters that share
+    the 16384 slots evenly (no replicas: the bench measures, it does not fail over);
+    returns its ``redis+cluster://`` URL once every node reports the cluster ok."""
+    from redis.asyncio import Redis
+
+    clients = [Redis(port=port) for port in ports]
+    try:
+        for port, other in zip(ports[1:], clients[1:], strict=True):
+            settings = await other.config_get("cluster-port")
+            bus = next(iter(settings.values()))
+            await clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port, bus)  # type: ignore[no-untyped-call]
+        share = 16384 // len(clients)
+        for index, client in enumerate(clients):
+            end = 16383 if index == len(clients) - 1 else (index + 1) * share - 1
+            await client.execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, end)  # type: ignore[no-untyped-call]
+        async with asyncio.timeout(timeout):
+            while True:  # another process's state: nothing to wait on but a poll
+                infos = [await c.execute_command("CLUSTER", "INFO") for c in clients]  # type: ignore[no-untyped-call]
+                if all(b"cluster_state:ok" in info for info in infos):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for client in clients:
+            await client.aclose()
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from typing import NoReturn
 
-from .app import serve
-from .broker import BrokerError
+from .app import run_server, serve
 from .config import ConfigError, add_arguments, load_config
 from .logs import configure_logging
 from .supervisor import supervise
@@ -54,18 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     if config.workers > 1:
         return supervise(config)
-    try:
-        asyncio.run(serve(config))
-    except ConfigError as exc:  # key or certificate files that do not load
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 2
-    except BrokerError as exc:  # e.g. a durable broker declared over a non-durable Redis
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_server(serve(config), parser.prog)
 
 
 if __name__ == "__main__":

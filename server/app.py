@@ -8,12 +8,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import grpc
 
 from .app_services import ServiceRegistration, load_registrations
-from .config import ServerConfig
+from .broker import BrokerError
+from .config import ConfigError, ServerConfig
 from .core import SyncCore
 from .grpc_server import (
     SYNC_SERVICE_NAME,
@@ -213,6 +215,23 @@ async def serve(
     log.warning("shutting down (grace %.1f s)", config.shutdown_grace)
     await server.stop()
     print("syncwire stopped", file=sys.stderr, flush=True)
+
+
+
+def run_server(main: Coroutine[Any, Any, None], prog: str) -> int:
+    """Runs a server coroutine (`serve`, a worker's run) to its end and returns the exit
+    code: 0 after a clean shutdown, 2 when configuration files do not load (ConfigError),
+    1 when a port cannot be bound (OSError) or the broker refuses to start (BrokerError);
+    the reason is one line on stderr, prefixed with `prog`."""
+    try:
+        asyncio.run(main)
+    except ConfigError as exc:  # key or certificate files that do not load
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except (BrokerError, OSError) as exc:  # e.g. a durable broker over a non-durable Redis
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 __all__ = ["SyncwireServer", "grpc", "serve"]

@@ -6,7 +6,7 @@ supervisor does), and keeps that pipe open. The
 worker serves with SO_REUSEPORT on the shared ports, prints its ready line on stdout,
 and drains and exits on SIGTERM/SIGINT or when stdin reaches end of file (the
 supervisor is gone), so a killed supervisor never leaves workers behind.
-Exit codes as `python -m server`: 0 stopped, 1 cannot bind, 2 bad configuration.
+Exit codes as `python -m server` (`server.app.run_server`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import contextlib
 import json
 import sys
 
-from .app import serve
-from .config import ConfigError, ServerConfig
+from .app import run_server, serve
+from .config import ServerConfig
 from .logs import configure_logging
 
 
@@ -62,15 +62,7 @@ def main() -> int:
         import uvloop  # the supervisor ran on it, so it is installed
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    try:
-        asyncio.run(_run(config))
-    except ConfigError as exc:
-        print(f"syncwire-server: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"syncwire-server: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_server(_run(config), "syncwire-server")
 
 
 if __name__ == "__main__":

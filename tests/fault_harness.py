@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from client import ClientConfig, DeltaEvent, RecoveryEvent, SyncClient
 
 from .client_harness import FAST
+from .process_harness import ServerProcess, start_server_process
 
 HEARTBEAT = 0.2
 """The servers' --heartbeat-interval in these tests."""
@@ -122,6 +123,22 @@ class Publisher:
         """Publishes continuously (paced by the acks) until `done` is set."""
         while not done.is_set():
             await self.publish(1, tag)
+
+
+@contextlib.asynccontextmanager
+async def server_nodes(broker: str, count: int = 2) -> AsyncIterator[list[ServerProcess]]:
+    """`count` server processes on `broker` with the test timings, terminated at the end
+    (their stderr is printed then, which pytest shows when the test failed)."""
+    args = ["--broker", broker, *SERVER_ARGS, "--shutdown-grace", "0.5"]
+    started = [await start_server_process(*args) for _ in range(count)]
+    try:
+        yield started
+    finally:
+        for node in started:
+            with contextlib.suppress(Exception):
+                await node.terminate(timeout=5)
+            if node.process.stderr is not None:
+                print((await node.process.stderr.read()).decode()[-30000:])
 
 
 async def wait_delivered(tails: list[Tail], acked: list[Ack], timeout: float = 30.0) -> None:

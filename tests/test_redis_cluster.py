@@ -11,7 +11,6 @@ within the documented expiry. (Several nodes on one plain Redis: test_redis_node
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,17 +23,17 @@ from server.broker.redis_keys import KeySpace
 from .fault_harness import (
     IDLE_TIMEOUT,
     PATIENT,
-    SERVER_ARGS,
     Publisher,
     Tail,
     check_delivery,
     close_tails,
     open_tail,
     presence_is,
+    server_nodes,
     wait_delivered,
     wait_until,
 )
-from .process_harness import ServerProcess, start_server_process
+from .process_harness import ServerProcess
 from .redis_topology import ClusterSet, client, cluster_set
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.heavy]
@@ -50,14 +49,8 @@ def cluster(tmp_path: Path) -> Iterator[ClusterSet]:
 
 @pytest.fixture
 async def nodes(cluster: ClusterSet) -> AsyncIterator[list[ServerProcess]]:
-    args = ["--broker", cluster.url(PREFIX), *SERVER_ARGS, "--shutdown-grace", "0.5"]
-    started = [await start_server_process(*args) for _ in range(2)]
-    try:
+    async with server_nodes(cluster.url(PREFIX)) as started:
         yield started
-    finally:
-        for node in started:
-            with contextlib.suppress(Exception):
-                await node.terminate(timeout=5)
 
 
 def slot_of(collection_id: str) -> int:

@@ -9,7 +9,6 @@ as an epoch change (the new Redis process starts new epochs), never a silent gap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,17 +19,17 @@ from client import Recovery, SyncClient
 from .fault_harness import (
     IDLE_TIMEOUT,
     PATIENT,
-    SERVER_ARGS,
     Publisher,
     Tail,
     check_delivery,
     close_tails,
     open_tail,
     presence_is,
+    server_nodes,
     wait_delivered,
     wait_until,
 )
-from .process_harness import ServerProcess, start_server_process
+from .process_harness import ServerProcess
 from .redis_topology import SentinelSet, sentinel_set
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.heavy]
@@ -45,16 +44,8 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 
 @pytest.fixture
 async def nodes(sentinels: SentinelSet) -> AsyncIterator[list[ServerProcess]]:
-    args = ["--broker", sentinels.url("sentinel"), *SERVER_ARGS, "--shutdown-grace", "0.5"]
-    started = [await start_server_process(*args) for _ in range(2)]
-    try:
+    async with server_nodes(sentinels.url("sentinel")) as started:
         yield started
-    finally:
-        for node in started:
-            with contextlib.suppress(Exception):
-                await node.terminate(timeout=5)
-            if node.process.stderr is not None:  # shown by pytest when the test failed
-                print((await node.process.stderr.read()).decode()[-30000:])
 
 
 async def test_master_killed_mid_stream_fails_over_without_a_silent_gap(

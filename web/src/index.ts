@@ -7,3 +7,4 @@ export type { WebSocketTransport, WebSocketTransportOptions } from "./transport.
 export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
 export { SUBPROTOCOL } from "./connection.js";
 export { SyncService } from "./gen/syncwire/v1/sync_pb.js";
+export * from "./sync/index.js";

@@ -24,3 +24,12 @@ export function createWebSocketTransport(options: NodeWebSocketTransportOptions)
   }
   return createTransport({ webSocket: NodeWebSocket as unknown as WebSocketConstructor, ...rest });
 }
+
+import { SyncClient as BaseSyncClient, type SyncClientOptions } from "./sync/client.js";
+
+/** As the browser entry's `SyncClient`, with `ws`'s WebSocket by default. */
+export class SyncClient extends BaseSyncClient {
+  constructor(options: SyncClientOptions) {
+    super({ webSocket: WebSocket as unknown as WebSocketConstructor, ...options });
+  }
+}

@@ -1,0 +1,36 @@
+/** The `SyncClient` and its vocabulary. */
+export { SyncClient } from "./client.js";
+export type { PresenceOptions, PublishOptions, SubscribeOptions, SyncClientOptions } from "./client.js";
+export { Backoff } from "./backoff.js";
+export type { BackoffOptions } from "./backoff.js";
+export {
+  ClientClosedError,
+  NotConnectedError,
+  NotSubscribedError,
+  OutboxFullError,
+  RequestFailed,
+  SyncError,
+  TokenProviderError,
+  TokenRefusedError,
+} from "./errors.js";
+export { lostDeltas } from "./events.js";
+export type {
+  DeltaEvent,
+  ErrorEvent,
+  PeerJoined,
+  PeerLeft,
+  PresenceChanged,
+  Recovery,
+  RecoveryEvent,
+  SyncEvent,
+  SyncEventOf,
+  SyncEventType,
+  TokenRefused,
+} from "./events.js";
+export { EventsOverflowError } from "./inbox.js";
+export { ServerDisconnected } from "./link.js";
+export { LocalCoordinator, MemoryOutboxStore } from "./outbox.js";
+export type { OutboxCoordinator, OutboxEntry, OutboxMessage, OutboxStore } from "./outbox.js";
+export type { ConnectionState, StateChange } from "./state.js";
+export { Subscription } from "./subscription.js";
+export type { TokenProvider } from "./tokens.js";

@@ -1,0 +1,266 @@
+/**
+ * `SyncClient` against a real server (`python -m server` on ephemeral loopback ports,
+ * behind a TCP proxy the tests cut and restore): subscribe/publish/presence/history,
+ * offline publishes flushed once in order with recovery of what was missed, a server
+ * restart reported as an epoch change (memory broker), the token provider contract
+ * (asked at connect, once more after UNAUTHENTICATED, then a terminal TokenRefused), a
+ * full outbox, and the backoff policy.
+ */
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { WebSocket } from "ws";
+import {
+  Backoff,
+  OutboxFullError,
+  SyncClient,
+  type SyncClientOptions,
+  type SyncEvent,
+  type WebSocketConstructor,
+} from "../src/index.js";
+import { portOf, TcpProxy } from "./helpers/proxy.js";
+import { startServer, waitFor, type RunningServer } from "./helpers/server.js";
+
+const webSocket = WebSocket as unknown as WebSocketConstructor;
+const fast = { baseMs: 20, capMs: 200 };
+
+function clientFor(url: string, options: Partial<SyncClientOptions> = {}): SyncClient {
+  return new SyncClient({ url, webSocket, backoff: fast, requestTimeoutMs: 5000, ...options });
+}
+
+/** Every event a client reports, for later assertions. */
+function record(client: SyncClient): SyncEvent[] {
+  const seen: SyncEvent[] = [];
+  for (const type of ["delta", "peerJoined", "peerLeft", "presenceChanged", "recovery", "error", "tokenRefused"] as const) {
+    client.on(type, (event) => seen.push(event));
+  }
+  return seen;
+}
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const bytes = (value: string) => new TextEncoder().encode(value);
+const deltasOf = (events: SyncEvent[], collectionId: string) =>
+  events.flatMap((event) => (event.type === "delta" && event.collectionId === collectionId ? [text(event.delta.delta)] : []));
+
+describe("SyncClient against python -m server", { timeout: 60_000 }, () => {
+  let server: RunningServer;
+  let proxy: TcpProxy;
+  let proxyUrl: string;
+
+  before(async () => {
+    server = await startServer("server");
+    proxy = new TcpProxy(portOf(server.wsUrl));
+    proxyUrl = await proxy.start();
+  });
+
+  after(async () => {
+    await proxy.close();
+    await server.stop();
+  });
+
+  test("subscribe, publish, presence and history between two clients", async () => {
+    const alice = clientFor(server.wsUrl);
+    const bob = clientFor(server.wsUrl);
+    const aliceEvents = record(alice);
+    const bobEvents = record(bob);
+    try {
+      await Promise.all([alice.connect(), bob.connect()]);
+      assert.equal(alice.state, "connected");
+      const subscription = await alice.subscribe("basics", { joinPresence: true, userInfo: { userId: "alice" } });
+      assert.equal(subscription.recovery, "none");
+      assert.equal(subscription.offset, 0n);
+      assert.notEqual(subscription.epoch, "");
+      await bob.subscribe("basics", { joinPresence: true, userInfo: { userId: "bob" } });
+      await waitFor("alice sees bob join", () =>
+        aliceEvents.some((event) => event.type === "peerJoined" && event.join.userInfo?.userId === "bob"),
+      );
+      const ack = await alice.publish("basics", bytes("one"));
+      assert.equal(ack.offset, 1n);
+      assert.equal(ack.epoch, subscription.epoch);
+      assert.equal(ack.duplicate, false);
+      assert.notEqual(ack.clientMessageId, "");
+      await bob.publish("basics", bytes("two"));
+      await waitFor("both see both deltas", () => deltasOf(aliceEvents, "basics").length === 2 && deltasOf(bobEvents, "basics").length === 2);
+      assert.deepEqual(deltasOf(aliceEvents, "basics"), ["one", "two"]);
+      assert.deepEqual(deltasOf(bobEvents, "basics"), ["one", "two"]);
+      assert.equal(subscription.offset, 2n);
+      const present = await alice.presence("basics");
+      assert.deepEqual(present.map((member) => member.userInfo?.userId).sort(), ["alice", "bob"]);
+      bob.setPresence("basics", { status: "typing" });
+      await waitFor("alice sees bob typing", () =>
+        aliceEvents.some((event) => event.type === "presenceChanged" && event.presence.status === "typing"),
+      );
+      const history = await bob.history("basics", { sinceOffset: 1n });
+      assert.deepEqual(history.deltas.map((delta) => text(delta.delta)), ["two"]);
+      bob.close();
+      await waitFor("alice sees bob leave", () => aliceEvents.some((event) => event.type === "peerLeft"));
+      assert.equal(bob.state, "closed");
+      await assert.rejects(bob.publish("basics", bytes("late")), { reasonCode: "client_closed" });
+    } finally {
+      alice.close();
+      bob.close();
+    }
+  });
+
+  test("publishes made while cut off are flushed once, in order; what was missed is recovered", async () => {
+    const page = clientFor(proxyUrl);
+    const other = clientFor(server.wsUrl);
+    const pageEvents = record(page);
+    const otherEvents = record(other);
+    const states: string[] = [];
+    page.onStateChange((change) => states.push(change.state));
+    try {
+      await Promise.all([page.connect(), other.connect()]);
+      await page.subscribe("outage");
+      await other.subscribe("outage");
+      await other.publish("outage", bytes("before"));
+      await waitFor("page sees the first delta", () => deltasOf(pageEvents, "outage").length === 1);
+      proxy.cut();
+      await page.waitForState("reconnecting");
+      const edits = Array.from({ length: 10 }, (_, index) => `edit-${index}`);
+      const acks = edits.map((edit) => page.publish("outage", bytes(edit)));
+      await waitFor("all ten queued", async () => (await page.outboxSize()) === 10);
+      await other.publish("outage", bytes("missed"));
+      assert.deepEqual(deltasOf(otherEvents, "outage"), ["before", "missed"].slice(0, deltasOf(otherEvents, "outage").length));
+      proxy.restore();
+      const offsets = (await Promise.all(acks)).map((ack) => ack.offset);
+      assert.deepEqual(offsets, offsets.map((_, index) => offsets[0]! + BigInt(index)));
+      await waitFor("other sees every edit", () => deltasOf(otherEvents, "outage").length === 12);
+      assert.deepEqual(deltasOf(otherEvents, "outage"), ["before", "missed", ...edits]);
+      await waitFor("page sees everything", () => deltasOf(pageEvents, "outage").length === 12);
+      assert.deepEqual(deltasOf(pageEvents, "outage"), ["before", "missed", ...edits]);
+      const recovery = pageEvents.find((event) => event.type === "recovery");
+      assert.ok(recovery !== undefined && recovery.type === "recovery");
+      assert.equal(recovery.recovery, "recovered");
+      assert.equal(recovery.previousOffset, 1n);
+      assert.equal(recovery.replayed, 1);
+      assert.equal(await page.outboxSize(), 0);
+      assert.ok(states.includes("reconnecting") && states.at(-1) === "connected", states.join(","));
+    } finally {
+      proxy.restore();
+      page.close();
+      other.close();
+    }
+  });
+
+  test("a full outbox is a clear error and queues nothing", async () => {
+    const page = clientFor(proxyUrl, { outboxLimit: 2 });
+    try {
+      await page.connect();
+      proxy.cut();
+      await page.waitForState("reconnecting");
+      const queued = [page.publish("full", bytes("a")), page.publish("full", bytes("b"))];
+      await waitFor("two queued", async () => (await page.outboxSize()) === 2);
+      await assert.rejects(page.publish("full", bytes("c")), (error: unknown) => error instanceof OutboxFullError && error.reasonCode === "outbox_full");
+      assert.equal(await page.outboxSize(), 2);
+      proxy.restore();
+      assert.deepEqual((await Promise.all(queued)).map((ack) => ack.offset), [1n, 2n]);
+    } finally {
+      proxy.restore();
+      page.close();
+    }
+  });
+});
+
+describe("SyncClient across a server restart (memory broker)", { timeout: 120_000 }, () => {
+  test("the restart is reported as an epoch change, never a silent gap", async () => {
+    let server = await startServer("server");
+    const proxy = new TcpProxy(portOf(server.wsUrl));
+    const url = await proxy.start();
+    const page = clientFor(url);
+    const events = record(page);
+    try {
+      await page.connect();
+      const subscription = await page.subscribe("restart");
+      await page.publish("restart", bytes("old"));
+      const oldEpoch = subscription.epoch;
+      server.process.kill("SIGKILL");
+      await server.stop();
+      await page.waitForState("reconnecting");
+      server = await startServer("server");
+      proxy.retarget(portOf(server.wsUrl));
+      await waitFor("recovery reported", () => events.some((event) => event.type === "recovery"), 30_000);
+      const recovery = events.find((event) => event.type === "recovery");
+      assert.ok(recovery?.type === "recovery");
+      assert.equal(recovery.recovery, "epoch_mismatch");
+      assert.equal(recovery.previousEpoch, oldEpoch);
+      assert.notEqual(recovery.epoch, oldEpoch);
+      assert.equal(subscription.epoch, recovery.epoch);
+      await page.waitForState("connected");
+    } finally {
+      page.close();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
+describe("SyncClient token provider", { timeout: 60_000 }, () => {
+  const secret = "web-test-secret-of-at-least-32-bytes";
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startServer("server", ["--auth-secret", secret]);
+  });
+
+  after(() => server.stop());
+
+  function token(claims: Record<string, unknown>): string {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
+    return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+  }
+
+  test("asked at connect; its token authorizes the stream and unary calls", async () => {
+    let asked = 0;
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const client = clientFor(server.wsUrl, {
+      tokenProvider: async () => {
+        asked += 1;
+        return token({ sub: "web", exp, sub_collections: ["*"], pub_collections: ["*"] });
+      },
+    });
+    try {
+      await client.connect();
+      assert.equal(asked, 1);
+      await client.subscribe("auth");
+      assert.equal((await client.publish("auth", bytes("x"))).offset, 1n);
+      assert.equal((await client.history("auth")).deltas.length, 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("refused twice in a row: one more try, then a terminal TokenRefused and offline", async () => {
+    let asked = 0;
+    const client = clientFor(server.wsUrl, {
+      tokenProvider: () => {
+        asked += 1;
+        return "not-a-valid-token";
+      },
+    });
+    const events = record(client);
+    try {
+      await assert.rejects(client.connect(), { reasonCode: "token_refused" });
+      assert.equal(asked, 2);
+      assert.equal(client.state, "offline");
+      assert.deepEqual(events.map((event) => event.type), ["tokenRefused"]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("Backoff", () => {
+  test("full jitter under an exponential bound with a cap", () => {
+    let draw = 0.999;
+    const backoff = new Backoff({ baseMs: 100, capMs: 1000, random: () => draw });
+    assert.deepEqual([1, 2, 3, 4, 5, 80].map((attempt) => backoff.bound(attempt)), [100, 200, 400, 800, 1000, 1000]);
+    assert.ok(backoff.delay(80) < 1000 && backoff.delay(80) > 990);
+    draw = 0;
+    assert.equal(backoff.delay(3), 0);
+    assert.equal(backoff.exhausted(1_000_000), false);
+    assert.equal(new Backoff({ maxAttempts: 3 }).exhausted(3), true);
+    assert.throws(() => new Backoff({ baseMs: 0 }), RangeError);
+  });
+});

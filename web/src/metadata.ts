@@ -19,6 +19,8 @@ import { decodeBinaryHeader, encodeBinaryHeader } from "@connectrpc/connect";
 import { MetadataEntrySchema, type MetadataEntry } from "./gen/syncwire/ws/v1/frame_pb.js";
 
 const KEY = /^[0-9a-z_.-]+$/;
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 /** A metadata key or value that gRPC would not carry. */
@@ -64,7 +66,7 @@ export function headersToEntries(headers: Headers): MetadataEntry[] {
       if (!PRINTABLE_ASCII.test(value)) {
         throw new MetadataError(`metadata value of ${JSON.stringify(key)} is not printable ASCII`);
       }
-      entries.push(create(MetadataEntrySchema, { key, value: new TextEncoder().encode(value) }));
+      entries.push(create(MetadataEntrySchema, { key, value: ENCODER.encode(value) }));
     }
   });
   return entries;
@@ -80,7 +82,7 @@ export function entriesToHeaders(entries: readonly MetadataEntry[], into: Header
       if (!isPrintableAscii(entry.value)) {
         throw new MetadataError(`metadata value of ${JSON.stringify(entry.key)} is not printable ASCII`);
       }
-      into.append(entry.key, new TextDecoder().decode(entry.value));
+      into.append(entry.key, DECODER.decode(entry.value));
     }
   }
   return into;

@@ -32,6 +32,7 @@ from .events import (
     PresenceChanged,
     Recovery,
     RecoveryEvent,
+    SnapshotEvent,
     SyncEvent,
     TokenRefused,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "SendBufferFullError",
     "ServerDisconnected",
     "ServerUnreachableError",
+    "SnapshotEvent",
     "StateChange",
     "StateChangesOverflow",
     "Subscription",

@@ -33,6 +33,7 @@ from .events import (
     PresenceChanged,
     Recovery,
     RecoveryEvent,
+    SnapshotEvent,
     SyncEvent,
 )
 from .inbox import Inbox
@@ -69,6 +70,8 @@ class Delivery:
         kind = response.WhichOneof("kind")
         if kind == "delta":
             self._on_delta(response.delta)
+        elif kind == "snapshot":
+            self._on_snapshot(response.snapshot)
         elif kind == "subscribed":
             self._on_subscribed(response.subscribed, solicited=response.request_id != 0)
         elif kind == "peer_join":
@@ -102,11 +105,7 @@ class Delivery:
         subscription = self._subscriptions.get(delta.collection_id)
         if subscription is None or not subscription.active:
             return
-        if subscription.paused or self._inbox.full:
-            if not subscription.paused:
-                subscription.paused = True
-                self._stats.pauses += 1
-                self._paused.set()
+        if self._paused_for(subscription):
             self._stats.deltas_deferred += 1
             return
         if delta.epoch != subscription.epoch:
@@ -129,6 +128,28 @@ class Delivery:
         self._inbox.put(DeltaEvent(delta), delta.ByteSize())
         subscription.advance(delta)
         self._stats.deltas += 1
+
+    def _paused_for(self, subscription: Subscription) -> bool:
+        """True when the subscription is paused, pausing it now if the buffer is full
+        (`resume_paused` rejoins it from its offset once there is room)."""
+        if subscription.paused or self._inbox.full:
+            if not subscription.paused:
+                subscription.paused = True
+                self._stats.pauses += 1
+                self._paused.set()
+            return True
+        return False
+
+    def _on_snapshot(self, snapshot: sync_pb2.Snapshot) -> None:
+        """A snapshot after a SNAPSHOT join: delivered before the deltas after it, or,
+        with no room, the subscription pauses and its rejoin asks for it again."""
+        subscription = self._subscriptions.get(snapshot.collection_id)
+        if subscription is None or not subscription.active:
+            return
+        if self._paused_for(subscription):
+            return
+        self._inbox.put(SnapshotEvent(snapshot), snapshot.ByteSize())
+        subscription.restore(snapshot)
 
     def _on_subscribed(self, subscribed: sync_pb2.Subscribed, *, solicited: bool) -> None:
         subscription = self._subscriptions.get(subscribed.collection_id)

@@ -28,6 +28,9 @@ class Recovery(enum.IntEnum):
     """History no longer reaches back far enough: deltas in between are gone."""
     OFFSET_AHEAD = sync_pb2.RECOVERY_STATUS_OFFSET_AHEAD
     """The client knew more than the server (its history was reset)."""
+    SNAPSHOT = sync_pb2.RECOVERY_STATUS_SNAPSHOT
+    """History could not cover the position, the collection's snapshot could: a
+    `SnapshotEvent` comes next (replace your state with it), then every later delta."""
 
     @property
     def lost_deltas(self) -> bool:
@@ -60,6 +63,35 @@ class DeltaEvent:
     def data(self) -> bytes:
         """The delta's payload bytes."""
         return self.delta.delta
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEvent:
+    """The collection's whole state at `offset` (after a join answered
+    `Recovery.SNAPSHOT`): replace the application's state of the collection with
+    `data`; the `DeltaEvent`s that follow continue from `offset + 1`, once each."""
+
+    snapshot: sync_pb2.Snapshot
+
+    @property
+    def collection_id(self) -> str:
+        """The snapshot's collection."""
+        return self.snapshot.collection_id
+
+    @property
+    def offset(self) -> int:
+        """The state includes every delta up to this offset."""
+        return self.snapshot.offset
+
+    @property
+    def epoch(self) -> str:
+        """The history epoch of `offset`."""
+        return self.snapshot.epoch
+
+    @property
+    def data(self) -> bytes:
+        """The application's encoded state."""
+        return self.snapshot.data
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +181,13 @@ class TokenRefused:
 
 
 SyncEvent = (
-    DeltaEvent | PeerJoined | PeerLeft | PresenceChanged | RecoveryEvent | ErrorEvent | TokenRefused
+    DeltaEvent
+    | SnapshotEvent
+    | PeerJoined
+    | PeerLeft
+    | PresenceChanged
+    | RecoveryEvent
+    | ErrorEvent
+    | TokenRefused
 )
 """Everything `SyncClient.events()` yields."""

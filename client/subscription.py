@@ -133,6 +133,8 @@ class Subscription:
         """Takes the server's answer (or unasked notice) into the position.
 
         After RECOVERED or GAP_TOO_OLD the replay continues from the client's offset.
+        After SNAPSHOT the position is 0 of the current epoch until the Snapshot that
+        follows is delivered (`restore`); if it cannot be, a rejoin asks for it again.
         After an EPOCH_MISMATCH answer or notice with replayed deltas, the server replays
         the new epoch from the oldest offset it holds, so the position starts just before
         it. In every other case the server's offset is the new starting point (nothing
@@ -140,7 +142,9 @@ class Subscription:
         """
         recovery = to_recovery(subscribed.recovery)
         keep = recovery in (Recovery.RECOVERED, Recovery.GAP_TOO_OLD) and self._has_position
-        if recovery is Recovery.EPOCH_MISMATCH and subscribed.replayed:
+        if recovery is Recovery.SNAPSHOT:
+            self._offset = 0  # the Snapshot that follows sets the position (`restore`)
+        elif recovery is Recovery.EPOCH_MISMATCH and subscribed.replayed:
             self._offset = max(subscribed.oldest_offset - 1, 0)
         elif not keep:
             self._offset = subscribed.offset
@@ -158,6 +162,12 @@ class Subscription:
     def accept(self, delta: types_pb2.Delta) -> bool:
         """Whether `delta` is new (above the offset) in the current epoch."""
         return delta.epoch == self._epoch and delta.offset > self._offset
+
+    def restore(self, snapshot: sync_pb2.Snapshot) -> None:
+        """Moves the position to `snapshot` (its epoch and offset), once delivered."""
+        self._epoch = snapshot.epoch
+        self._offset = snapshot.offset
+        self._has_position = True
 
     def advance(self, delta: types_pb2.Delta) -> None:
         """Moves the position to `delta` (its epoch and offset), once delivered."""

@@ -105,6 +105,14 @@ class ServerConfig:
     heartbeat_interval: float = _opt(30.0, "seconds between server heartbeats")
     idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
     history_size: int = _opt(1000, "deltas kept per collection for recovery")
+    max_snapshot_bytes: int = _opt(
+        MIB, "largest collection snapshot in bytes (PutSnapshot beyond it: INVALID_ARGUMENT)"
+    )
+    client_snapshots: bool = _opt(
+        False,
+        "let clients put snapshots (PutSnapshot) into collections they may publish to; "
+        "otherwise only the application does (SyncCore.put_snapshot)",
+    )
     history_ttl: float = _opt(3600.0, "seconds a delta stays in history")
     dedupe_ttl: float = _opt(86400.0, "seconds a client message id is remembered")
     subscriber_queue: int = _opt(
@@ -212,6 +220,7 @@ class ServerConfig:
         for name in ("connect", "subscribe", "publish", "presence"):
             timeout = getattr(self, f"hook_{name}_timeout")
             _check(timeout > 0, f"hook_{name}_timeout", timeout, "must be > 0")
+        _check(self.max_snapshot_bytes > 0, "max_snapshot_bytes", self.max_snapshot_bytes, "must be > 0")
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
         _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
         _check(

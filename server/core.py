@@ -279,6 +279,53 @@ class SyncCore:
             self.metrics.delta_bytes_published.inc(len(delta.delta))
         return result.to_ack(delta.client_message_id)
 
+    async def put_snapshot(
+        self,
+        collection_id: str,
+        offset: int,
+        data: bytes,
+        epoch: str = "",
+        *,
+        principal: Principal | None = None,
+    ) -> sync_pb2.SnapshotStored:
+        """Stores `data` as the collection's snapshot at `offset` of `epoch` (empty: the
+        current epoch): the state including every delta up to `offset`. Subscribers
+        whose position history cannot cover get it (RECOVERY_STATUS_SNAPSHOT). With a
+        `principal` (a client's PutSnapshot) it must be allowed to publish there.
+        Raises RequestError: INVALID_ARGUMENT `snapshot_too_large` (over
+        `max_snapshot_bytes`), FAILED_PRECONDITION `snapshot_epoch_mismatch` /
+        `snapshot_outdated` (a newer snapshot is stored), OUT_OF_RANGE
+        `snapshot_offset_ahead` (beyond the latest offset); or BrokerError."""
+        validate_collection_id(collection_id)
+        if principal is not None:
+            self.authorize(principal, "publish", collection_id)
+        limit = self.config.max_snapshot_bytes
+        if len(data) > limit:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "snapshot_too_large",
+                f"snapshot is {len(data)} bytes; the limit is {limit}",
+                collection_id=collection_id,
+            )
+        outcome, current, at = await self.broker.put_snapshot(collection_id, epoch, offset, data)
+        if outcome == "stored":
+            return sync_pb2.SnapshotStored(collection_id=collection_id, epoch=current, offset=at)
+        code, message = {
+            "epoch_mismatch": (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"epoch {epoch!r} is not the collection's current epoch {current!r}",
+            ),
+            "offset_ahead": (
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"offset {offset} is beyond the collection's latest offset {at}",
+            ),
+            "outdated": (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"a newer snapshot (offset {at}) is stored",
+            ),
+        }[outcome]
+        raise RequestError(code, f"snapshot_{outcome}", message, collection_id=collection_id)
+
     # ------------------------------------------------------------------ upkeep
 
     def _tick_seconds(self) -> float:

@@ -21,6 +21,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 
 from .auth import INVALID_TOKEN, forbidden, unauthenticated
 from .broker import BrokerError, HistorySlice
+from .broker.base import StoredSnapshot
 from .broker.seam import LiveJoin
 from .clock import now_timestamp
 from .errors import RequestError, broker_unavailable, validate_collection_id
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from .core import SyncCore
 
 log = logging.getLogger(__name__)
+
+_SNAPSHOT_RECOVERIES = (
+    sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD,
+    sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH,
+)
+"""Outcomes after which a covering snapshot is sent (history could not cover)."""
 
 
 @dataclass(slots=True)
@@ -160,6 +167,8 @@ class Session:
                 await self.set_presence(request.presence)
             elif kind == "heartbeat":
                 return
+            elif kind == "put_snapshot":
+                await self.put_snapshot(request.request_id, request.put_snapshot)
             elif kind == "refresh_token":
                 await self.refresh_token(request.request_id, request.refresh_token.token)
             elif kind == "blob":
@@ -262,6 +271,9 @@ class Session:
             )
             if history.recovery == sync_pb2.RECOVERY_STATUS_EPOCH_MISMATCH and since is not None:
                 history = await self._new_epoch_history(collection_id, history.epoch)
+            snapshot = None
+            if since is not None and history.recovery in _SNAPSHOT_RECOVERIES:
+                snapshot = await self._covering_snapshot(history)
         except BaseException:
             self._subscriptions.pop(collection_id, None)
             self._sinks.pop(collection_id, None)
@@ -280,6 +292,7 @@ class Session:
                     recovery=history.recovery,  # type: ignore[arg-type]
                     replayed=len(history.events),
                     oldest_offset=history.oldest_offset,
+                    snapshot_offset=0 if snapshot is None else snapshot.offset,
                 )
             ),
         )
@@ -288,12 +301,42 @@ class Session:
         # replay, which flows as the client reads.
         for event in sink.go_live(history.epoch, history.offset):
             hold(event)
-        self.queue.start(replay, history.events)
+        if snapshot is None:
+            self.queue.start(replay, history.events)
+        else:
+            self.queue.start(replay, [snapshot.to_response(), *history.events])
         if subscribe.join_presence:
             user_info = self._user_info(subscribe.user_info if subscribe.HasField("user_info") else None)
             await broker.presence_join(collection_id, self.peer_id, user_info)
             self._present.add(collection_id)
             self._presence_changed(collection_id, types_pb2.PRESENCE_ACTION_JOIN, "", user_info)
+
+    async def _covering_snapshot(self, history: HistorySlice) -> StoredSnapshot | None:
+        """After GAP_TOO_OLD or EPOCH_MISMATCH: the collection's snapshot when it and
+        history together cover everything (`StoredSnapshot.covers`); `history` then
+        becomes RECOVERY_STATUS_SNAPSHOT holding only the deltas after the snapshot."""
+        snapshot = await self.core.broker.get_snapshot(history.collection_id)
+        if snapshot is None or not snapshot.covers(history):
+            return None
+        history.recovery = sync_pb2.RECOVERY_STATUS_SNAPSHOT
+        history.events = [e for e in history.events if e.delta.offset > snapshot.offset]
+        return snapshot
+
+    async def put_snapshot(self, request_id: int, put: sync_pb2.PutSnapshot) -> None:
+        """Handles `PutSnapshot` (when `client_snapshots` is on): see
+        `SyncCore.put_snapshot`; answers `SnapshotStored` with request id `request_id`.
+        Raises RequestError (PERMISSION_DENIED `snapshots_not_allowed` when off)."""
+        if not self.core.config.client_snapshots:
+            raise RequestError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "snapshots_not_allowed",
+                "this server does not let clients put snapshots",
+                collection_id=put.collection_id,
+            )
+        stored = await self.core.put_snapshot(
+            put.collection_id, put.offset, put.data, put.epoch, principal=self.principal
+        )
+        self.reply(request_id, sync_pb2.SyncResponse(snapshot_stored=stored))
 
     async def _new_epoch_history(self, collection_id: str, epoch: str) -> HistorySlice:
         """After EPOCH_MISMATCH: what history holds of the new epoch, from its first

@@ -73,3 +73,21 @@ def test_messages_round_trip_through_json() -> None:
         assert decode(json.loads(encode(message))) == message
     with pytest.raises(ValueError):
         decode({"op": "add", "id": "x"})
+
+
+@pytest.mark.timeout(150)
+def test_a_late_joiner_gets_the_whole_list_from_a_snapshot(repo_root: Path) -> None:
+    """Issue 18: 5,000 edits, history 1,000; a newcomer from offset 0 gets the snapshot
+    the application stored at 4,500, then the 500 deltas after it, and the writer's list."""
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.todo.late_join", "--timeout", "120"],
+        cwd=repo_root,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SYNCWIRE_")},
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "newcomer: recovery SNAPSHOT: snapshot at offset 4500, then 500 deltas" in done.stdout
+    assert "newcomer: 900 of 900 items, the same list as the writer" in done.stdout

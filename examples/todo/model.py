@@ -158,6 +158,44 @@ class TodoList:
                 return item.item_id
         raise KeyError(text)
 
+    def to_state(self) -> bytes:
+        """The whole replica (every register with its stamp, tombstones included) as
+        JSON bytes: what the application stores as the collection's snapshot."""
+        items = [
+            {
+                "id": item.item_id,
+                "created": list(item.created),
+                "text": [item.text.value, list(item.text.stamp)],
+                "done": [item.done.value, list(item.done.stamp)],
+                "removed": [item.removed.value, list(item.removed.stamp)],
+            }
+            for item in self.items.values()
+        ]
+        return json.dumps({"clock": self.clock, "items": items}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_state(cls, replica: str, data: bytes) -> TodoList:
+        """A replica holding what `to_state` saved (ValueError if `data` is not one)."""
+        try:
+            state = json.loads(data)
+            todo = cls(replica)
+            todo.clock = int(state["clock"])
+            for raw in state["items"]:
+                item = Item(str(raw["id"]), _stamp(raw["created"]))
+                item.text = Register(str(raw["text"][0]), _stamp(raw["text"][1]))
+                item.done = Register(bool(raw["done"][0]), _stamp(raw["done"][1]))
+                item.removed = Register(bool(raw["removed"][0]), _stamp(raw["removed"][1]))
+                todo.items[item.item_id] = item
+        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a todo list state: {exc}") from None
+        return todo
+
     def snapshot(self) -> list[tuple[str, bool]]:
         """What a user sees: (text, done) per visible item, in order."""
         return [(item.text.value, item.done.value) for item in self.visible()]
+
+
+def _stamp(value: Any) -> Stamp:
+    if not _is_stamp(value):
+        raise TypeError(f"not a stamp: {value!r}")
+    return (int(value[0]), str(value[1]))

@@ -12,6 +12,9 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from syncwire.v1 import sync_pb2, types_pb2
 
@@ -67,6 +70,48 @@ class HistorySlice:
     oldest_offset: int
     recovery: int = sync_pb2.RECOVERY_STATUS_UNSPECIFIED
     events: list[sync_pb2.SyncResponse] = field(default_factory=list)
+
+
+SnapshotOutcome = Literal["stored", "epoch_mismatch", "offset_ahead", "outdated"]
+"""What `Broker.put_snapshot` did: stored it, or refused it because its epoch is not the
+collection's current one, its offset is beyond the collection's latest offset, or the
+stored snapshot is newer (a higher offset in the current epoch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """A collection's snapshot as the broker holds it: `data` is the state including
+    every delta up to `offset` of `epoch`; `created_at_ms` is POSIX milliseconds."""
+
+    collection_id: str
+    epoch: str
+    offset: int
+    data: bytes
+    created_at_ms: int
+
+    def to_response(self) -> sync_pb2.SyncResponse:
+        """The `SyncResponse(snapshot=...)` a subscriber receives."""
+        created_at = Timestamp()
+        created_at.FromMilliseconds(self.created_at_ms)
+        return sync_pb2.SyncResponse(
+            snapshot=sync_pb2.Snapshot(
+                collection_id=self.collection_id,
+                epoch=self.epoch,
+                offset=self.offset,
+                data=self.data,
+                created_at=created_at,
+            )
+        )
+
+    def covers(self, history: HistorySlice) -> bool:
+        """Whether this snapshot and `history` (read from offset 0, or from an offset
+        at or before this snapshot's) together hold the whole collection: same epoch,
+        not beyond the latest offset, and history retains every delta after it."""
+        if self.epoch != history.epoch or self.offset > history.offset:
+            return False
+        if self.offset == history.offset:
+            return True
+        return 0 < history.oldest_offset <= self.offset + 1
 
 
 def classify_recovery(
@@ -176,6 +221,20 @@ class Broker(ABC):
     @abstractmethod
     async def presence_members(self, collection_id: str) -> list[types_pb2.Presence]:
         """The peers present in the collection, with their latest state."""
+
+    @abstractmethod
+    async def put_snapshot(
+        self, collection_id: str, epoch: str, offset: int, data: bytes
+    ) -> tuple[SnapshotOutcome, str, int]:
+        """Makes `data` the collection's snapshot at `offset` of `epoch` (empty: the
+        current epoch) unless refused (see `SnapshotOutcome`). Returns the outcome, the
+        collection's current epoch and: the stored offset ("stored"), the latest offset
+        ("offset_ahead", "epoch_mismatch") or the newer snapshot's offset ("outdated").
+        The snapshot lives as long as the collection's epoch and offsets do."""
+
+    @abstractmethod
+    async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
+        """The collection's latest snapshot (of any epoch: callers compare), or None."""
 
     async def presence_refresh(self, entries: list[tuple[str, str]]) -> None:
         """Keeps (collection_id, peer_id) presence entries alive; brokers whose entries

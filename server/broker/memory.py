@@ -17,7 +17,15 @@ from cachetools import TTLCache
 from syncwire.v1 import sync_pb2, types_pb2
 
 from ..clock import now_timestamp
-from .base import Broker, EventSink, HistorySlice, PublishResult, classify_recovery
+from .base import (
+    Broker,
+    EventSink,
+    HistorySlice,
+    PublishResult,
+    SnapshotOutcome,
+    StoredSnapshot,
+    classify_recovery,
+)
 from .hub import LocalHub
 from .presence_events import join_entry, join_event, leave_event, updated_entry
 
@@ -34,6 +42,7 @@ class _Collection:
     # (offset, accepted-at monotonic seconds, shared SyncResponse(delta=...))
     history: deque[tuple[int, float, sync_pb2.SyncResponse]] = field(default_factory=deque)
     presence: dict[str, types_pb2.Presence] = field(default_factory=dict)
+    snapshot: StoredSnapshot | None = None
 
 
 class MemoryBroker(Broker):
@@ -134,8 +143,36 @@ class MemoryBroker(Broker):
         now = self._clock()
         for collection_id, state in list(self._collections.items()):
             self._trim(state, now)
-            if not state.history and not state.presence and not self.hub.has(collection_id):
+            if (
+                not state.history
+                and not state.presence
+                and state.snapshot is None
+                and not self.hub.has(collection_id)
+            ):
                 del self._collections[collection_id]
+
+    async def put_snapshot(
+        self, collection_id: str, epoch: str, offset: int, data: bytes
+    ) -> tuple[SnapshotOutcome, str, int]:
+        """See `Broker.put_snapshot`; the snapshot lives while this process does (a
+        collection holding one is never dropped by `maintenance`)."""
+        state = self._collection(collection_id)
+        if epoch and epoch != state.epoch:
+            return "epoch_mismatch", state.epoch, state.offset
+        if offset > state.offset:
+            return "offset_ahead", state.epoch, state.offset
+        stored = state.snapshot
+        if stored is not None and stored.epoch == state.epoch and stored.offset > offset:
+            return "outdated", state.epoch, stored.offset
+        state.snapshot = StoredSnapshot(
+            collection_id, state.epoch, offset, bytes(data), time.time_ns() // 1_000_000
+        )
+        return "stored", state.epoch, offset
+
+    async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
+        """See `Broker.get_snapshot`."""
+        state = self._collections.get(collection_id)
+        return None if state is None else state.snapshot
 
     async def attach(self, collection_id: str, sink: EventSink) -> None:
         """See `Broker.attach` (this node's `LocalHub`)."""

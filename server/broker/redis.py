@@ -19,7 +19,15 @@ from redis.backoff import EqualJitterBackoff
 
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .base import Broker, BrokerError, EventSink, HistorySlice, PublishResult
+from .base import (
+    Broker,
+    BrokerError,
+    EventSink,
+    HistorySlice,
+    PublishResult,
+    SnapshotOutcome,
+    StoredSnapshot,
+)
 from .hub import LocalHub
 from .presence_events import join_entry, join_event, leave_event, updated_entry
 from .redis_connect import RedisTarget
@@ -144,6 +152,20 @@ class RedisBroker(Broker):
         """
         self._require_redis()
         return await self._store.history(collection_id, since_offset, epoch, limit)
+
+    async def put_snapshot(
+        self, collection_id: str, epoch: str, offset: int, data: bytes
+    ) -> tuple[SnapshotOutcome, str, int]:
+        """See `Broker.put_snapshot`: stored in the collection's meta hash, so it lives
+        as long as the epoch and offset counter (`meta_ttl` after the collection's last
+        publish or read). Raises BrokerError while Redis is unreachable."""
+        self._require_redis()
+        return await self._store.put_snapshot(collection_id, epoch, offset, data)
+
+    async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
+        """See `Broker.get_snapshot`. Raises BrokerError while Redis is unreachable."""
+        self._require_redis()
+        return await self._store.get_snapshot(collection_id)
 
     async def attach(self, collection_id: str, sink: EventSink) -> None:
         """See `Broker.attach`: also subscribes this node to the collection's channel;

@@ -142,6 +142,31 @@ return {epoch, top, oldest, entries}
 """
 )
 
+PUT_SNAPSHOT = (
+    _PRELUDE
+    + r"""
+-- KEYS: meta, history stream
+-- ARGV: epoch candidate, snapshot epoch ('' = current), offset, data, meta ttl ms,
+--       check instance (0/1)
+-- The snapshot lives in the meta hash (snap_epoch, snap_offset, snap_data, snap_at), so
+-- it lasts exactly as long as the epoch and offsets it refers to.
+-- -> {outcome, current epoch, offset (stored / latest / newer snapshot's)}
+local epoch = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[5], ARGV[6])
+local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then return {'epoch_mismatch', epoch, int(top)} end
+local offset = tonumber(ARGV[3])
+if offset > top then return {'offset_ahead', epoch, int(top)} end
+local stored = redis.call('HMGET', KEYS[1], 'snap_epoch', 'snap_offset')
+if stored[1] == epoch and tonumber(stored[2]) > offset then
+  return {'outdated', epoch, stored[2]}
+end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'snap_epoch', epoch, 'snap_offset', ARGV[3], 'snap_data', ARGV[4],
+  'snap_at', int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+return {'stored', epoch, ARGV[3]}
+"""
+)
+
 ROTATE_EPOCH = r"""
 -- KEYS: meta, history stream
 -- ARGV: expected epoch, offset some node already delivered, new epoch

@@ -22,7 +22,14 @@ from redis.typing import EncodableT
 from syncwire.v1 import sync_pb2, types_pb2
 
 from . import redis_scripts as lua
-from .base import BrokerError, HistorySlice, PublishResult, classify_recovery
+from .base import (
+    BrokerError,
+    HistorySlice,
+    PublishResult,
+    SnapshotOutcome,
+    StoredSnapshot,
+    classify_recovery,
+)
 from .memory import new_epoch
 from .redis_codec import delta_payload, history_event, presence_message
 from .redis_connect import RedisTarget
@@ -105,6 +112,7 @@ class RedisStore:
         self._publish = register(lua.PUBLISH)
         self._history = register(lua.HISTORY)
         self._rotate_epoch = register(lua.ROTATE_EPOCH)
+        self._put_snapshot = register(lua.PUT_SNAPSHOT)
         self._presence_set = register(lua.PRESENCE_SET)
         self._presence_leave = register(lua.PRESENCE_LEAVE)
         self._presence_refresh = register(lua.PRESENCE_REFRESH)
@@ -237,6 +245,36 @@ class RedisStore:
         recovery = classify_recovery(since_offset, epoch, current, offset, oldest)
         events = [history_event(entry_id, fields, current) for entry_id, fields in entries]
         return HistorySlice(collection_id, current, offset, oldest, recovery, events)
+
+    async def put_snapshot(
+        self, collection_id: str, epoch: str, offset: int, data: bytes
+    ) -> tuple[SnapshotOutcome, str, int]:
+        """Runs the PUT_SNAPSHOT script (see `Broker.put_snapshot`). Raises BrokerError."""
+        names = [self.keys.meta(collection_id), self.keys.history(collection_id)]
+        args: list[EncodableT] = [
+            new_epoch(),
+            epoch,
+            offset,
+            data,
+            self._meta_ttl_ms,
+            self._check_instance,
+        ]
+        outcome, current, at = await self._call("put snapshot", self._put_snapshot(names, args))
+        return outcome.decode(), current.decode(), int(at)
+
+    async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
+        """The snapshot fields of the collection's meta hash. Raises BrokerError."""
+        epoch, offset, data, created = await self._call(
+            "get snapshot",
+            self._client.hmget(
+                self.keys.meta(collection_id), ["snap_epoch", "snap_offset", "snap_data", "snap_at"]
+            ),
+        )
+        if epoch is None or offset is None or data is None:
+            return None
+        return StoredSnapshot(
+            collection_id, epoch.decode(), int(offset), bytes(data), int(created or 0)
+        )
 
     async def rotate_epoch(self, collection_id: str, epoch: str, delivered: int) -> str:
         """Starts a new epoch if the collection is still in `epoch` but behind `delivered`

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from syncwire.v1 import types_pb2 as syncwire_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16syncwire/v1/sync.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17syncwire/v1/types.proto\"\x9c\x01\n\tSubscribe\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x18\n\x0blast_offset\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x15\n\rjoin_presence\x18\x04 \x01(\x08\x12(\n\tuser_info\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.UserInfoB\x0e\n\x0c_last_offset\"$\n\x0bUnsubscribe\x12\x15\n\rcollection_id\x18\x01 \x01(\t\",\n\x07Publish\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.syncwire.v1.Delta\"\x8b\x01\n\x0bSetPresence\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.syncwire.v1.PresenceAction\x12\x0e\n\x06status\x18\x03 \x01(\t\x12(\n\tuser_info\x18\x04 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xf6\x02\n\x0bSyncRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12+\n\tsubscribe\x18\x03 \x01(\x0b\x32\x16.syncwire.v1.SubscribeH\x00\x12/\n\x0bunsubscribe\x18\x04 \x01(\x0b\x32\x18.syncwire.v1.UnsubscribeH\x00\x12\'\n\x07publish\x18\x05 \x01(\x0b\x32\x14.syncwire.v1.PublishH\x00\x12,\n\x08presence\x18\x06 \x01(\x0b\x32\x18.syncwire.v1.SetPresenceH\x00\x12+\n\theartbeat\x18\x07 \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12!\n\x04\x62lob\x18\x08 \x01(\x0b\x32\x11.syncwire.v1.BlobH\x00\x12\x32\n\rrefresh_token\x18\t \x01(\x0b\x32\x19.syncwire.v1.RefreshTokenH\x00\x42\x06\n\x04kind\"\x1d\n\x0cRefreshToken\x12\r\n\x05token\x18\x01 \x01(\t\"@\n\x0eTokenRefreshed\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x01\n\nSubscribed\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12-\n\x08recovery\x18\x04 \x01(\x0e\x32\x1b.syncwire.v1.RecoveryStatus\x12\x10\n\x08replayed\x18\x05 \x01(\r\x12\x15\n\roldest_offset\x18\x06 \x01(\x04\"%\n\x0cUnsubscribed\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"p\n\nPublishAck\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"\x99\x01\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\r\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\nDisconnect\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\treconnect\x18\x03 \x01(\x08\"\x8a\x05\n\x0cSyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\'\n\x07welcome\x18\x03 \x01(\x0b\x32\x14.syncwire.v1.WelcomeH\x00\x12-\n\nsubscribed\x18\x04 \x01(\x0b\x32\x17.syncwire.v1.SubscribedH\x00\x12\x31\n\x0cunsubscribed\x18\x05 \x01(\x0b\x32\x19.syncwire.v1.UnsubscribedH\x00\x12#\n\x05\x64\x65lta\x18\x06 \x01(\x0b\x32\x12.syncwire.v1.DeltaH\x00\x12.\n\x0bpublish_ack\x18\x07 \x01(\x0b\x32\x17.syncwire.v1.PublishAckH\x00\x12*\n\tpeer_join\x18\x08 \x01(\x0b\x32\x15.syncwire.v1.PeerJoinH\x00\x12,\n\npeer_leave\x18\t \x01(\x0b\x32\x16.syncwire.v1.PeerLeaveH\x00\x12)\n\x08presence\x18\n \x01(\x0b\x32\x15.syncwire.v1.PresenceH\x00\x12+\n\theartbeat\x18\x0b \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12,\n\nbinary_ack\x18\x0c \x01(\x0b\x32\x16.syncwire.v1.BinaryAckH\x00\x12#\n\x05\x65rror\x18\r \x01(\x0b\x32\x12.syncwire.v1.ErrorH\x00\x12-\n\ndisconnect\x18\x0e \x01(\x0b\x32\x17.syncwire.v1.DisconnectH\x00\x12\x36\n\x0ftoken_refreshed\x18\x0f \x01(\x0b\x32\x1b.syncwire.v1.TokenRefreshedH\x00\x42\x06\n\x04kind\"3\n\x0ePublishRequest\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.syncwire.v1.Delta\"7\n\x0fPublishResponse\x12$\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.PublishAck\"+\n\x12GetPresenceRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"T\n\x13GetPresenceResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12&\n\x07members\x18\x02 \x03(\x0b\x32\x15.syncwire.v1.Presence\"^\n\x11GetHistoryRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x14\n\x0csince_offset\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"\xb4\x01\n\x12GetHistoryResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\"\n\x06\x64\x65ltas\x18\x03 \x03(\x0b\x32\x12.syncwire.v1.Delta\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12-\n\x08recovery\x18\x05 \x01(\x0e\x32\x1b.syncwire.v1.RecoveryStatus\x12\x15\n\roldest_offset\x18\x06 \x01(\x04\"\x16\n\x14GetServerInfoRequest\"t\n\x15GetServerInfoResponse\x12,\n\x0bserver_info\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.ServerInfo\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb7\x01\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECOVERY_STATUS_RECOVERED\x10\x01\x12\"\n\x1eRECOVERY_STATUS_EPOCH_MISMATCH\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_GAP_TOO_OLD\x10\x03\x12 \n\x1cRECOVERY_STATUS_OFFSET_AHEAD\x10\x04\x32\x8d\x03\n\x0bSyncService\x12?\n\x04Sync\x12\x18.syncwire.v1.SyncRequest\x1a\x19.syncwire.v1.SyncResponse(\x01\x30\x01\x12\x44\n\x07Publish\x12\x1b.syncwire.v1.PublishRequest\x1a\x1c.syncwire.v1.PublishResponse\x12P\n\x0bGetPresence\x12\x1f.syncwire.v1.GetPresenceRequest\x1a .syncwire.v1.GetPresenceResponse\x12M\n\nGetHistory\x12\x1e.syncwire.v1.GetHistoryRequest\x1a\x1f.syncwire.v1.GetHistoryResponse\x12V\n\rGetServerInfo\x12!.syncwire.v1.GetServerInfoRequest\x1a\".syncwire.v1.GetServerInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16syncwire/v1/sync.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17syncwire/v1/types.proto\"\x9c\x01\n\tSubscribe\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x18\n\x0blast_offset\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x15\n\rjoin_presence\x18\x04 \x01(\x08\x12(\n\tuser_info\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.UserInfoB\x0e\n\x0c_last_offset\"$\n\x0bUnsubscribe\x12\x15\n\rcollection_id\x18\x01 \x01(\t\",\n\x07Publish\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.syncwire.v1.Delta\"\x8b\x01\n\x0bSetPresence\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.syncwire.v1.PresenceAction\x12\x0e\n\x06status\x18\x03 \x01(\t\x12(\n\tuser_info\x18\x04 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\"\x14\n\x04\x42lob\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xa8\x03\n\x0bSyncRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12+\n\tsubscribe\x18\x03 \x01(\x0b\x32\x16.syncwire.v1.SubscribeH\x00\x12/\n\x0bunsubscribe\x18\x04 \x01(\x0b\x32\x18.syncwire.v1.UnsubscribeH\x00\x12\'\n\x07publish\x18\x05 \x01(\x0b\x32\x14.syncwire.v1.PublishH\x00\x12,\n\x08presence\x18\x06 \x01(\x0b\x32\x18.syncwire.v1.SetPresenceH\x00\x12+\n\theartbeat\x18\x07 \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12!\n\x04\x62lob\x18\x08 \x01(\x0b\x32\x11.syncwire.v1.BlobH\x00\x12\x32\n\rrefresh_token\x18\t \x01(\x0b\x32\x19.syncwire.v1.RefreshTokenH\x00\x12\x30\n\x0cput_snapshot\x18\n \x01(\x0b\x32\x18.syncwire.v1.PutSnapshotH\x00\x42\x06\n\x04kind\"~\n\x08Snapshot\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x0bPutSnapshot\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"F\n\x0eSnapshotStored\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"\x1d\n\x0cRefreshToken\x12\r\n\x05token\x18\x01 \x01(\t\"@\n\x0eTokenRefreshed\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\nSubscribed\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12-\n\x08recovery\x18\x04 \x01(\x0e\x32\x1b.syncwire.v1.RecoveryStatus\x12\x10\n\x08replayed\x18\x05 \x01(\r\x12\x15\n\roldest_offset\x18\x06 \x01(\x04\x12\x17\n\x0fsnapshot_offset\x18\x07 \x01(\x04\"%\n\x0cUnsubscribed\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"p\n\nPublishAck\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x04 \x01(\t\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"\x99\x01\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\r\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\nDisconnect\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\treconnect\x18\x03 \x01(\x08\"\xed\x05\n\x0cSyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\'\n\x07welcome\x18\x03 \x01(\x0b\x32\x14.syncwire.v1.WelcomeH\x00\x12-\n\nsubscribed\x18\x04 \x01(\x0b\x32\x17.syncwire.v1.SubscribedH\x00\x12\x31\n\x0cunsubscribed\x18\x05 \x01(\x0b\x32\x19.syncwire.v1.UnsubscribedH\x00\x12#\n\x05\x64\x65lta\x18\x06 \x01(\x0b\x32\x12.syncwire.v1.DeltaH\x00\x12.\n\x0bpublish_ack\x18\x07 \x01(\x0b\x32\x17.syncwire.v1.PublishAckH\x00\x12*\n\tpeer_join\x18\x08 \x01(\x0b\x32\x15.syncwire.v1.PeerJoinH\x00\x12,\n\npeer_leave\x18\t \x01(\x0b\x32\x16.syncwire.v1.PeerLeaveH\x00\x12)\n\x08presence\x18\n \x01(\x0b\x32\x15.syncwire.v1.PresenceH\x00\x12+\n\theartbeat\x18\x0b \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12,\n\nbinary_ack\x18\x0c \x01(\x0b\x32\x16.syncwire.v1.BinaryAckH\x00\x12#\n\x05\x65rror\x18\r \x01(\x0b\x32\x12.syncwire.v1.ErrorH\x00\x12-\n\ndisconnect\x18\x0e \x01(\x0b\x32\x17.syncwire.v1.DisconnectH\x00\x12\x36\n\x0ftoken_refreshed\x18\x0f \x01(\x0b\x32\x1b.syncwire.v1.TokenRefreshedH\x00\x12)\n\x08snapshot\x18\x10 \x01(\x0b\x32\x15.syncwire.v1.SnapshotH\x00\x12\x36\n\x0fsnapshot_stored\x18\x11 \x01(\x0b\x32\x1b.syncwire.v1.SnapshotStoredH\x00\x42\x06\n\x04kind\"3\n\x0ePublishRequest\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.syncwire.v1.Delta\"7\n\x0fPublishResponse\x12$\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.PublishAck\"+\n\x12GetPresenceRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"T\n\x13GetPresenceResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12&\n\x07members\x18\x02 \x03(\x0b\x32\x15.syncwire.v1.Presence\"^\n\x11GetHistoryRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x14\n\x0csince_offset\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"\xb4\x01\n\x12GetHistoryResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\"\n\x06\x64\x65ltas\x18\x03 \x03(\x0b\x32\x12.syncwire.v1.Delta\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12-\n\x08recovery\x18\x05 \x01(\x0e\x32\x1b.syncwire.v1.RecoveryStatus\x12\x15\n\roldest_offset\x18\x06 \x01(\x04\"\x16\n\x14GetServerInfoRequest\"t\n\x15GetServerInfoResponse\x12,\n\x0bserver_info\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.ServerInfo\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd5\x01\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECOVERY_STATUS_RECOVERED\x10\x01\x12\"\n\x1eRECOVERY_STATUS_EPOCH_MISMATCH\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_GAP_TOO_OLD\x10\x03\x12 \n\x1cRECOVERY_STATUS_OFFSET_AHEAD\x10\x04\x12\x1c\n\x18RECOVERY_STATUS_SNAPSHOT\x10\x05\x32\x8d\x03\n\x0bSyncService\x12?\n\x04Sync\x12\x18.syncwire.v1.SyncRequest\x1a\x19.syncwire.v1.SyncResponse(\x01\x30\x01\x12\x44\n\x07Publish\x12\x1b.syncwire.v1.PublishRequest\x1a\x1c.syncwire.v1.PublishResponse\x12P\n\x0bGetPresence\x12\x1f.syncwire.v1.GetPresenceRequest\x1a .syncwire.v1.GetPresenceResponse\x12M\n\nGetHistory\x12\x1e.syncwire.v1.GetHistoryRequest\x1a\x1f.syncwire.v1.GetHistoryResponse\x12V\n\rGetServerInfo\x12!.syncwire.v1.GetServerInfoRequest\x1a\".syncwire.v1.GetServerInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'syncwire.v1.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOVERYSTATUS']._serialized_start=2823
-  _globals['_RECOVERYSTATUS']._serialized_end=3006
+  _globals['_RECOVERYSTATUS']._serialized_start=3280
+  _globals['_RECOVERYSTATUS']._serialized_end=3493
   _globals['_SUBSCRIBE']._serialized_start=98
   _globals['_SUBSCRIBE']._serialized_end=254
   _globals['_UNSUBSCRIBE']._serialized_start=256
@@ -46,39 +46,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLOB']._serialized_start=482
   _globals['_BLOB']._serialized_end=502
   _globals['_SYNCREQUEST']._serialized_start=505
-  _globals['_SYNCREQUEST']._serialized_end=879
-  _globals['_REFRESHTOKEN']._serialized_start=881
-  _globals['_REFRESHTOKEN']._serialized_end=910
-  _globals['_TOKENREFRESHED']._serialized_start=912
-  _globals['_TOKENREFRESHED']._serialized_end=976
-  _globals['_SUBSCRIBED']._serialized_start=979
-  _globals['_SUBSCRIBED']._serialized_end=1133
-  _globals['_UNSUBSCRIBED']._serialized_start=1135
-  _globals['_UNSUBSCRIBED']._serialized_end=1172
-  _globals['_PUBLISHACK']._serialized_start=1174
-  _globals['_PUBLISHACK']._serialized_end=1286
-  _globals['_ERROR']._serialized_start=1289
-  _globals['_ERROR']._serialized_end=1442
-  _globals['_DISCONNECT']._serialized_start=1444
-  _globals['_DISCONNECT']._serialized_end=1505
-  _globals['_SYNCRESPONSE']._serialized_start=1508
-  _globals['_SYNCRESPONSE']._serialized_end=2158
-  _globals['_PUBLISHREQUEST']._serialized_start=2160
-  _globals['_PUBLISHREQUEST']._serialized_end=2211
-  _globals['_PUBLISHRESPONSE']._serialized_start=2213
-  _globals['_PUBLISHRESPONSE']._serialized_end=2268
-  _globals['_GETPRESENCEREQUEST']._serialized_start=2270
-  _globals['_GETPRESENCEREQUEST']._serialized_end=2313
-  _globals['_GETPRESENCERESPONSE']._serialized_start=2315
-  _globals['_GETPRESENCERESPONSE']._serialized_end=2399
-  _globals['_GETHISTORYREQUEST']._serialized_start=2401
-  _globals['_GETHISTORYREQUEST']._serialized_end=2495
-  _globals['_GETHISTORYRESPONSE']._serialized_start=2498
-  _globals['_GETHISTORYRESPONSE']._serialized_end=2678
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=2680
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=2702
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=2704
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=2820
-  _globals['_SYNCSERVICE']._serialized_start=3009
-  _globals['_SYNCSERVICE']._serialized_end=3406
+  _globals['_SYNCREQUEST']._serialized_end=929
+  _globals['_SNAPSHOT']._serialized_start=931
+  _globals['_SNAPSHOT']._serialized_end=1057
+  _globals['_PUTSNAPSHOT']._serialized_start=1059
+  _globals['_PUTSNAPSHOT']._serialized_end=1140
+  _globals['_SNAPSHOTSTORED']._serialized_start=1142
+  _globals['_SNAPSHOTSTORED']._serialized_end=1212
+  _globals['_REFRESHTOKEN']._serialized_start=1214
+  _globals['_REFRESHTOKEN']._serialized_end=1243
+  _globals['_TOKENREFRESHED']._serialized_start=1245
+  _globals['_TOKENREFRESHED']._serialized_end=1309
+  _globals['_SUBSCRIBED']._serialized_start=1312
+  _globals['_SUBSCRIBED']._serialized_end=1491
+  _globals['_UNSUBSCRIBED']._serialized_start=1493
+  _globals['_UNSUBSCRIBED']._serialized_end=1530
+  _globals['_PUBLISHACK']._serialized_start=1532
+  _globals['_PUBLISHACK']._serialized_end=1644
+  _globals['_ERROR']._serialized_start=1647
+  _globals['_ERROR']._serialized_end=1800
+  _globals['_DISCONNECT']._serialized_start=1802
+  _globals['_DISCONNECT']._serialized_end=1863
+  _globals['_SYNCRESPONSE']._serialized_start=1866
+  _globals['_SYNCRESPONSE']._serialized_end=2615
+  _globals['_PUBLISHREQUEST']._serialized_start=2617
+  _globals['_PUBLISHREQUEST']._serialized_end=2668
+  _globals['_PUBLISHRESPONSE']._serialized_start=2670
+  _globals['_PUBLISHRESPONSE']._serialized_end=2725
+  _globals['_GETPRESENCEREQUEST']._serialized_start=2727
+  _globals['_GETPRESENCEREQUEST']._serialized_end=2770
+  _globals['_GETPRESENCERESPONSE']._serialized_start=2772
+  _globals['_GETPRESENCERESPONSE']._serialized_end=2856
+  _globals['_GETHISTORYREQUEST']._serialized_start=2858
+  _globals['_GETHISTORYREQUEST']._serialized_end=2952
+  _globals['_GETHISTORYRESPONSE']._serialized_start=2955
+  _globals['_GETHISTORYRESPONSE']._serialized_end=3135
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=3137
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=3159
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=3161
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=3277
+  _globals['_SYNCSERVICE']._serialized_start=3496
+  _globals['_SYNCSERVICE']._serialized_end=3893
 # @@protoc_insertion_point(module_scope)

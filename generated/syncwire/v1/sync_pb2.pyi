@@ -41,6 +41,13 @@ class _RecoveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Recove
     """
     RECOVERY_STATUS_OFFSET_AHEAD: _RecoveryStatus.ValueType  # 4
     """The given offset is ahead of the collection (the client knows more than the server)."""
+    RECOVERY_STATUS_SNAPSHOT: _RecoveryStatus.ValueType  # 5
+    """History could not cover the given position (GAP_TOO_OLD or EPOCH_MISMATCH), but the
+    collection's latest snapshot could: a `Snapshot` (at `Subscribed.snapshot_offset`)
+    follows the Subscribed, then every delta after the snapshot's offset (`replayed` of
+    them), then live ones. Nothing is missing: replace your state with the snapshot and
+    apply the deltas.
+    """
 
 class RecoveryStatus(_RecoveryStatus, metaclass=_RecoveryStatusEnumTypeWrapper):
     """How a subscription's recovery request turned out."""
@@ -59,6 +66,13 @@ but deltas in between are gone.
 """
 RECOVERY_STATUS_OFFSET_AHEAD: RecoveryStatus.ValueType  # 4
 """The given offset is ahead of the collection (the client knows more than the server)."""
+RECOVERY_STATUS_SNAPSHOT: RecoveryStatus.ValueType  # 5
+"""History could not cover the given position (GAP_TOO_OLD or EPOCH_MISMATCH), but the
+collection's latest snapshot could: a `Snapshot` (at `Subscribed.snapshot_offset`)
+follows the Subscribed, then every delta after the snapshot's offset (`replayed` of
+them), then live ones. Nothing is missing: replace your state with the snapshot and
+apply the deltas.
+"""
 Global___RecoveryStatus: _TypeAlias = RecoveryStatus  # noqa: Y015
 
 @_typing.final
@@ -224,6 +238,7 @@ class SyncRequest(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     BLOB_FIELD_NUMBER: _builtins.int
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    PUT_SNAPSHOT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """Client-chosen id; responses to this request (Subscribed, PublishAck, Error) carry it."""
     message_id: _builtins.str
@@ -258,6 +273,12 @@ class SyncRequest(_message.Message):
         an Error).
         """
 
+    @_builtins.property
+    def put_snapshot(self) -> Global___PutSnapshot:
+        """Store a snapshot of a collection (answered with SnapshotStored or an Error); only
+        when the server lets clients put snapshots.
+        """
+
     def __init__(
         self,
         *,
@@ -270,16 +291,128 @@ class SyncRequest(_message.Message):
         heartbeat: _types_pb2.Heartbeat | None = ...,
         blob: Global___Blob | None = ...,
         refresh_token: Global___RefreshToken | None = ...,
+        put_snapshot: Global___PutSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "presence", b"presence", "publish", b"publish", "refresh_token", b"refresh_token", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "presence", b"presence", "publish", b"publish", "put_snapshot", b"put_snapshot", "refresh_token", b"refresh_token", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "presence", b"presence", "publish", b"publish", "refresh_token", b"refresh_token", "request_id", b"request_id", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob", b"blob", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "presence", b"presence", "publish", b"publish", "put_snapshot", b"put_snapshot", "refresh_token", b"refresh_token", "request_id", b"request_id", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "unsubscribe", "publish", "presence", "heartbeat", "blob", "refresh_token"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["subscribe", "unsubscribe", "publish", "presence", "heartbeat", "blob", "refresh_token", "put_snapshot"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SyncRequest: _TypeAlias = SyncRequest  # noqa: Y015
+
+@_typing.final
+class Snapshot(_message.Message):
+    """A collection's state at an offset: opaque application bytes (for example an encoded
+    CRDT document). The latest snapshot is sent to a subscriber whose position history
+    cannot cover (see RECOVERY_STATUS_SNAPSHOT).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    collection_id: _builtins.str
+    """Collection the snapshot is of."""
+    epoch: _builtins.str
+    """Epoch of `offset`."""
+    offset: _builtins.int
+    """The state includes every delta up to and including this offset."""
+    data: _builtins.bytes
+    """The application's encoded state."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the server stored the snapshot."""
+
+    def __init__(
+        self,
+        *,
+        collection_id: _builtins.str = ...,
+        epoch: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "created_at", b"created_at", "data", b"data", "epoch", b"epoch", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
+class PutSnapshot(_message.Message):
+    """Stores a snapshot of a collection. The collection's latest snapshot is replaced unless
+    it is newer (a higher offset in the same epoch).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    collection_id: _builtins.str
+    """Collection the snapshot is of."""
+    epoch: _builtins.str
+    """Epoch of `offset`; must be the collection's current epoch (empty: the current one)."""
+    offset: _builtins.int
+    """The state includes every delta up to and including this offset; at most the
+    collection's latest offset.
+    """
+    data: _builtins.bytes
+    """The application's encoded state (at most the server's `max_snapshot_bytes`)."""
+    def __init__(
+        self,
+        *,
+        collection_id: _builtins.str = ...,
+        epoch: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "data", b"data", "epoch", b"epoch", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutSnapshot: _TypeAlias = PutSnapshot  # noqa: Y015
+
+@_typing.final
+class SnapshotStored(_message.Message):
+    """Answers a PutSnapshot: the snapshot is now the collection's latest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    collection_id: _builtins.str
+    """Collection the snapshot is of."""
+    epoch: _builtins.str
+    """Epoch of `offset`."""
+    offset: _builtins.int
+    """Offset of the stored snapshot."""
+    def __init__(
+        self,
+        *,
+        collection_id: _builtins.str = ...,
+        epoch: _builtins.str = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "epoch", b"epoch", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotStored: _TypeAlias = SnapshotStored  # noqa: Y015
 
 @_typing.final
 class RefreshToken(_message.Message):
@@ -348,6 +481,7 @@ class Subscribed(_message.Message):
     RECOVERY_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     OLDEST_OFFSET_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_OFFSET_FIELD_NUMBER: _builtins.int
     collection_id: _builtins.str
     """Collection joined."""
     epoch: _builtins.str
@@ -360,6 +494,10 @@ class Subscribed(_message.Message):
     """Number of replayed deltas that follow this message."""
     oldest_offset: _builtins.int
     """Oldest offset still in history (0 when history is empty)."""
+    snapshot_offset: _builtins.int
+    """With RECOVERY_STATUS_SNAPSHOT: the offset of the `Snapshot` that follows this
+    message (the replayed deltas start after it); 0 otherwise.
+    """
     def __init__(
         self,
         *,
@@ -369,10 +507,11 @@ class Subscribed(_message.Message):
         recovery: Global___RecoveryStatus.ValueType = ...,
         replayed: _builtins.int = ...,
         oldest_offset: _builtins.int = ...,
+        snapshot_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "epoch", b"epoch", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "epoch", b"epoch", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery", "replayed", b"replayed", "snapshot_offset", b"snapshot_offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -537,6 +676,8 @@ class SyncResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     DISCONNECT_FIELD_NUMBER: _builtins.int
     TOKEN_REFRESHED_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_STORED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.int
     """The request this answers, or 0 for pushed events."""
     message_id: _builtins.str
@@ -593,6 +734,14 @@ class SyncResponse(_message.Message):
     def token_refreshed(self) -> Global___TokenRefreshed:
         """Answer to RefreshToken."""
 
+    @_builtins.property
+    def snapshot(self) -> Global___Snapshot:
+        """The collection's snapshot, right after a Subscribed with RECOVERY_STATUS_SNAPSHOT."""
+
+    @_builtins.property
+    def snapshot_stored(self) -> Global___SnapshotStored:
+        """Answer to PutSnapshot."""
+
     def __init__(
         self,
         *,
@@ -611,12 +760,14 @@ class SyncResponse(_message.Message):
         error: Global___Error | None = ...,
         disconnect: Global___Disconnect | None = ...,
         token_refreshed: Global___TokenRefreshed | None = ...,
+        snapshot: Global___Snapshot | None = ...,
+        snapshot_stored: Global___SnapshotStored | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "snapshot", b"snapshot", "snapshot_stored", b"snapshot_stored", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "request_id", b"request_id", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binary_ack", b"binary_ack", "delta", b"delta", "disconnect", b"disconnect", "error", b"error", "heartbeat", b"heartbeat", "kind", b"kind", "message_id", b"message_id", "peer_join", b"peer_join", "peer_leave", b"peer_leave", "presence", b"presence", "publish_ack", b"publish_ack", "request_id", b"request_id", "snapshot", b"snapshot", "snapshot_stored", b"snapshot_stored", "subscribed", b"subscribed", "token_refreshed", b"token_refreshed", "unsubscribed", b"unsubscribed", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "subscribed", "unsubscribed", "delta", "publish_ack", "peer_join", "peer_leave", "presence", "heartbeat", "binary_ack", "error", "disconnect", "token_refreshed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "subscribed", "unsubscribed", "delta", "publish_ack", "peer_join", "peer_leave", "presence", "heartbeat", "binary_ack", "error", "disconnect", "token_refreshed", "snapshot", "snapshot_stored"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file syncwire/v1/sync.proto.
  */
 export const file_syncwire_v1_sync: GenFile = /*@__PURE__*/
-  fileDesc("ChZzeW5jd2lyZS92MS9zeW5jLnByb3RvEgtzeW5jd2lyZS52MSKcAQoJU3Vic2NyaWJlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLbGFzdF9vZmZzZXQYAiABKARIAIgBARINCgVlcG9jaBgDIAEoCRIVCg1qb2luX3ByZXNlbmNlGAQgASgIEigKCXVzZXJfaW5mbxgFIAEoCzIVLnN5bmN3aXJlLnYxLlVzZXJJbmZvQg4KDF9sYXN0X29mZnNldCIkCgtVbnN1YnNjcmliZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIiwKB1B1Ymxpc2gSIQoFZGVsdGEYASABKAsyEi5zeW5jd2lyZS52MS5EZWx0YSKLAQoLU2V0UHJlc2VuY2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKA4yGy5zeW5jd2lyZS52MS5QcmVzZW5jZUFjdGlvbhIOCgZzdGF0dXMYAyABKAkSKAoJdXNlcl9pbmZvGAQgASgLMhUuc3luY3dpcmUudjEuVXNlckluZm8iFAoEQmxvYhIMCgRkYXRhGAEgASgMIvYCCgtTeW5jUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSKwoJc3Vic2NyaWJlGAMgASgLMhYuc3luY3dpcmUudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYBCABKAsyGC5zeW5jd2lyZS52MS5VbnN1YnNjcmliZUgAEicKB3B1Ymxpc2gYBSABKAsyFC5zeW5jd2lyZS52MS5QdWJsaXNoSAASLAoIcHJlc2VuY2UYBiABKAsyGC5zeW5jd2lyZS52MS5TZXRQcmVzZW5jZUgAEisKCWhlYXJ0YmVhdBgHIAEoCzIWLnN5bmN3aXJlLnYxLkhlYXJ0YmVhdEgAEiEKBGJsb2IYCCABKAsyES5zeW5jd2lyZS52MS5CbG9iSAASMgoNcmVmcmVzaF90b2tlbhgJIAEoCzIZLnN5bmN3aXJlLnYxLlJlZnJlc2hUb2tlbkgAQgYKBGtpbmQiHQoMUmVmcmVzaFRva2VuEg0KBXRva2VuGAEgASgJIkAKDlRva2VuUmVmcmVzaGVkEi4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpoBCgpTdWJzY3JpYmVkEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSDgoGb2Zmc2V0GAMgASgEEi0KCHJlY292ZXJ5GAQgASgOMhsuc3luY3dpcmUudjEuUmVjb3ZlcnlTdGF0dXMSEAoIcmVwbGF5ZWQYBSABKA0SFQoNb2xkZXN0X29mZnNldBgGIAEoBCIlCgxVbnN1YnNjcmliZWQSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJwCgpQdWJsaXNoQWNrEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEhEKCWR1cGxpY2F0ZRgFIAEoCCKZAQoFRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKA0SEwoLcmVhc29uX2NvZGUYBSABKAkSLQoJdGltZXN0YW1wGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9CgpEaXNjb25uZWN0EgwKBGNvZGUYASABKA0SDgoGcmVhc29uGAIgASgJEhEKCXJlY29ubmVjdBgDIAEoCCKKBQoMU3luY1Jlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoCRInCgd3ZWxjb21lGAMgASgLMhQuc3luY3dpcmUudjEuV2VsY29tZUgAEi0KCnN1YnNjcmliZWQYBCABKAsyFy5zeW5jd2lyZS52MS5TdWJzY3JpYmVkSAASMQoMdW5zdWJzY3JpYmVkGAUgASgLMhkuc3luY3dpcmUudjEuVW5zdWJzY3JpYmVkSAASIwoFZGVsdGEYBiABKAsyEi5zeW5jd2lyZS52MS5EZWx0YUgAEi4KC3B1Ymxpc2hfYWNrGAcgASgLMhcuc3luY3dpcmUudjEuUHVibGlzaEFja0gAEioKCXBlZXJfam9pbhgIIAEoCzIVLnN5bmN3aXJlLnYxLlBlZXJKb2luSAASLAoKcGVlcl9sZWF2ZRgJIAEoCzIWLnN5bmN3aXJlLnYxLlBlZXJMZWF2ZUgAEikKCHByZXNlbmNlGAogASgLMhUuc3luY3dpcmUudjEuUHJlc2VuY2VIABIrCgloZWFydGJlYXQYCyABKAsyFi5zeW5jd2lyZS52MS5IZWFydGJlYXRIABIsCgpiaW5hcnlfYWNrGAwgASgLMhYuc3luY3dpcmUudjEuQmluYXJ5QWNrSAASIwoFZXJyb3IYDSABKAsyEi5zeW5jd2lyZS52MS5FcnJvckgAEi0KCmRpc2Nvbm5lY3QYDiABKAsyFy5zeW5jd2lyZS52MS5EaXNjb25uZWN0SAASNgoPdG9rZW5fcmVmcmVzaGVkGA8gASgLMhsuc3luY3dpcmUudjEuVG9rZW5SZWZyZXNoZWRIAEIGCgRraW5kIjMKDlB1Ymxpc2hSZXF1ZXN0EiEKBWRlbHRhGAEgASgLMhIuc3luY3dpcmUudjEuRGVsdGEiNwoPUHVibGlzaFJlc3BvbnNlEiQKA2FjaxgBIAEoCzIXLnN5bmN3aXJlLnYxLlB1Ymxpc2hBY2siKwoSR2V0UHJlc2VuY2VSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiVAoTR2V0UHJlc2VuY2VSZXNwb25zZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEiYKB21lbWJlcnMYAiADKAsyFS5zeW5jd2lyZS52MS5QcmVzZW5jZSJeChFHZXRIaXN0b3J5UmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhQKDHNpbmNlX29mZnNldBgCIAEoBBINCgVlcG9jaBgDIAEoCRINCgVsaW1pdBgEIAEoDSK0AQoSR2V0SGlzdG9yeVJlc3BvbnNlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSIgoGZGVsdGFzGAMgAygLMhIuc3luY3dpcmUudjEuRGVsdGESDgoGb2Zmc2V0GAQgASgEEi0KCHJlY292ZXJ5GAUgASgOMhsuc3luY3dpcmUudjEuUmVjb3ZlcnlTdGF0dXMSFQoNb2xkZXN0X29mZnNldBgGIAEoBCIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCJ0ChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USLAoLc2VydmVyX2luZm8YASABKAsyFy5zeW5jd2lyZS52MS5TZXJ2ZXJJbmZvEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqtwEKDlJlY292ZXJ5U3RhdHVzEh8KG1JFQ09WRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGVJFQ09WRVJZX1NUQVRVU19SRUNPVkVSRUQQARIiCh5SRUNPVkVSWV9TVEFUVVNfRVBPQ0hfTUlTTUFUQ0gQAhIfChtSRUNPVkVSWV9TVEFUVVNfR0FQX1RPT19PTEQQAxIgChxSRUNPVkVSWV9TVEFUVVNfT0ZGU0VUX0FIRUFEEAQyjQMKC1N5bmNTZXJ2aWNlEj8KBFN5bmMSGC5zeW5jd2lyZS52MS5TeW5jUmVxdWVzdBoZLnN5bmN3aXJlLnYxLlN5bmNSZXNwb25zZSgBMAESRAoHUHVibGlzaBIbLnN5bmN3aXJlLnYxLlB1Ymxpc2hSZXF1ZXN0Ghwuc3luY3dpcmUudjEuUHVibGlzaFJlc3BvbnNlElAKC0dldFByZXNlbmNlEh8uc3luY3dpcmUudjEuR2V0UHJlc2VuY2VSZXF1ZXN0GiAuc3luY3dpcmUudjEuR2V0UHJlc2VuY2VSZXNwb25zZRJNCgpHZXRIaXN0b3J5Eh4uc3luY3dpcmUudjEuR2V0SGlzdG9yeVJlcXVlc3QaHy5zeW5jd2lyZS52MS5HZXRIaXN0b3J5UmVzcG9uc2USVgoNR2V0U2VydmVySW5mbxIhLnN5bmN3aXJlLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiIuc3luY3dpcmUudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_syncwire_v1_types]);
+  fileDesc("ChZzeW5jd2lyZS92MS9zeW5jLnByb3RvEgtzeW5jd2lyZS52MSKcAQoJU3Vic2NyaWJlEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLbGFzdF9vZmZzZXQYAiABKARIAIgBARINCgVlcG9jaBgDIAEoCRIVCg1qb2luX3ByZXNlbmNlGAQgASgIEigKCXVzZXJfaW5mbxgFIAEoCzIVLnN5bmN3aXJlLnYxLlVzZXJJbmZvQg4KDF9sYXN0X29mZnNldCIkCgtVbnN1YnNjcmliZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIiwKB1B1Ymxpc2gSIQoFZGVsdGEYASABKAsyEi5zeW5jd2lyZS52MS5EZWx0YSKLAQoLU2V0UHJlc2VuY2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKA4yGy5zeW5jd2lyZS52MS5QcmVzZW5jZUFjdGlvbhIOCgZzdGF0dXMYAyABKAkSKAoJdXNlcl9pbmZvGAQgASgLMhUuc3luY3dpcmUudjEuVXNlckluZm8iFAoEQmxvYhIMCgRkYXRhGAEgASgMIqgDCgtTeW5jUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSKwoJc3Vic2NyaWJlGAMgASgLMhYuc3luY3dpcmUudjEuU3Vic2NyaWJlSAASLwoLdW5zdWJzY3JpYmUYBCABKAsyGC5zeW5jd2lyZS52MS5VbnN1YnNjcmliZUgAEicKB3B1Ymxpc2gYBSABKAsyFC5zeW5jd2lyZS52MS5QdWJsaXNoSAASLAoIcHJlc2VuY2UYBiABKAsyGC5zeW5jd2lyZS52MS5TZXRQcmVzZW5jZUgAEisKCWhlYXJ0YmVhdBgHIAEoCzIWLnN5bmN3aXJlLnYxLkhlYXJ0YmVhdEgAEiEKBGJsb2IYCCABKAsyES5zeW5jd2lyZS52MS5CbG9iSAASMgoNcmVmcmVzaF90b2tlbhgJIAEoCzIZLnN5bmN3aXJlLnYxLlJlZnJlc2hUb2tlbkgAEjAKDHB1dF9zbmFwc2hvdBgKIAEoCzIYLnN5bmN3aXJlLnYxLlB1dFNuYXBzaG90SABCBgoEa2luZCJ+CghTbmFwc2hvdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlEKC1B1dFNuYXBzaG90EhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwiRgoOU25hcHNob3RTdG9yZWQSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoCRIOCgZvZmZzZXQYAyABKAQiHQoMUmVmcmVzaFRva2VuEg0KBXRva2VuGAEgASgJIkAKDlRva2VuUmVmcmVzaGVkEi4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrMBCgpTdWJzY3JpYmVkEhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFZXBvY2gYAiABKAkSDgoGb2Zmc2V0GAMgASgEEi0KCHJlY292ZXJ5GAQgASgOMhsuc3luY3dpcmUudjEuUmVjb3ZlcnlTdGF0dXMSEAoIcmVwbGF5ZWQYBSABKA0SFQoNb2xkZXN0X29mZnNldBgGIAEoBBIXCg9zbmFwc2hvdF9vZmZzZXQYByABKAQiJQoMVW5zdWJzY3JpYmVkEhUKDWNvbGxlY3Rpb25faWQYASABKAkicAoKUHVibGlzaEFjaxIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBINCgVlcG9jaBgDIAEoCRIZChFjbGllbnRfbWVzc2FnZV9pZBgEIAEoCRIRCglkdXBsaWNhdGUYBSABKAgimQEKBUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAMgASgJEhYKDnJldHJ5X2FmdGVyX21zGAQgASgNEhMKC3JlYXNvbl9jb2RlGAUgASgJEi0KCXRpbWVzdGFtcBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoKRGlzY29ubmVjdBIMCgRjb2RlGAEgASgNEg4KBnJlYXNvbhgCIAEoCRIRCglyZWNvbm5lY3QYAyABKAgi7QUKDFN5bmNSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSJwoHd2VsY29tZRgDIAEoCzIULnN5bmN3aXJlLnYxLldlbGNvbWVIABItCgpzdWJzY3JpYmVkGAQgASgLMhcuc3luY3dpcmUudjEuU3Vic2NyaWJlZEgAEjEKDHVuc3Vic2NyaWJlZBgFIAEoCzIZLnN5bmN3aXJlLnYxLlVuc3Vic2NyaWJlZEgAEiMKBWRlbHRhGAYgASgLMhIuc3luY3dpcmUudjEuRGVsdGFIABIuCgtwdWJsaXNoX2FjaxgHIAEoCzIXLnN5bmN3aXJlLnYxLlB1Ymxpc2hBY2tIABIqCglwZWVyX2pvaW4YCCABKAsyFS5zeW5jd2lyZS52MS5QZWVySm9pbkgAEiwKCnBlZXJfbGVhdmUYCSABKAsyFi5zeW5jd2lyZS52MS5QZWVyTGVhdmVIABIpCghwcmVzZW5jZRgKIAEoCzIVLnN5bmN3aXJlLnYxLlByZXNlbmNlSAASKwoJaGVhcnRiZWF0GAsgASgLMhYuc3luY3dpcmUudjEuSGVhcnRiZWF0SAASLAoKYmluYXJ5X2FjaxgMIAEoCzIWLnN5bmN3aXJlLnYxLkJpbmFyeUFja0gAEiMKBWVycm9yGA0gASgLMhIuc3luY3dpcmUudjEuRXJyb3JIABItCgpkaXNjb25uZWN0GA4gASgLMhcuc3luY3dpcmUudjEuRGlzY29ubmVjdEgAEjYKD3Rva2VuX3JlZnJlc2hlZBgPIAEoCzIbLnN5bmN3aXJlLnYxLlRva2VuUmVmcmVzaGVkSAASKQoIc25hcHNob3QYECABKAsyFS5zeW5jd2lyZS52MS5TbmFwc2hvdEgAEjYKD3NuYXBzaG90X3N0b3JlZBgRIAEoCzIbLnN5bmN3aXJlLnYxLlNuYXBzaG90U3RvcmVkSABCBgoEa2luZCIzCg5QdWJsaXNoUmVxdWVzdBIhCgVkZWx0YRgBIAEoCzISLnN5bmN3aXJlLnYxLkRlbHRhIjcKD1B1Ymxpc2hSZXNwb25zZRIkCgNhY2sYASABKAsyFy5zeW5jd2lyZS52MS5QdWJsaXNoQWNrIisKEkdldFByZXNlbmNlUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIlQKE0dldFByZXNlbmNlUmVzcG9uc2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRImCgdtZW1iZXJzGAIgAygLMhUuc3luY3dpcmUudjEuUHJlc2VuY2UiXgoRR2V0SGlzdG9yeVJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIUCgxzaW5jZV9vZmZzZXQYAiABKAQSDQoFZXBvY2gYAyABKAkSDQoFbGltaXQYBCABKA0itAEKEkdldEhpc3RvcnlSZXNwb25zZRIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgJEiIKBmRlbHRhcxgDIAMoCzISLnN5bmN3aXJlLnYxLkRlbHRhEg4KBm9mZnNldBgEIAEoBBItCghyZWNvdmVyeRgFIAEoDjIbLnN5bmN3aXJlLnYxLlJlY292ZXJ5U3RhdHVzEhUKDW9sZGVzdF9vZmZzZXQYBiABKAQiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QidAoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEiwKC3NlcnZlcl9pbmZvGAEgASgLMhcuc3luY3dpcmUudjEuU2VydmVySW5mbxItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKtUBCg5SZWNvdmVyeVN0YXR1cxIfChtSRUNPVkVSWV9TVEFUVVNfVU5TUEVDSUZJRUQQABIdChlSRUNPVkVSWV9TVEFUVVNfUkVDT1ZFUkVEEAESIgoeUkVDT1ZFUllfU1RBVFVTX0VQT0NIX01JU01BVENIEAISHwobUkVDT1ZFUllfU1RBVFVTX0dBUF9UT09fT0xEEAMSIAocUkVDT1ZFUllfU1RBVFVTX09GRlNFVF9BSEVBRBAEEhwKGFJFQ09WRVJZX1NUQVRVU19TTkFQU0hPVBAFMo0DCgtTeW5jU2VydmljZRI/CgRTeW5jEhguc3luY3dpcmUudjEuU3luY1JlcXVlc3QaGS5zeW5jd2lyZS52MS5TeW5jUmVzcG9uc2UoATABEkQKB1B1Ymxpc2gSGy5zeW5jd2lyZS52MS5QdWJsaXNoUmVxdWVzdBocLnN5bmN3aXJlLnYxLlB1Ymxpc2hSZXNwb25zZRJQCgtHZXRQcmVzZW5jZRIfLnN5bmN3aXJlLnYxLkdldFByZXNlbmNlUmVxdWVzdBogLnN5bmN3aXJlLnYxLkdldFByZXNlbmNlUmVzcG9uc2USTQoKR2V0SGlzdG9yeRIeLnN5bmN3aXJlLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8uc3luY3dpcmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlElYKDUdldFNlcnZlckluZm8SIS5zeW5jd2lyZS52MS5HZXRTZXJ2ZXJJbmZvUmVxdWVzdBoiLnN5bmN3aXJlLnYxLkdldFNlcnZlckluZm9SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_syncwire_v1_types]);
 
 /**
  * Joins a collection on the sync stream.
@@ -253,6 +253,15 @@ export type SyncRequest = Message<"syncwire.v1.SyncRequest"> & {
      */
     value: RefreshToken;
     case: "refreshToken";
+  } | {
+    /**
+     * Store a snapshot of a collection (answered with SnapshotStored or an Error); only
+     * when the server lets clients put snapshots.
+     *
+     * @generated from field: syncwire.v1.PutSnapshot put_snapshot = 10;
+     */
+    value: PutSnapshot;
+    case: "putSnapshot";
   } | { case: undefined; value?: undefined };
 };
 
@@ -262,6 +271,136 @@ export type SyncRequest = Message<"syncwire.v1.SyncRequest"> & {
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
   messageDesc(file_syncwire_v1_sync, 5);
+
+/**
+ * A collection's state at an offset: opaque application bytes (for example an encoded
+ * CRDT document). The latest snapshot is sent to a subscriber whose position history
+ * cannot cover (see RECOVERY_STATUS_SNAPSHOT).
+ *
+ * @generated from message syncwire.v1.Snapshot
+ */
+export type Snapshot = Message<"syncwire.v1.Snapshot"> & {
+  /**
+   * Collection the snapshot is of.
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+
+  /**
+   * Epoch of `offset`.
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * The state includes every delta up to and including this offset.
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * The application's encoded state.
+   *
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+
+  /**
+   * When the server stored the snapshot.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message syncwire.v1.Snapshot.
+ * Use `create(SnapshotSchema)` to create a new message.
+ */
+export const SnapshotSchema: GenMessage<Snapshot> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_sync, 6);
+
+/**
+ * Stores a snapshot of a collection. The collection's latest snapshot is replaced unless
+ * it is newer (a higher offset in the same epoch).
+ *
+ * @generated from message syncwire.v1.PutSnapshot
+ */
+export type PutSnapshot = Message<"syncwire.v1.PutSnapshot"> & {
+  /**
+   * Collection the snapshot is of.
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+
+  /**
+   * Epoch of `offset`; must be the collection's current epoch (empty: the current one).
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * The state includes every delta up to and including this offset; at most the
+   * collection's latest offset.
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * The application's encoded state (at most the server's `max_snapshot_bytes`).
+   *
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message syncwire.v1.PutSnapshot.
+ * Use `create(PutSnapshotSchema)` to create a new message.
+ */
+export const PutSnapshotSchema: GenMessage<PutSnapshot> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_sync, 7);
+
+/**
+ * Answers a PutSnapshot: the snapshot is now the collection's latest.
+ *
+ * @generated from message syncwire.v1.SnapshotStored
+ */
+export type SnapshotStored = Message<"syncwire.v1.SnapshotStored"> & {
+  /**
+   * Collection the snapshot is of.
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+
+  /**
+   * Epoch of `offset`.
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * Offset of the stored snapshot.
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message syncwire.v1.SnapshotStored.
+ * Use `create(SnapshotStoredSchema)` to create a new message.
+ */
+export const SnapshotStoredSchema: GenMessage<SnapshotStored> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_sync, 8);
 
 /**
  * Replaces the session's token without reconnecting. The new token is checked like the
@@ -288,7 +427,7 @@ export type RefreshToken = Message<"syncwire.v1.RefreshToken"> & {
  * Use `create(RefreshTokenSchema)` to create a new message.
  */
 export const RefreshTokenSchema: GenMessage<RefreshToken> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 6);
+  messageDesc(file_syncwire_v1_sync, 9);
 
 /**
  * Answers a RefreshToken: the new token is in force.
@@ -310,7 +449,7 @@ export type TokenRefreshed = Message<"syncwire.v1.TokenRefreshed"> & {
  * Use `create(TokenRefreshedSchema)` to create a new message.
  */
 export const TokenRefreshedSchema: GenMessage<TokenRefreshed> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 7);
+  messageDesc(file_syncwire_v1_sync, 10);
 
 /**
  * Answers a Subscribe. Replayed deltas (`replayed` of them) follow it, then live ones.
@@ -359,6 +498,14 @@ export type Subscribed = Message<"syncwire.v1.Subscribed"> & {
    * @generated from field: uint64 oldest_offset = 6;
    */
   oldestOffset: bigint;
+
+  /**
+   * With RECOVERY_STATUS_SNAPSHOT: the offset of the `Snapshot` that follows this
+   * message (the replayed deltas start after it); 0 otherwise.
+   *
+   * @generated from field: uint64 snapshot_offset = 7;
+   */
+  snapshotOffset: bigint;
 };
 
 /**
@@ -366,7 +513,7 @@ export type Subscribed = Message<"syncwire.v1.Subscribed"> & {
  * Use `create(SubscribedSchema)` to create a new message.
  */
 export const SubscribedSchema: GenMessage<Subscribed> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 8);
+  messageDesc(file_syncwire_v1_sync, 11);
 
 /**
  * Answers an Unsubscribe.
@@ -387,7 +534,7 @@ export type Unsubscribed = Message<"syncwire.v1.Unsubscribed"> & {
  * Use `create(UnsubscribedSchema)` to create a new message.
  */
 export const UnsubscribedSchema: GenMessage<Unsubscribed> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 9);
+  messageDesc(file_syncwire_v1_sync, 12);
 
 /**
  * Acknowledges a publish with the offset the server assigned.
@@ -437,7 +584,7 @@ export type PublishAck = Message<"syncwire.v1.PublishAck"> & {
  * Use `create(PublishAckSchema)` to create a new message.
  */
 export const PublishAckSchema: GenMessage<PublishAck> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 10);
+  messageDesc(file_syncwire_v1_sync, 13);
 
 /**
  * A typed error about one request; the stream stays open.
@@ -494,7 +641,7 @@ export type Error = Message<"syncwire.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 11);
+  messageDesc(file_syncwire_v1_sync, 14);
 
 /**
  * The server is about to end the stream (shutdown, slow consumer, idle timeout).
@@ -529,7 +676,7 @@ export type Disconnect = Message<"syncwire.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 12);
+  messageDesc(file_syncwire_v1_sync, 15);
 
 /**
  * One message from server to client on the sync stream.
@@ -660,6 +807,22 @@ export type SyncResponse = Message<"syncwire.v1.SyncResponse"> & {
      */
     value: TokenRefreshed;
     case: "tokenRefreshed";
+  } | {
+    /**
+     * The collection's snapshot, right after a Subscribed with RECOVERY_STATUS_SNAPSHOT.
+     *
+     * @generated from field: syncwire.v1.Snapshot snapshot = 16;
+     */
+    value: Snapshot;
+    case: "snapshot";
+  } | {
+    /**
+     * Answer to PutSnapshot.
+     *
+     * @generated from field: syncwire.v1.SnapshotStored snapshot_stored = 17;
+     */
+    value: SnapshotStored;
+    case: "snapshotStored";
   } | { case: undefined; value?: undefined };
 };
 
@@ -668,7 +831,7 @@ export type SyncResponse = Message<"syncwire.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 13);
+  messageDesc(file_syncwire_v1_sync, 16);
 
 /**
  * Publishes one delta (unary).
@@ -689,7 +852,7 @@ export type PublishRequest = Message<"syncwire.v1.PublishRequest"> & {
  * Use `create(PublishRequestSchema)` to create a new message.
  */
 export const PublishRequestSchema: GenMessage<PublishRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 14);
+  messageDesc(file_syncwire_v1_sync, 17);
 
 /**
  * Result of a unary publish.
@@ -710,7 +873,7 @@ export type PublishResponse = Message<"syncwire.v1.PublishResponse"> & {
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 15);
+  messageDesc(file_syncwire_v1_sync, 18);
 
 /**
  * Asks who is present in a collection.
@@ -731,7 +894,7 @@ export type GetPresenceRequest = Message<"syncwire.v1.GetPresenceRequest"> & {
  * Use `create(GetPresenceRequestSchema)` to create a new message.
  */
 export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 16);
+  messageDesc(file_syncwire_v1_sync, 19);
 
 /**
  * Who is present in a collection.
@@ -759,7 +922,7 @@ export type GetPresenceResponse = Message<"syncwire.v1.GetPresenceResponse"> & {
  * Use `create(GetPresenceResponseSchema)` to create a new message.
  */
 export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 17);
+  messageDesc(file_syncwire_v1_sync, 20);
 
 /**
  * Asks for a collection's history.
@@ -801,7 +964,7 @@ export type GetHistoryRequest = Message<"syncwire.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 18);
+  messageDesc(file_syncwire_v1_sync, 21);
 
 /**
  * A slice of a collection's history.
@@ -857,7 +1020,7 @@ export type GetHistoryResponse = Message<"syncwire.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 19);
+  messageDesc(file_syncwire_v1_sync, 22);
 
 /**
  * Asks for the server description.
@@ -872,7 +1035,7 @@ export type GetServerInfoRequest = Message<"syncwire.v1.GetServerInfoRequest"> &
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 20);
+  messageDesc(file_syncwire_v1_sync, 23);
 
 /**
  * The server description.
@@ -900,7 +1063,7 @@ export type GetServerInfoResponse = Message<"syncwire.v1.GetServerInfoResponse">
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_sync, 21);
+  messageDesc(file_syncwire_v1_sync, 24);
 
 /**
  * How a subscription's recovery request turned out.
@@ -944,6 +1107,17 @@ export enum RecoveryStatus {
    * @generated from enum value: RECOVERY_STATUS_OFFSET_AHEAD = 4;
    */
   OFFSET_AHEAD = 4,
+
+  /**
+   * History could not cover the given position (GAP_TOO_OLD or EPOCH_MISMATCH), but the
+   * collection's latest snapshot could: a `Snapshot` (at `Subscribed.snapshot_offset`)
+   * follows the Subscribed, then every delta after the snapshot's offset (`replayed` of
+   * them), then live ones. Nothing is missing: replace your state with the snapshot and
+   * apply the deltas.
+   *
+   * @generated from enum value: RECOVERY_STATUS_SNAPSHOT = 5;
+   */
+  SNAPSHOT = 5,
 }
 
 /**

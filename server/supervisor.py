@@ -62,8 +62,12 @@ KILL_MARGIN = 10.0
 class WorkerFailed(Exception):
     """A worker exited (or hung) before it was ready; carries its exit code."""
 
-    def __init__(self, index: int, code: int) -> None:
-        super().__init__(f"worker {index} did not start (exit code {code})")
+    def __init__(self, index: int, code: int, said: bytes = b"") -> None:
+        said_text = said.decode(errors="replace").strip()[:200]
+        super().__init__(
+            f"worker {index} did not start (exit code {code})"
+            + (f"; it printed {said_text!r}" if said_text else "")
+        )
         self.code = code
 
 
@@ -182,7 +186,7 @@ class Supervisor:
                 process.kill()
             code = await process.wait()
             self._forget(process)
-            raise WorkerFailed(worker.index, code if code > 0 else 1)
+            raise WorkerFailed(worker.index, code if code > 0 else 1, line)
         worker.output = asyncio.create_task(_discard(process.stdout))
         log.info("worker %d serving (pid %d)", worker.index, process.pid)
         return line.decode().strip()

@@ -148,7 +148,7 @@ class SyncwireServer:
             else:
                 self.ws_port = self.ws_server.add_secure_port(ws_address, self.tls.ssl_context)
         except OSError as exc:
-            raise OSError(f"cannot bind WebSocket port {ws_address}: {_reason(exc)}") from None
+            raise OSError(f"cannot bind WebSocket port {ws_address}: {os_error_reason(exc)}") from None
 
     @property
     def grpc_address(self) -> str:
@@ -194,7 +194,7 @@ class SyncwireServer:
         await self._stopped.wait()
 
 
-def _reason(error: OSError) -> str:
+def os_error_reason(error: OSError) -> str:
     """An OSError's reason without errno and address noise: 'address already in use'."""
     return (os.strerror(error.errno) if error.errno else str(error)).lower()
 

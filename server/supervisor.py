@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .app import os_error_reason
 from .config import ServerConfig
 from .metrics import MULTIPROCESS
 from .ws.listener import reserve
@@ -120,7 +122,7 @@ class Supervisor:
     async def run(self) -> int:
         """Runs until SIGTERM/SIGINT; returns the exit code."""
         config = self.config
-        held = [reserve(f"{config.host}:{port}") for port in (config.grpc_port, config.ws_port)]
+        held = _hold_ports(config)
         self._worker_config = config.per_worker(*(sock.getsockname()[1] for sock in held))
         self._metrics_dir = tempfile.mkdtemp(prefix="syncwire-metrics-")
         loop = asyncio.get_running_loop()
@@ -237,6 +239,24 @@ class Supervisor:
         """Lets the live-worker gauges drop an exited worker's values."""
         with contextlib.suppress(OSError):
             multiprocess.mark_process_dead(process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def _hold_ports(config: ServerConfig) -> list[socket.socket]:
+    """Reserves the gRPC and WebSocket ports for the workers (port 0 resolved here);
+    raises OSError naming the port that cannot be had."""
+    held: list[socket.socket] = []
+    try:
+        for name, port in (("gRPC", config.grpc_port), ("WebSocket", config.ws_port)):
+            address = f"{config.host}:{port}"
+            try:
+                held.append(reserve(address))
+            except OSError as exc:
+                raise OSError(f"cannot bind {name} port {address}: {os_error_reason(exc)}") from None
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:

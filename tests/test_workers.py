@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import urllib.request
 import uuid
@@ -217,3 +218,21 @@ async def test_connection_limit_is_host_wide(redis_server: RedisServer) -> None:
         for channel in channels:
             await channel.close(None)
         assert await supervisor.terminate(timeout=20) == 0
+
+
+async def test_a_port_in_use_stops_the_supervisor_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "--workers", "2", "--broker", "redis://127.0.0.1:1/0",
+            "--grpc-port", str(port), "--ws-port", "0",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    assert process.returncode == 1 and not out
+    assert err.decode().splitlines()[-1] == (
+        f"syncwire-server: cannot bind gRPC port 127.0.0.1:{port}: address already in use"
+    )

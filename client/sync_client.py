@@ -336,7 +336,10 @@ class SyncClient:
         return subscription
 
     async def unsubscribe(self, collection_id: str) -> None:
-        """Leaves a collection; no event of it is delivered afterwards."""
+        """Leaves a collection; no event of it is delivered afterwards, and it is not
+        rejoined after reconnects. Raises NotSubscribedError without a subscription; the
+        server's `Unsubscribed` is awaited up to `ClientConfig.request_timeout` seconds
+        when connected (a lost answer is not an error: the client has already left)."""
         subscription = self._subscriptions.get(collection_id)
         if subscription is None:
             raise NotSubscribedError(collection_id)
@@ -488,7 +491,16 @@ class SyncClient:
             link.send(presence=message)
 
     async def presence(self, collection_id: str) -> list[types_pb2.Presence]:
-        """Who is present in a collection (a unary call on the current connection)."""
+        """Who is present in `collection_id`: the presence entries (peer id, user info,
+        status, action, timestamp), via the unary GetPresence on the current connection.
+
+        Raises NotConnectedError when no connection comes up within
+        `ClientConfig.request_timeout` seconds, and SyncError with the call's code and
+        the server's reason code when it fails (`errors.from_rpc_error`): PERMISSION_DENIED
+        without subscribe permission, INVALID_ARGUMENT for a bad collection id,
+        DEADLINE_EXCEEDED; ConnectionLost for UNAVAILABLE (also broker_unavailable while
+        the server's broker is away) and CANCELLED.
+        """
         link = await self._ready_link("presence")
         try:
             response = await link.stub.GetPresence(
@@ -503,7 +515,12 @@ class SyncClient:
     async def history(
         self, collection_id: str, *, since_offset: int = 0, epoch: str = "", limit: int = 0
     ) -> sync_pb2.GetHistoryResponse:
-        """A slice of a collection's history (to resynchronise after a gap)."""
+        """A slice of `collection_id`'s history (to resynchronise after a gap): deltas
+        with offset > `since_offset` in `epoch` ("" accepts any), at most `limit`
+        (0: the server's `history_size`, also the most it returns), with the epoch, the
+        latest and oldest offsets and the recovery classification (docs/protocol.md,
+        "The sync service"). Raises as `presence` does.
+        """
         link = await self._ready_link("history")
         try:
             return await link.stub.GetHistory(

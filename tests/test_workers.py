@@ -138,10 +138,23 @@ async def test_killed_worker_is_restarted_and_its_clients_lose_nothing(
         )
         assert took < IDLE_TIMEOUT + 3.0
 
-        metrics = scrape(ready.rsplit("metrics=", 1)[1])
+        url = ready.rsplit("metrics=", 1)[1]
+        metrics = scrape(url)
         assert metrics["syncwire_worker_restarts_total"] == 1
         assert metrics["syncwire_workers"] == 2
         assert metrics["syncwire_deltas_published_total"] >= 10  # dead workers' counts kept
+        # Sessions summed over the live workers only (the killed one's are gone).
+        sessions = len(tails) + 1  # every tail and the publisher hold one Sync stream
+        connections = 'syncwire_connections{transport="grpc"}'
+
+        async def counted() -> bool:
+            return (await asyncio.to_thread(scrape, url)).get(connections) == sessions
+
+        await wait_until(
+            counted,
+            "the connection gauge counts the live sessions",
+            10,
+        )
     finally:
         await close_tails(tails)
         await publisher.client.close(flush_timeout=0)

@@ -24,9 +24,10 @@ from .grpc_server import (
     mark_serving,
     register_services,
 )
-from .hooks import Hooks, load_hooks
+from .hooks import Hooks
 from .legacy_gateway import LegacyGateway
 from .malformed import MalformedRequestInterceptor
+from .proxy_hooks import configured_hooks
 from .servicer import SyncServicer
 from .tls import ServerTls, exposure_warnings
 from .ws.server import WebSocketServer
@@ -51,10 +52,10 @@ class SyncwireServer:
         both listeners next to SyncService, with those `config.services` names; health
         and reflection list them. Raises ConfigError when `config.services` names a
         function that cannot be loaded. `hooks`: the application's hooks
-        (`server.hooks.Hooks`; else the object `config.hooks` names, if any); raises
-        ConfigError when `config.hooks` cannot be loaded."""
+        (`server.hooks.Hooks`; else what `config.hooks` or `config.proxy_url` names, if
+        any); raises ConfigError when those cannot be loaded."""
         self.config = config
-        self.core = SyncCore(config, hooks=hooks if hooks is not None else load_hooks(config.hooks))
+        self.core = SyncCore(config, hooks=hooks if hooks is not None else configured_hooks(config))
         self.servicer = SyncServicer(self.core)
         app_services = [*services, *load_registrations(config.services)]
         self.ws_server = WebSocketServer(

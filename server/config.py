@@ -87,6 +87,16 @@ class ServerConfig:
         "server.hooks.Hooks instance or subclass (docs/application-integration.md)",
         metavar="MODULE:OBJECT",
     )
+    proxy_url: str = _opt(
+        "",
+        "the application's syncwire.v1.ProxyService answering the hooks over gRPC: "
+        "grpc://HOST:PORT or grpcs://HOST:PORT (instead of --hooks)",
+        metavar="URL",
+    )
+    proxy_hooks: str = _opt(
+        "connect,subscribe,publish,presence",
+        "which hooks --proxy-url answers, comma-separated (the others accept without a call)",
+    )
     hook_failure_policy: str = _opt(
         "closed",
         "what a hook that raises or times out means: closed = refuse the request "

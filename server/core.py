@@ -140,6 +140,7 @@ class SyncCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._upkeep
             self._upkeep = None
+        await self.hooks.close()
         await self.broker.close()
 
     def begin_shutdown(self, reason: str = "server shutting down") -> None:

@@ -140,13 +140,17 @@ class Hooks:
         the change already happened)."""
         return None
 
+    async def close(self) -> None:
+        """Called once when the server stops (release connections here)."""
+        return None
 
-def _overrides(hooks: Hooks | None, name: HookName) -> bool:
-    """Whether `hooks` implements `on_<name>` itself (the defaults are skipped)."""
-    if hooks is None:
-        return False
-    method = f"on_{name}"
-    return getattr(type(hooks), method, None) is not getattr(Hooks, method)
+    def implements(self, name: HookName) -> bool:
+        """Whether the server should call `on_<name>`: by default, when the subclass
+        overrides it (the defaults are skipped and cost nothing)."""
+        method = f"on_{name}"
+        return getattr(type(self), method, None) is not getattr(Hooks, method)
+
+
 
 
 def load_hooks(spec: str) -> Hooks | None:
@@ -184,9 +188,18 @@ class HookRunner:
             "publish": config.hook_publish_timeout,
             "presence": config.hook_presence_timeout,
         }
-        self.enabled = {name: _overrides(hooks, name) for name in HOOK_NAMES}
+        self.enabled = {
+            name: hooks is not None and hooks.implements(name) for name in HOOK_NAMES
+        }
         self._latency = metrics.hook_latency
         self._observers: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Closes the application's hooks (`Hooks.close`), once, at server stop."""
+        hooks, self.hooks = self.hooks, None
+        self.enabled = dict.fromkeys(HOOK_NAMES, False)
+        if hooks is not None:
+            await hooks.close()
 
     async def connect(self, caller: Caller) -> types_pb2.UserInfo | None:
         """Runs `on_connect`; the user info it attached, if any. Raises RequestError."""

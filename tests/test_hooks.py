@@ -4,14 +4,19 @@ both brokers and every transport (native gRPC, WebSocket framing, legacy JSON).
 A refused publish is never delivered and never gets an offset (the next accepted delta
 is offset 1), and its publisher sees the hook's code on every transport; a replaced
 delta is what subscribers get; a hook that raises or times out follows the failure
-policy; the caller's token claims reach the hooks.
+policy; the caller's token claims reach the hooks. Each behaviour is checked with the
+in-process `AppHooks` and with `tests.proxy_app`, a separate process implementing
+syncwire.v1.ProxyService the same way (`--proxy-url`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,7 +27,7 @@ from server.hooks import Caller, ConnectResult, HookRefusal, Hooks
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_ws_client import LegacyClient
 
-from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
+from .redis_harness import free_port, redis_base_url, redis_url  # noqa: F401  (fixtures)
 from .security_harness import SECRET, bearer, make_token, trailer
 from .service_harness import SyncStream, open_channel
 from .service_harness import test_config as make_config
@@ -39,7 +44,8 @@ REPLACED = b"replaced by the application"
 class AppHooks(Hooks):
     """Refuses deltas containing REFUSE (INVALID_ARGUMENT, "bad_delta"), replaces those
     containing REPLACE, refuses subscribes to "secret" and connects of user "mallory";
-    attaches user info; records every call and presence change."""
+    attaches user info (display name: the token's `team` claim, else "Ann"); records
+    every call and presence change. `tests.proxy_app` answers the same way."""
 
     def __init__(self) -> None:
         self.callers: list[tuple[str, Caller]] = []
@@ -49,8 +55,9 @@ class AppHooks(Hooks):
         self.callers.append(("connect", caller))
         if caller.user_id == "mallory":
             raise HookRefusal("mallory may not connect", reason_code="banned")
+        name = str(caller.claims.get("team", "Ann"))
         return ConnectResult(
-            types_pb2.UserInfo(user_id=caller.user_id or "anon", display_name="Ann")
+            types_pb2.UserInfo(user_id=caller.user_id or "anon", display_name=name)
         )
 
     async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
@@ -87,7 +94,7 @@ class StuckHooks(Hooks):
 
 @contextlib.asynccontextmanager
 async def hooked_server(
-    request: pytest.FixtureRequest, hooks: Hooks, **overrides: Any
+    request: pytest.FixtureRequest, hooks: Hooks | None, **overrides: Any
 ) -> AsyncIterator[SyncwireServer]:
     broker = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
     server = SyncwireServer(make_config(broker=broker, **overrides), hooks=hooks)
@@ -103,6 +110,30 @@ async def hooked_server(
 @pytest.fixture(params=["memory", "redis"])
 def broker_kind(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
     return request
+
+
+@pytest.fixture(scope="module")
+def proxy_address(repo_root: Path) -> Iterator[str]:
+    """`tests.proxy_app` running in its own process: its host:port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.proxy_app"], cwd=repo_root, stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert line.startswith("proxy ready "), line
+        yield line.split()[-1]
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(params=["inprocess", "proxy"])
+def app(request: pytest.FixtureRequest) -> tuple[AppHooks | None, dict[str, Any]]:
+    """The application's hooks: `AppHooks` in-process, or the same over ProxyService."""
+    if request.param == "inprocess":
+        return AppHooks(), {}
+    return None, {"proxy_url": f"grpc://{request.getfixturevalue('proxy_address')}"}
 
 
 @contextlib.asynccontextmanager
@@ -128,10 +159,10 @@ def publish_request(stream: SyncStream, data: bytes, collection_id: str = ROOM) 
 
 
 async def test_a_refused_publish_never_exists_and_every_transport_sees_its_code(
-    broker_kind: pytest.FixtureRequest,
+    broker_kind: pytest.FixtureRequest, app: tuple[AppHooks | None, dict[str, Any]]
 ) -> None:
-    hooks = AppHooks()
-    async with hooked_server(broker_kind, hooks) as server:
+    hooks, options = app
+    async with hooked_server(broker_kind, hooks, **options) as server:
         async with stream_on(server, "grpc") as watcher, stream_on(server, "ws") as ws:
             await watcher.welcome()
             await ws.welcome()
@@ -172,11 +203,15 @@ async def test_a_refused_publish_never_exists_and_every_transport_sees_its_code(
             assert (delivered.delta.offset, delivered.delta.delta) == (1, b"fine")
             history = await server.core.broker.history(ROOM, 0, "", 100)
             assert [event.delta.delta for event in history.events] == [b"fine"]
-    assert [kind for kind, _ in hooks.callers].count("publish") == 6
+    if hooks is not None:
+        assert [kind for kind, _ in hooks.callers].count("publish") == 6
 
 
-async def test_a_replaced_delta_is_what_subscribers_get(broker_kind: pytest.FixtureRequest) -> None:
-    async with hooked_server(broker_kind, AppHooks()) as server:
+async def test_a_replaced_delta_is_what_subscribers_get(
+    broker_kind: pytest.FixtureRequest, app: tuple[AppHooks | None, dict[str, Any]]
+) -> None:
+    hooks, options = app
+    async with hooked_server(broker_kind, hooks, **options) as server:
         async with stream_on(server, "ws") as watcher, stream_on(server, "grpc") as publisher:
             await watcher.welcome()
             await publisher.welcome()
@@ -193,10 +228,10 @@ async def test_a_replaced_delta_is_what_subscribers_get(broker_kind: pytest.Fixt
 
 @pytest.mark.parametrize("transport", ["grpc", "ws"])
 async def test_subscribe_hook_refuses_and_connect_hook_attaches_user_info(
-    broker_kind: pytest.FixtureRequest, transport: str
+    broker_kind: pytest.FixtureRequest, transport: str, app: tuple[AppHooks | None, dict[str, Any]]
 ) -> None:
-    hooks = AppHooks()
-    async with hooked_server(broker_kind, hooks) as server:
+    hooks, options = app
+    async with hooked_server(broker_kind, hooks, **options) as server:
         async with stream_on(server, transport) as stream:
             await stream.welcome()
             reply = await stream.expect_reply(
@@ -209,34 +244,47 @@ async def test_subscribe_hook_refuses_and_connect_hook_attaches_user_info(
             await stream.subscribe(
                 ROOM, join_presence=True, user_info=types_pb2.UserInfo(user_id="forged")
             )
-            joined = await asyncio.wait_for(hooks.presence.get(), 10)
-            assert (joined.action, joined.peer_id) == (
-                types_pb2.PRESENCE_ACTION_JOIN,
-                stream.peer_id,
-            )
-            assert joined.user_info.user_id == "anon"
+            if hooks is not None:
+                joined = await asyncio.wait_for(hooks.presence.get(), 10)
+                assert (joined.action, joined.peer_id) == (
+                    types_pb2.PRESENCE_ACTION_JOIN,
+                    stream.peer_id,
+                )
+                assert joined.user_info.user_id == "anon"
             async with open_channel(server, "grpc") as channel:
                 present = await sync_pb2_grpc.SyncServiceStub(channel).GetPresence(
                     sync_pb2.GetPresenceRequest(collection_id=ROOM)
                 )
             assert [m.user_info.display_name for m in present.members] == ["Ann"]
-        left = await asyncio.wait_for(hooks.presence.get(), 10)
-        assert (left.action, left.peer_id) == (types_pb2.PRESENCE_ACTION_LEAVE, stream.peer_id)
+            assert [m.user_info.user_id for m in present.members] == ["anon"]
+        if hooks is not None:
+            left = await asyncio.wait_for(hooks.presence.get(), 10)
+            assert (left.action, left.peer_id) == (types_pb2.PRESENCE_ACTION_LEAVE, stream.peer_id)
 
 
 async def test_connect_hook_sees_claims_and_refuses_on_every_transport(
-    broker_kind: pytest.FixtureRequest,
+    broker_kind: pytest.FixtureRequest, app: tuple[AppHooks | None, dict[str, Any]]
 ) -> None:
-    hooks = AppHooks()
-    async with hooked_server(broker_kind, hooks, auth_secret=SECRET) as server:
+    hooks, options = app
+    async with hooked_server(broker_kind, hooks, auth_secret=SECRET, **options) as server:
         ann = make_token(sub="ann", team="blue")
         async with stream_on(server, "ws", metadata=bearer(ann)) as stream:
             await stream.welcome()
+            await stream.subscribe(ROOM, join_presence=True)
             await stream.publish(ROOM, b"hi")
-        kinds = {kind: caller for kind, caller in hooks.callers}
-        assert kinds["connect"].user_id == "ann" and kinds["connect"].claims["team"] == "blue"
-        assert kinds["publish"].peer_id == kinds["connect"].peer_id == stream.peer_id
-        assert kinds["publish"].transport == "websocket"
+            async with open_channel(server, "grpc") as channel:
+                present = await sync_pb2_grpc.SyncServiceStub(channel).GetPresence(
+                    sync_pb2.GetPresenceRequest(collection_id=ROOM), metadata=bearer(ann)
+                )
+            # The hook saw the token's sub and its `team` claim and attached them.
+            assert [(m.user_info.user_id, m.user_info.display_name) for m in present.members] == [
+                ("ann", "blue")
+            ]
+        if hooks is not None:
+            kinds = {kind: caller for kind, caller in hooks.callers}
+            assert kinds["connect"].claims["team"] == "blue"
+            assert kinds["publish"].peer_id == kinds["connect"].peer_id == stream.peer_id
+            assert kinds["publish"].transport == "websocket"
         mallory = make_token(sub="mallory")
         for transport in ("grpc", "ws"):
             async with stream_on(server, transport, metadata=bearer(mallory)) as banned:
@@ -280,3 +328,29 @@ async def test_a_failing_hook_follows_the_failure_policy(
             await stream.welcome()
             assert (await stream.publish(ROOM, b"x")).offset == 1
             await stream.subscribe(ROOM)
+
+
+@pytest.mark.parametrize("policy", ["closed", "open"])
+async def test_a_stalled_or_unreachable_proxy_follows_the_failure_policy(
+    broker_kind: pytest.FixtureRequest, proxy_address: str, policy: str
+) -> None:
+    options = {"proxy_url": f"grpc://{proxy_address}", "hook_failure_policy": policy}
+    async with hooked_server(broker_kind, None, hook_publish_timeout=0.1, **options) as server:
+        async with stream_on(server, "ws") as stream:
+            await stream.welcome()
+            reply = await stream.expect_reply(publish_request(stream, b"stall-me"))
+            if policy == "closed":
+                assert (reply.error.code, reply.error.reason_code) == (14, "hook_timeout")
+                assert (await server.core.broker.history(ROOM, 0, "", 10)).offset == 0
+            else:
+                assert reply.publish_ack.offset == 1
+    unreachable = {"proxy_url": f"grpc://127.0.0.1:{free_port()}", "hook_failure_policy": policy}
+    async with hooked_server(broker_kind, None, **unreachable) as server:
+        async with stream_on(server, "grpc") as stream:
+            if policy == "closed":
+                ended = await asyncio.wait_for(stream.ended, 20)
+                assert ended is not None and ended.code() == grpc.StatusCode.UNAVAILABLE
+                assert trailer(ended, "syncwire-reason") in ("hook_failed", "hook_timeout")
+            else:
+                await stream.welcome()
+                assert (await stream.publish("elsewhere", b"x")).offset == 1

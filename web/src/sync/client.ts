@@ -147,6 +147,8 @@ function pause(ms: number, signal: { wake?: (() => void) | undefined }): Promise
  */
 export class SyncClient {
   readonly replicaId: string;
+  /** Counters for diagnostics and tests: publish requests sent (resends included), acknowledgements received, and of these the server's de-duplications. */
+  readonly stats = { publishesSent: 0, acknowledged: 0, duplicates: 0 };
   private readonly transport: WebSocketTransport;
   private readonly rpc: Client<typeof SyncService>;
   private readonly backoff: Backoff;
@@ -459,6 +461,7 @@ export class SyncClient {
       if (entries.length === 0 || !link.alive) return;
       const replies = entries.map((entry) => {
         const delta = fromBinary(DeltaSchema, entry.delta);
+        this.stats.publishesSent += 1;
         return link.request({ case: "publish", value: { delta } });
       });
       for (const [index, reply] of replies.entries()) {
@@ -472,6 +475,8 @@ export class SyncClient {
         if (response.kind.case === "publishAck") {
           await this.store.remove(entry.seq);
           const ack = response.kind.value;
+          this.stats.acknowledged += 1;
+          if (ack.duplicate) this.stats.duplicates += 1;
           if (!this.settle(entry.clientMessageId, ack, undefined)) {
             this.coordinator.post({ kind: "acknowledged", clientMessageId: entry.clientMessageId, ack: toBinary(PublishAckSchema, ack) });
           }

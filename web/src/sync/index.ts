@@ -30,7 +30,11 @@ export type {
 export { EventsOverflowError } from "./inbox.js";
 export { ServerDisconnected } from "./link.js";
 export { LocalCoordinator, MemoryOutboxStore } from "./outbox.js";
+export { IndexedDbOutboxStore, TabCoordinator, indexedDbOutbox } from "./indexeddb.js";
 export type { OutboxCoordinator, OutboxEntry, OutboxMessage, OutboxStore } from "./outbox.js";
 export type { ConnectionState, StateChange } from "./state.js";
 export { Subscription } from "./subscription.js";
 export type { TokenProvider } from "./tokens.js";
+export type { GetHistoryResponse, PublishAck } from "../gen/syncwire/v1/sync_pb.js";
+export { CrdtType, PayloadEncoding, PresenceAction } from "../gen/syncwire/v1/types_pb.js";
+export type { Delta, PeerJoin, PeerLeave, Presence, ServerInfo, UserInfo } from "../gen/syncwire/v1/types_pb.js";

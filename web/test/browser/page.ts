@@ -10,6 +10,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SyncRequestSchema } from "../../src/gen/syncwire/v1/sync_pb.js";
 import { interopCases } from "../interop/cases.js";
 import { RequestQueue } from "../helpers/sync.js";
+import "./sync_page.js";
 
 type RequestInit = MessageInitShape<typeof SyncRequestSchema>;
 

@@ -1,0 +1,77 @@
+/**
+ * The browser test page's `SyncClient` half (imported by page.ts): one client per page,
+ * driven by the Python tests through `window.syncClientTest`; everything it saw is kept
+ * in `seen` for the tests to read.
+ */
+import { indexedDbOutbox, SyncClient, type PublishAck } from "../../src/index.js";
+
+const seen = {
+  deltas: [] as { offset: string; epoch: string; text: string; peerId: string }[],
+  recoveries: [] as { recovery: string; epoch: string; previousEpoch: string; previousOffset: string; replayed: number }[],
+  states: [] as string[],
+  joined: [] as string[],
+  left: [] as string[],
+  acks: [] as { offset: string; duplicate: boolean }[],
+  errors: [] as string[],
+};
+let client: SyncClient | undefined;
+
+interface StartOptions {
+  readonly userId?: string;
+  /** Keep the outbox in IndexedDB (shared by the tabs of the browser context). */
+  readonly persistent?: boolean;
+}
+
+async function start(url: string, collectionId: string, options: StartOptions = {}): Promise<string> {
+  client = new SyncClient({
+    url,
+    backoff: { baseMs: 50, capMs: 500 },
+    outbox: options.persistent === false ? undefined : indexedDbOutbox(url),
+  });
+  client.onStateChange((change) => seen.states.push(change.state));
+  client.on("delta", (event) =>
+    seen.deltas.push({
+      offset: event.delta.offset.toString(),
+      epoch: event.delta.epoch,
+      text: new TextDecoder().decode(event.delta.delta),
+      peerId: event.delta.peerId,
+    }),
+  );
+  client.on("recovery", (event) =>
+    seen.recoveries.push({
+      recovery: event.recovery,
+      epoch: event.epoch,
+      previousEpoch: event.previousEpoch,
+      previousOffset: event.previousOffset.toString(),
+      replayed: event.replayed,
+    }),
+  );
+  client.on("peerJoined", (event) => seen.joined.push(event.join.peerId));
+  client.on("peerLeft", (event) => seen.left.push(event.leave.peerId));
+  client.on("error", (event) => seen.errors.push(event.error.message));
+  await client.connect();
+  await client.subscribe(collectionId, { joinPresence: true, userInfo: { userId: options.userId ?? "page" } });
+  return client.peerId;
+}
+
+/** Publishes each text (in order, without waiting); acknowledgements land in `seen.acks`. */
+function publish(collectionId: string, texts: string[]): void {
+  for (const text of texts) {
+    client!.publish(collectionId, new TextEncoder().encode(text)).then(
+      (ack: PublishAck) => seen.acks.push({ offset: ack.offset.toString(), duplicate: ack.duplicate }),
+      (error: unknown) => seen.errors.push(String(error)),
+    );
+  }
+}
+
+function info(): { state: string; peerId: string; stats: SyncClient["stats"] } {
+  return { state: client?.state ?? "none", peerId: client?.peerId ?? "", stats: { ...client!.stats } };
+}
+
+declare global {
+  interface Window {
+    syncClientTest: unknown;
+  }
+}
+
+window.syncClientTest = { seen, start, publish, info, outboxSize: () => client!.outboxSize(), reconnect: () => client!.reconnect() };

@@ -457,11 +457,13 @@ class _MultiCallable:
         """
         channel = self._channel
         channel._check_open()
+        # grpc.aio makes the call's metadata a grpc.aio.Metadata (repeated keys grouped at
+        # the first one's place) before interceptors see it and before it is sent.
+        if not isinstance(metadata, grpc.aio.Metadata):
+            metadata = grpc.aio.Metadata.from_tuple(tuple(metadata or ()))
         interceptors = channel._interceptors.of_kind(self._kind)
         if interceptors:
-            # grpc.aio hands interceptors grpc.aio.Metadata and the method as bytes.
-            if not isinstance(metadata, grpc.aio.Metadata):
-                metadata = grpc.aio.Metadata.from_tuple(tuple(metadata or ()))
+            # grpc.aio hands interceptors the method as bytes.
             return INTERCEPTED_CALLS[self._kind](
                 interceptors,
                 request,

@@ -27,7 +27,12 @@ from wire.events import (
     PeerProtocolError,
     WindowOpened,
 )
-from wire.metadata import MetadataError, decode_metadata, encode_metadata
+from wire.metadata import (
+    MetadataError,
+    decode_invocation_metadata,
+    decode_metadata,
+    encode_metadata,
+)
 from wire.mux import INITIAL_WINDOW, ClientMultiplexer, MessageTooLargeError, ServerMultiplexer
 from wire.status import code_to_number, number_to_code
 from wire.write_queue import WriteQueue
@@ -170,7 +175,7 @@ def _start(server: ServerMultiplexer, client: ClientMultiplexer, method: str = "
     call_id = client.start(method, [("k", "v")], timeout=2.5)
     events = server.receive(_drain(client))
     assert events == [
-        CallStarted(call_id, method, decode_metadata(encode_metadata([("k", "v")])), 2.5)
+        CallStarted(call_id, method, decode_invocation_metadata(encode_metadata([("k", "v")])), 2.5)
     ]
     return call_id
 

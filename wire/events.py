@@ -8,6 +8,7 @@ import grpc
 import grpc.aio
 
 from syncwire.ws.v1 import frame_pb2
+from wire.metadata import InvocationMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,7 @@ class CallStarted:
 
     call_id: int
     method: str
-    metadata: grpc.aio.Metadata
+    metadata: InvocationMetadata
     timeout: float | None
 
 

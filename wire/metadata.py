@@ -6,8 +6,10 @@ value is printable ASCII (0x20-0x7E) text.
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, cast
 
 import grpc.aio
 
@@ -15,6 +17,10 @@ from syncwire.ws.v1 import frame_pb2
 
 MetadataValue = str | bytes
 MetadataPairs = Iterable[tuple[str, MetadataValue]]
+InvocationMetadata = tuple[tuple[str, MetadataValue], ...]
+"""Request metadata as grpc.aio servers hand it to handlers: ``(key, value)`` pairs with
+``.key`` and ``.value`` attributes, in the order they arrived (repeated keys are not
+grouped)."""
 
 _KEY = re.compile(r"[0-9a-z_.\-]+")
 _PRINTABLE_ASCII = re.compile(rb"[\x20-\x7e]*")
@@ -61,13 +67,46 @@ def encode_metadata(metadata: MetadataPairs | None) -> list[frame_pb2.MetadataEn
     return [encode_entry(key, value) for key, value in metadata]
 
 
+class _Metadatum(NamedTuple):
+    key: str
+    value: MetadataValue
+
+
+def _metadatum_type() -> Callable[[str, MetadataValue], tuple[str, MetadataValue]]:
+    """grpc's own ``_Metadatum`` named tuple (what grpc.aio servers return from
+    ``invocation_metadata()``), or an equal-shaped one if grpc ever moves it."""
+    try:
+        found = getattr(importlib.import_module("grpc._cython.cygrpc"), "_Metadatum", None)
+    except ImportError:
+        found = None
+    return cast("Callable[[str, MetadataValue], tuple[str, MetadataValue]]", found or _Metadatum)
+
+
+metadatum = _metadatum_type()
+"""Makes one invocation metadata entry: ``metadatum(key, value)``, a ``(key, value)``
+tuple with ``.key`` and ``.value``, of grpc's own type."""
+
+
+def _decode_value(entry: frame_pb2.MetadataEntry) -> MetadataValue:
+    _check_key(entry.key)
+    if is_binary_key(entry.key):
+        return entry.value
+    return _text_bytes(entry.key, entry.value).decode("ascii")
+
+
 def decode_metadata(entries: Iterable[frame_pb2.MetadataEntry]) -> grpc.aio.Metadata:
-    """Received entries as grpc.aio Metadata: bytes for ``-bin`` keys, str otherwise."""
+    """Received headers or trailers as grpc.aio Metadata, as a grpc.aio client returns
+    them: bytes for ``-bin`` keys, str otherwise; repeated keys grouped at the first one's
+    place (grpc.aio.Metadata keeps one list of values per key)."""
     result = grpc.aio.Metadata()
     for entry in entries:
-        _check_key(entry.key)
-        if is_binary_key(entry.key):
-            result.add(entry.key, entry.value)
-        else:
-            result.add(entry.key, _text_bytes(entry.key, entry.value).decode("ascii"))
+        result.add(entry.key, _decode_value(entry))
     return result
+
+
+def decode_invocation_metadata(entries: Iterable[frame_pb2.MetadataEntry]) -> InvocationMetadata:
+    """Received request metadata as a grpc.aio server hands it to handlers and
+    interceptors: a tuple of grpc's ``_Metadatum`` pairs in arrival order, bytes for
+    ``-bin`` keys, str otherwise. Raises MetadataError for a key or value gRPC would not
+    carry."""
+    return tuple(metadatum(entry.key, _decode_value(entry)) for entry in entries)

@@ -49,7 +49,13 @@ from wire.events import (
     SettingsReceived,
     WindowOpened,
 )
-from wire.metadata import MetadataError, MetadataPairs, decode_metadata, encode_metadata
+from wire.metadata import (
+    MetadataError,
+    MetadataPairs,
+    decode_invocation_metadata,
+    decode_metadata,
+    encode_metadata,
+)
 from wire.status import code_to_number, number_to_code
 from wire.write_queue import BATCH_BYTES, WriteQueue
 
@@ -425,7 +431,7 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
                 raise ValueError(
                     f"method {start.method!r} is not a path like /package.Service/Method"
                 )
-            metadata = decode_metadata(start.metadata)
+            metadata = decode_invocation_metadata(start.metadata)
             timeout = duration_to_timeout(start.timeout) if start.HasField("timeout") else None
         except (ValueError, MetadataError, DeadlineError) as exc:
             self._refuse_start(call_id, f"call {call_id}: {exc}")

@@ -15,7 +15,7 @@ import grpc.aio
 
 from server.ws.context import ConnectionInfo, WebSocketServicerContext
 from server.ws.handlers import invoke_handler
-from wire.metadata import MetadataPairs
+from wire.metadata import InvocationMetadata, MetadataPairs
 from wire.mux import CallStateError, MessageTooLargeError
 from wire.sentinels import EOF
 
@@ -42,7 +42,7 @@ class ServerCall:
         driver: ServerConnectionDriver,
         call_id: int,
         method: str,
-        metadata: grpc.aio.Metadata,
+        metadata: InvocationMetadata,
         timeout: float | None,
         connection: ConnectionInfo,
     ) -> None:

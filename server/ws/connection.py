@@ -31,7 +31,7 @@ from wire.events import (
     SettingsReceived,
     WindowOpened,
 )
-from wire.metadata import MetadataPairs
+from wire.metadata import InvocationMetadata, MetadataPairs, metadatum
 from wire.mux import ServerMultiplexer
 from wire.transport import MessageTransport
 
@@ -119,7 +119,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
 
     # Used by calls.
 
-    async def find_handler(self, method: str, metadata: grpc.aio.Metadata) -> Handler | None:
+    async def find_handler(self, method: str, metadata: InvocationMetadata) -> Handler | None:
         """The handler registered for a method path."""
         return await self._registry.find(method, metadata)
 
@@ -192,8 +192,8 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
             return
         metadata = event.metadata
         authorization = self.info.headers.get("authorization")
-        if authorization is not None and "authorization" not in metadata:
-            metadata.add("authorization", authorization)
+        if authorization is not None and all(key != "authorization" for key, _ in metadata):
+            metadata = (*metadata, metadatum("authorization", authorization))
         call = ServerCall(self, event.call_id, event.method, metadata, event.timeout, self.info)
         self._calls[event.call_id] = call
         self.idle.clear()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
-from wire.metadata import MetadataPairs, encode_metadata
+from wire.metadata import InvocationMetadata, MetadataPairs, encode_metadata
 from wire.status import as_status_code
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class WebSocketServicerContext(
     transport = TRANSPORT
 
     def __init__(
-        self, call: ServerCall, metadata: grpc.aio.Metadata, connection: ConnectionInfo
+        self, call: ServerCall, metadata: InvocationMetadata, connection: ConnectionInfo
     ) -> None:
         self._call = call
         self._metadata = metadata
@@ -131,8 +131,11 @@ class WebSocketServicerContext(
 
     # Call information.
 
-    def invocation_metadata(self) -> grpc.aio.Metadata:
-        """Request metadata (plus the handshake's authorization, see the class doc)."""
+    def invocation_metadata(self) -> InvocationMetadata:  # type: ignore[override]
+        """Request metadata (plus the handshake's authorization, see the class doc), as
+        grpc.aio returns it: a tuple of ``(key, value)`` pairs (grpc's ``_Metadatum``, with
+        ``.key`` and ``.value``) in the order they arrived, repeated keys where the client
+        put them."""
         return self._metadata
 
     def peer(self) -> str:

@@ -10,6 +10,8 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 
+from wire.metadata import InvocationMetadata
+
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # grpc classes are generic only in stubs
 
 
@@ -18,7 +20,7 @@ class CallDetails(grpc.HandlerCallDetails):
     """grpc.HandlerCallDetails for a call that arrived over WebSocket."""
 
     method: str
-    invocation_metadata: tuple[tuple[str, str | bytes], ...]
+    invocation_metadata: InvocationMetadata
 
 
 class MethodRegistry:
@@ -56,9 +58,9 @@ class MethodRegistry:
                 return handler
         return None
 
-    async def find(self, method: str, metadata: grpc.aio.Metadata) -> Handler | None:
+    async def find(self, method: str, metadata: InvocationMetadata) -> Handler | None:
         """The handler for a method path, after the interceptors had their say."""
-        details = CallDetails(method, tuple(metadata))
+        details = CallDetails(method, metadata)
         if not self._interceptors:
             return self._lookup(details)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -68,7 +68,7 @@ class Interleave(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         details = grpc.aio.ClientCallDetails(
-            details.method, details.timeout, list(INTERLEAVED), None, None
+            details.method, details.timeout, cast(Any, list(INTERLEAVED)), None, None
         )
         return await continuation(details, request)
 
@@ -103,21 +103,25 @@ async def _scenario(recorder: Recorder, kind: str, target: str) -> list[tuple[An
     recorder.seen.clear()
     transcript: list[tuple[Any, ...]] = []
     async with _channel(kind, target, [Interleave()]) as channel:
-        call = channel.unary_unary(METHOD)(b"ok")
+        call = _echo(channel)(b"ok")
         transcript.append(("response", await call))
         transcript.append(("headers", _described_client(await call.initial_metadata())))
         transcript.append(("trailers", _described_client(await call.trailing_metadata())))
         with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await channel.unary_unary(METHOD)(b"abort")
+            await _echo(channel)(b"abort")
         error = failed.value
         transcript.append(("error", error.code(), error.details()))
         transcript.append(("error headers", _described_client(error.initial_metadata())))
         transcript.append(("error trailers", _described_client(error.trailing_metadata())))
     async with _channel(kind, target, []) as channel:
         # Metadata given to the call itself: grpc.aio groups it before sending.
-        await channel.unary_unary(METHOD)(b"ok", metadata=INTERLEAVED)
+        await _echo(channel)(b"ok", metadata=INTERLEAVED)
     transcript.extend(recorder.seen)
     return transcript
+
+
+def _echo(channel: grpc.aio.Channel) -> Any:
+    return channel.unary_unary(METHOD, None, None)
 
 
 def _described_client(metadata: Any) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from client import SyncError
 
+from . import web_page
 from .participants import Participant
 from .scenario import run
 from .server_process import local_server
@@ -36,6 +37,8 @@ def show(participants: Sequence[Participant]) -> bool:
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    if args.web:
+        return await web_page.serve(args)
     collection_id = args.collection or f"todo-{uuid.uuid4().hex[:8]}"
     async with asyncio.timeout(args.timeout):
         if args.grpc and args.ws:
@@ -59,8 +62,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ws", metavar="URL", help="its WebSocket URL, e.g. ws://127.0.0.1:8080")
     parser.add_argument("--collection", help="collection to use (default: a fresh one)")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the todo web page (and a local server unless --ws is given) until "
+        "interrupted, instead of running the scripted demo",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="with --web: the page's HTTP port (default: a free one)"
+    )
     args = parser.parse_args(argv)
-    if bool(args.grpc) != bool(args.ws):
+    if bool(args.grpc) != bool(args.ws) and not (args.web and args.ws):
         parser.error("--grpc and --ws go together")
     return args
 

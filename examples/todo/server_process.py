@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 READY = re.compile(r"syncwire ready grpc=(?P<grpc>\S+) ws=(?P<ws>\S+)")
@@ -21,8 +21,11 @@ class Addresses:
 
 
 @contextlib.asynccontextmanager
-async def local_server(start_timeout: float = 20.0) -> AsyncIterator[Addresses]:
-    """A server process on ports the OS picks; stopped (SIGTERM) on exit."""
+async def local_server(
+    start_timeout: float = 20.0, extra_args: Sequence[str] = ()
+) -> AsyncIterator[Addresses]:
+    """A server process on ports the OS picks (with `extra_args`, e.g.
+    ``("--allowed-origins", origin)``); stopped (SIGTERM) on exit."""
     with tempfile.TemporaryFile() as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -32,6 +35,7 @@ async def local_server(start_timeout: float = 20.0) -> AsyncIterator[Addresses]:
             "0",
             "--ws-port",
             "0",
+            *extra_args,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
         )

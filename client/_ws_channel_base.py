@@ -7,7 +7,7 @@ in-process server); calls, reconnection, state and close live here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,19 @@ from wire.transport import MessageTransport
 if TYPE_CHECKING:
     from client._ws_calls import _Call
 
+_LOG = logging.getLogger(__name__)
+
 Connectivity = grpc.ChannelConnectivity
 DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024  # grpc's default
 
 
 class MultiplexedChannel(grpc.aio.Channel):
     """Common channel machinery; subclasses implement ``_open_transport``."""
+
+    _connect_failures: tuple[type[Exception], ...] = (OSError, TimeoutError)
+    """What ``_open_transport`` raises when the server cannot be reached or refuses the
+    connection (the state becomes TRANSIENT_FAILURE). Anything else it raises is a
+    fault."""
 
     def __init__(
         self,
@@ -63,6 +70,7 @@ class MultiplexedChannel(grpc.aio.Channel):
         self._state = Connectivity.IDLE
         self._state_changed = asyncio.Event()
         self._closed = False
+        self._connecting: set[asyncio.Task[ClientConnectionDriver]] = set()
 
     async def _open_transport(self) -> tuple[MessageTransport, int | None]:
         """Opens the pipe; returns it and the server's max message size, if announced."""
@@ -84,8 +92,12 @@ class MultiplexedChannel(grpc.aio.Channel):
             try:
                 transport, server_limit = await self._open_transport()
             except BaseException:
-                self._set_state(Connectivity.TRANSIENT_FAILURE)
+                if not self._closed:
+                    self._set_state(Connectivity.TRANSIENT_FAILURE)
                 raise
+            if self._closed:  # closed while connecting: this connection has no use
+                await transport.close()
+                self._check_open()
             limits = [limit for limit in (self._max_send, server_limit) if limit is not None]
             connection = ClientConnectionDriver(
                 transport,
@@ -165,8 +177,29 @@ class MultiplexedChannel(grpc.aio.Channel):
         """IDLE, CONNECTING, READY, TRANSIENT_FAILURE or SHUTDOWN."""
         if try_to_connect and self._state in (Connectivity.IDLE, Connectivity.TRANSIENT_FAILURE):
             task = asyncio.get_running_loop().create_task(self._get_connection())
-            task.add_done_callback(_ignore_result)
+            self._connecting.add(task)
+            task.add_done_callback(self._background_connect_done)
         return self._state
+
+    def _background_connect_done(self, task: asyncio.Task[ClientConnectionDriver]) -> None:
+        """Reports how a connect started by ``get_state(try_to_connect=True)`` ended: a
+        cancelled one (the channel closed) is not a failure; an unreachable server is
+        logged at DEBUG (the state says TRANSIENT_FAILURE); any other error is logged at
+        ERROR with its traceback."""
+        self._connecting.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, grpc.aio.UsageError):
+            _LOG.debug("background connect skipped: %s", exc)
+        elif isinstance(exc, self._connect_failures):
+            _LOG.debug("background connect to %s failed: %r", self.authority_url, exc)
+        else:
+            _LOG.error(
+                "background connect to %s failed unexpectedly", self.authority_url, exc_info=exc
+            )
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         """Returns once the state differs from ``last_observed_state``."""
@@ -193,6 +226,8 @@ class MultiplexedChannel(grpc.aio.Channel):
         if self._closed:
             return
         self._closed = True
+        for connecting in list(self._connecting):
+            connecting.cancel()
         if grace and self._calls:
             pending = [asyncio.create_task(call._done.wait()) for call in self._calls]
             _, still = await asyncio.wait(pending, timeout=grace)
@@ -252,7 +287,3 @@ class MultiplexedChannel(grpc.aio.Channel):
     ) -> StreamStreamMultiCallable[Any, Any]:
         return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
-
-def _ignore_result(task: asyncio.Task[Any]) -> None:
-    with contextlib.suppress(BaseException):
-        task.result()

@@ -12,6 +12,7 @@ from typing import Literal
 
 import grpc
 from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
 from websockets.typing import Subprotocol
 
 from client._ws_channel_base import DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, MultiplexedChannel
@@ -61,6 +62,8 @@ class WebSocketChannel(MultiplexedChannel):
     Per-call `credentials` are applied as call metadata on ``wss://`` and refused with
     grpc.aio.UsageError on ``ws://``, as grpc.aio does on an insecure channel.
     """
+
+    _connect_failures = (OSError, TimeoutError, WebSocketException)
 
     def __init__(
         self,

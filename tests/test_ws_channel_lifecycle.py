@@ -1,14 +1,21 @@
-"""A WebSocket channel whose connection drops leaves no background task behind."""
+"""A WebSocket channel whose connection drops leaves no background task behind; a
+connect started in the background (``get_state(try_to_connect=True)``) reports how it
+ended and is cancelled by ``close()``."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 
+import grpc
 import pytest
 
 from client.ws_channel import WebSocketChannel
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from wire.transport import MessageTransport
 
+from .fault_harness import wait_until
 from .service_harness import running_server
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,3 +48,86 @@ async def test_dropped_connection_stops_reader_and_writer() -> None:
             break
         await asyncio.sleep(0.01)
     assert _channel_tasks() == []
+
+
+# ------------------------------------------------- connects started by get_state(True)
+
+CHANNEL_LOGGER = "client._ws_channel_base"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class _BrokenTransportChannel(WebSocketChannel):
+    """A channel whose transport code has a bug: opening raises a non-network error."""
+
+    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
+        raise RuntimeError("bug while opening the transport")
+
+
+async def test_background_connect_to_an_unreachable_server_is_logged_not_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=CHANNEL_LOGGER)
+    channel = WebSocketChannel(f"ws://127.0.0.1:{_closed_port()}")
+    try:
+        channel.get_state(try_to_connect=True)
+        await wait_until(
+            lambda: any("failed" in r.getMessage() for r in caplog.records), "logged", 20
+        )
+        assert channel.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        [record] = [r for r in caplog.records if r.name == CHANNEL_LOGGER]
+        assert record.levelno == logging.DEBUG
+        assert "ConnectionRefusedError" in record.getMessage()
+    finally:
+        await channel.close()
+
+
+async def test_a_fault_in_a_background_connect_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=CHANNEL_LOGGER)
+    channel = _BrokenTransportChannel("ws://127.0.0.1:1")
+    try:
+        channel.get_state(try_to_connect=True)
+        await wait_until(
+            lambda: any(r.name == CHANNEL_LOGGER for r in caplog.records), "logged", 20
+        )
+        [record] = [r for r in caplog.records if r.name == CHANNEL_LOGGER]
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], RuntimeError)
+    finally:
+        await channel.close()
+
+
+async def test_close_cancels_a_background_connect_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that accepts TCP but never answers the handshake: closing the channel
+    cancels the pending connect (the server sees the socket close), the channel stays
+    SHUTDOWN and nothing is logged as a failure."""
+    caplog.set_level(logging.DEBUG, logger=CHANNEL_LOGGER)
+    accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(reader)
+
+    listener = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    channel = WebSocketChannel(f"ws://127.0.0.1:{port}", open_timeout=60)
+    try:
+        channel.get_state(try_to_connect=True)
+        reader = await accepted.get()
+        await channel.close()
+        await asyncio.wait_for(reader.read(), 10)  # EOF: the client dropped the socket
+        await wait_until(lambda: not channel._connecting, "the cancelled connect ended", 20)
+        assert channel.get_state() is grpc.ChannelConnectivity.SHUTDOWN
+        assert [r for r in caplog.records if r.name == CHANNEL_LOGGER] == []
+    finally:
+        listener.close()
+        await listener.wait_closed()

@@ -19,6 +19,11 @@ def test_guide_shows_the_tested_example() -> None:
     assert HELLO.read_text(encoding="utf-8").strip() in GUIDE
 
 
+def test_guide_shows_the_type_checked_sync_client_example() -> None:
+    # web/examples is part of the package's tsconfig: `tsc --noEmit` (scripts/test) checks it.
+    assert (WEB / "examples" / "sync_client.ts").read_text(encoding="utf-8").strip() in GUIDE
+
+
 @pytest.mark.timeout(120)
 async def test_guide_example_runs_in_chromium(tmp_path: Path) -> None:
     executable = require_browser()

@@ -14,6 +14,7 @@ import {
   Backoff,
   OutboxFullError,
   SyncClient,
+  TokenRefusedError,
   type SyncClientOptions,
   type SyncEvent,
   type WebSocketConstructor,
@@ -231,6 +232,29 @@ describe("SyncClient token provider", { timeout: 60_000 }, () => {
     }
   });
 
+  test("asked again ahead of exp and sent in band: no reconnect", async () => {
+    let asked = 0;
+    const client = clientFor(server.wsUrl, {
+      // A 3 s token: refreshed halfway through its life (the margin is longer than it).
+      tokenProvider: () => {
+        asked += 1;
+        const exp = Math.floor(Date.now() / 1000) + 3;
+        return token({ sub: "web", exp, sub_collections: ["*"], pub_collections: ["*"] });
+      },
+    });
+    const states: string[] = [];
+    client.onStateChange((change) => states.push(change.state));
+    try {
+      await client.connect();
+      await client.subscribe("refresh");
+      await waitFor("two in-band refreshes", () => asked >= 3, 15_000);
+      assert.equal((await client.publish("refresh", bytes("still in"))).offset, 1n);
+      assert.deepEqual(states, ["connecting", "connected"]);
+    } finally {
+      client.close();
+    }
+  });
+
   test("refused twice in a row: one more try, then a terminal TokenRefused and offline", async () => {
     let asked = 0;
     const client = clientFor(server.wsUrl, {
@@ -241,7 +265,7 @@ describe("SyncClient token provider", { timeout: 60_000 }, () => {
     });
     const events = record(client);
     try {
-      await assert.rejects(client.connect(), { reasonCode: "token_refused" });
+      await assert.rejects(client.connect(), (error: unknown) => error instanceof TokenRefusedError && error.reasonCode === "invalid_token");
       assert.equal(asked, 2);
       assert.equal(client.state, "offline");
       assert.deepEqual(events.map((event) => event.type), ["tokenRefused"]);

@@ -81,14 +81,18 @@ export class NotConnectedError extends SyncError {
 }
 
 /**
- * Terminal: the server refused the token provider's token twice in a row (reason
- * "token_refused"). The client stopped reconnecting (state "offline");
+ * Terminal: the server refused the token provider's token twice in a row (`reasonCode`
+ * the server's, e.g. "token_expired" or "invalid_token"; "token_refused" when it gave none). The client stopped reconnecting (state "offline");
  * `SyncClient.reconnect()` starts again, asking the provider for a new token.
  */
 export class TokenRefusedError extends SyncError {
   override name = "TokenRefusedError";
   constructor(readonly refusal: SyncError) {
-    super(Code.Unauthenticated, `the server refused the token provider's token twice: ${refusal.message}`, "token_refused");
+    super(
+      Code.Unauthenticated,
+      `the server refused the token provider's token twice: ${refusal.message}`,
+      refusal.reasonCode || "token_refused",
+    );
   }
 }
 
@@ -100,11 +104,15 @@ export class TokenProviderError extends SyncError {
   }
 }
 
+/** The trailer that carries the server's machine-readable reason code. */
+export const REASON_TRAILER = "syncwire-reason";
+
 /** A `SyncError` for anything a call or the stream threw (ConnectError keeps its code). */
 export function toSyncError(error: unknown): SyncError {
   if (error instanceof SyncError) return error;
   const connectError = ConnectError.from(error);
-  return new SyncError(connectError.code, connectError.rawMessage, connectError.metadata.get("reason-code") ?? "");
+  // The server's reason code travels in the `syncwire-reason` trailer (wire/status.py).
+  return new SyncError(connectError.code, connectError.rawMessage, connectError.metadata.get(REASON_TRAILER) ?? "");
 }
 
 /** Codes after which reconnecting cannot help: the client goes "offline" instead. */

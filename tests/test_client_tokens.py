@@ -29,10 +29,16 @@ from client import (
     TokenRefusedError,
 )
 from server.app import SyncwireServer
+from server.core import SyncCore
+from server.grpc_server import build_grpc_server
+from server.servicer import SyncServicer
+from server.session import Session
+from syncwire.v1 import sync_pb2
 
 from .client_harness import RestartableServer, next_change, next_event, restartable_server
 from .clock_harness import AUDIENCE, ManualClock, server_on_clock
-from .security_harness import OTHER_SECRET, make_token
+from .security_harness import OTHER_SECRET, SECRET, make_token
+from .service_harness import test_config as server_config
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -311,3 +317,72 @@ async def test_epoch_change_replays_the_new_epochs_deltas_in_the_same_subscribe(
             (i + 1, acks[0].epoch, b"new %d" % i) for i in range(3)
         ]
         assert (subscription.epoch, subscription.offset) == (acks[0].epoch, 3)
+
+
+class PreRefreshServicer(SyncServicer):
+    """SyncService as a server from before RefreshToken (SyncRequest field 9) would
+    serve it: its SyncRequest has no such field, so protobuf skips it as unknown and the
+    request sets no kind; the session answers that with Error `empty_request`."""
+
+    @staticmethod
+    async def _read(
+        request_iterator: AsyncIterator[sync_pb2.SyncRequest], session: Session
+    ) -> None:
+        async def as_parsed_by_an_older_server() -> AsyncIterator[sync_pb2.SyncRequest]:
+            async for request in request_iterator:
+                request.ClearField("refresh_token")
+                yield request
+
+        await SyncServicer._read(as_parsed_by_an_older_server(), session)
+
+
+@contextlib.asynccontextmanager
+async def pre_refresh_server(clock: ManualClock) -> AsyncIterator[str]:
+    """A real gRPC server on a loopback port serving PreRefreshServicer with
+    authentication judged by `clock`; yields its grpc:// URL."""
+    settings = server_config(
+        auth_secret=SECRET, auth_audience=AUDIENCE, auth_leeway=0.0, heartbeat_interval=0.2
+    )
+    core = SyncCore(settings)
+    assert core.authenticator is not None
+    core.authenticator.clock = clock.time
+    grpc_server, _health = build_grpc_server(settings, PreRefreshServicer(core))
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await core.start()
+    await grpc_server.start()
+    try:
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        core.begin_shutdown()
+        await grpc_server.stop(1.0)
+        await core.stop()
+
+
+async def test_a_server_without_refresh_token_gets_the_new_token_by_a_reconnect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The in-band refresh is answered INVALID_ARGUMENT `empty_request`: the client
+    reconnects with a fresh token before the old one expires and loses no delta."""
+    clock = ManualClock()
+    issuer = Issuer(clock)
+    async with (
+        pre_refresh_server(clock) as url,
+        SyncClient(url, config(clock, issuer)) as client,
+        SyncClient(url, config(clock, Issuer(clock, lifetime=1e6))) as publisher,
+    ):
+        await asyncio.wait_for(client.connect(), TIMEOUT)
+        subscription = await client.subscribe("doc")
+        await publisher.publish("doc", b"before")
+        clock.advance(LIFETIME - MARGIN + 1)
+        await until(lambda: client.stats.connections == 2 and client.state.name == "CONNECTED")
+        assert client.stats.token_refreshes == 0
+        # One token for the refused refresh, one for the reconnect.
+        assert len(issuer.issued) == 3
+        refusals = [r for r in caplog.records if "refresh refused" in r.getMessage()]
+        assert refusals and "empty_request" in refusals[0].getMessage()
+        clock.advance(MARGIN + 5)  # the first token has expired; the new session lives on
+        await publisher.publish("doc", b"after")
+        deltas = await take_deltas(client, 2)
+        assert [(d.offset, d.data) for d in deltas] == [(1, b"before"), (2, b"after")]
+        assert subscription.recovery is Recovery.RECOVERED
+        assert client.state is ConnectionState.CONNECTED and client.stats.connections == 2

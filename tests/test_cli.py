@@ -478,12 +478,15 @@ def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None
     token = make_token(pubs=[collection], subs=[collection])
     ca = ["--ca", str(pki.ca_file)]
     try:
-        anonymous, forbidden, untrusted, untrusted_ws = run_all(
+        anonymous, forbidden, expired, untrusted, untrusted_ws, plain, plain_ws = run_all(
             [
                 ["publish", collection, "x", "-s", grpcs, *ca],
                 ["publish", "elsewhere", "x", "-s", grpcs, *ca, "--token", token],
+                ["info", "-s", grpcs, *ca, "--token", make_token(expires_in=-60)],
                 ["health", "--tls", "-s", secured.grpc_address],
                 ["health", "-s", secured.ws_url],  # the system store does not know the CA
+                ["health", "-s", f"grpc://{secured.grpc_address}"],  # plain text to TLS
+                ["health", "-s", secured.ws_url.replace("wss://", "ws://")],
             ],
             repo_root,
         )
@@ -504,7 +507,20 @@ def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None
         "(give a token with --token or SYNCWIRE_TOKEN)"
     )
     assert forbidden.code == 1
-    assert "refused the publish: permission_denied" in one_line_error(forbidden)
+    assert one_line_error(forbidden) == (
+        f"syncwire: {grpcs} refused the publish: permission_denied: "
+        "the token does not allow publish on 'elsewhere'"
+    )
+    assert expired.code == 1
+    assert one_line_error(expired) == (
+        f"syncwire: {grpcs} refused the info: unauthenticated: token expired "
+        "(give a fresh token with --token or SYNCWIRE_TOKEN)"
+    )
+    for result in (plain, plain_ws):
+        assert result.code == 3
+        assert one_line_error(result).endswith(
+            "(if the server uses TLS: grpcs://, wss:// or --tls)"
+        ), result.err
     for result, url in ((untrusted, grpcs), (untrusted_ws, secured.ws_url)):
         assert result.code == 3
         assert one_line_error(result).startswith(

@@ -44,10 +44,23 @@ class UsageError(CliError):
 
 
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-_AUTH_HINTS = {
-    grpc.StatusCode.UNAUTHENTICATED: " (give a token with --token or SYNCWIRE_TOKEN)",
-    grpc.StatusCode.PERMISSION_DENIED: " (the token does not allow this)",
-}
+_TOKEN_OPTION = "with --token or SYNCWIRE_TOKEN"
+# What a plain-text client reads when the server speaks TLS on that port: grpc core sees
+# the socket closed, websockets no HTTP response.
+_PLAINTEXT_TO_TLS = re.compile(r"socket closed|did not receive a valid HTTP response", re.I)
+
+
+def _auth_hint(code: grpc.StatusCode, details: str) -> str:
+    """What to do about an authentication or permission refusal (empty: nothing to add)."""
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        if "missing token" in details:
+            return f" (give a token {_TOKEN_OPTION})"
+        if "expired" in details:
+            return f" (give a fresh token {_TOKEN_OPTION})"
+        return f" (check the token given {_TOKEN_OPTION})"
+    if code == grpc.StatusCode.PERMISSION_DENIED and "token does not allow" not in details:
+        return " (the token does not allow this)"
+    return ""
 # Transport failure details (grpc core and the WebSocket channel word them differently),
 # in the order they are checked, with the short reason shown to the user.
 _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -105,9 +118,11 @@ def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> Cl
         if reason is not None:
             if reason == "TLS handshake failed":
                 reason = _tls_reason(details)
+            elif where.startswith(("grpc://", "ws://")) and _PLAINTEXT_TO_TLS.search(details):
+                reason += " (if the server uses TLS: grpcs://, wss:// or --tls)"
             return CliError(f"cannot connect to {where}: {reason}", ExitCode.UNAVAILABLE)
         return CliError(f"{where} is unavailable: {details}", ExitCode.UNAVAILABLE)
-    hint = _AUTH_HINTS.get(code, "")
+    hint = _auth_hint(code, details)
     return CliError(f"{where} refused the {what}: {code.name.lower()}: {details}{hint}")
 
 

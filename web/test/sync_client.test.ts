@@ -19,6 +19,9 @@ import {
   type SyncEvent,
   type WebSocketConstructor,
 } from "../src/index.js";
+import { create } from "@bufbuild/protobuf";
+import { DeltaSchema } from "../src/gen/syncwire/v1/types_pb.js";
+import { EventsOverflowError, Inbox } from "../src/sync/inbox.js";
 import { portOf, TcpProxy } from "./helpers/proxy.js";
 import { startServer, waitFor, type RunningServer } from "./helpers/server.js";
 
@@ -32,7 +35,7 @@ function clientFor(url: string, options: Partial<SyncClientOptions> = {}): SyncC
 /** Every event a client reports, for later assertions. */
 function record(client: SyncClient): SyncEvent[] {
   const seen: SyncEvent[] = [];
-  for (const type of ["delta", "peerJoined", "peerLeft", "presenceChanged", "recovery", "error", "tokenRefused"] as const) {
+  for (const type of ["delta", "snapshot", "peerJoined", "peerLeft", "presenceChanged", "recovery", "error", "tokenRefused"] as const) {
     client.on(type, (event) => seen.push(event));
   }
   return seen;
@@ -196,6 +199,39 @@ describe("SyncClient across a server restart (memory broker)", { timeout: 120_00
   });
 });
 
+describe("SyncClient snapshots", { timeout: 60_000 }, () => {
+  test("a position history no longer covers recovers from the snapshot, then the deltas after it", async () => {
+    const server = await startServer("server", ["--client-snapshots", "--history-size", "3"]);
+    const writer = clientFor(server.wsUrl);
+    const reader = clientFor(server.wsUrl);
+    const events = record(reader);
+    try {
+      await writer.connect();
+      const joined = await writer.subscribe("snap");
+      for (const text of ["1", "2", "3", "4", "5"]) await writer.publish("snap", bytes(text));
+      const stored = await writer.putSnapshot("snap", 5n, bytes("state@5"));
+      assert.equal(stored.offset, 5n);
+      await writer.publish("snap", bytes("6"));
+      await writer.publish("snap", bytes("7"));
+      await reader.connect();
+      const subscription = await reader.subscribe("snap", { lastOffset: 1n, epoch: joined.epoch });
+      assert.equal(subscription.recovery, "snapshot");
+      await waitFor("the deltas after the snapshot", () => deltasOf(events, "snap").length === 2);
+      const snapshots = events.filter((event) => event.type === "snapshot");
+      assert.equal(snapshots.length, 1);
+      assert.ok(snapshots[0]!.type === "snapshot");
+      assert.equal(text(snapshots[0]!.snapshot.data), "state@5");
+      assert.equal(events.indexOf(snapshots[0]!), 0); // before the deltas after it
+      assert.deepEqual(deltasOf(events, "snap"), ["6", "7"]);
+      assert.equal(subscription.offset, 7n);
+    } finally {
+      writer.close();
+      reader.close();
+      await server.stop();
+    }
+  });
+});
+
 describe("SyncClient token provider", { timeout: 60_000 }, () => {
   const secret = "web-test-secret-of-at-least-32-bytes";
   let server: RunningServer;
@@ -272,6 +308,22 @@ describe("SyncClient token provider", { timeout: 60_000 }, () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe("events()", () => {
+  test("an iterator more than eventBuffer events behind ends with EventsOverflowError after what it kept", async () => {
+    const inbox = new Inbox(2);
+    const iterator = inbox.iterate();
+    const first = iterator.next(); // registers the reader
+    const event = (offset: bigint): SyncEvent => ({ type: "delta", collectionId: "c", delta: create(DeltaSchema, { offset }) });
+    inbox.put(event(1n));
+    inbox.put(event(2n));
+    inbox.put(event(3n));
+    inbox.put(event(4n));
+    const seen = [(await first).value, (await iterator.next()).value];
+    assert.deepEqual(seen.map((item) => (item as { delta: { offset: bigint } }).delta.offset), [1n, 2n]);
+    await assert.rejects(iterator.next(), (error: unknown) => error instanceof EventsOverflowError);
   });
 });
 

@@ -18,6 +18,7 @@ import {
   SyncService,
   type GetHistoryResponse,
   type PublishAck,
+  type SnapshotStored,
   type Subscribed,
   type SyncResponse,
 } from "../gen/syncwire/v1/sync_pb.js";
@@ -510,6 +511,23 @@ export class SyncClient {
     }
   }
 
+  /**
+   * Stores the application's state of a collection at `offset` (every delta up to and
+   * including it) as its snapshot, for subscribers whose position history no longer
+   * covers (they get recovery "snapshot" and a SnapshotEvent). Only on servers that let
+   * clients put snapshots (`--client-snapshots`).
+   * @throws NotConnectedError; RequestFailed when the server refuses (PERMISSION_DENIED
+   *   when clients may not put snapshots, INVALID_ARGUMENT beyond `max_snapshot_bytes` or
+   *   past the latest offset); SyncError DEADLINE_EXCEEDED after `requestTimeoutMs`.
+   */
+  async putSnapshot(collectionId: string, offset: bigint, data: Uint8Array, epoch = ""): Promise<SnapshotStored> {
+    const link = await this.readyLink("putSnapshot");
+    const reply = await this.withTimeout(link.request({ case: "putSnapshot", value: { collectionId, offset, data, epoch } }));
+    if (reply.kind.case === "snapshotStored") return reply.kind.value;
+    if (reply.kind.case === "error") throw RequestFailed.fromProto(reply.kind.value);
+    throw new RequestFailed(Code.Internal, `unexpected answer to PutSnapshot: ${String(reply.kind.case)}`);
+  }
+
   // ------------------------------------------------------------------- presence
 
   /**
@@ -615,6 +633,13 @@ export class SyncClient {
       case "subscribed":
         this.onSubscribed(kind.value, response.requestId !== 0n);
         break;
+      case "snapshot": {
+        const subscription = this.subs.get(kind.value.collectionId);
+        if (subscription === undefined || !subscription.active) break;
+        this.inbox.put({ type: "snapshot", collectionId: kind.value.collectionId, snapshot: kind.value });
+        subscription.restore(kind.value);
+        break;
+      }
       case "peerJoin":
         if (this.subs.has(kind.value.collectionId)) this.inbox.put({ type: "peerJoined", collectionId: kind.value.collectionId, join: kind.value });
         break;
@@ -661,6 +686,7 @@ export class SyncClient {
         replayed: 0,
         oldestOffset: 0n,
         unsolicited: true,
+        snapshotOffset: 0n,
       });
     } else if (!subscription.accept(delta)) {
       return; // a duplicate (replayed and live overlap)
@@ -685,6 +711,7 @@ export class SyncClient {
         replayed: subscribed.replayed,
         oldestOffset: subscribed.oldestOffset,
         unsolicited: !solicited,
+        snapshotOffset: subscribed.snapshotOffset,
       });
     }
     subscription.applyJoined(subscribed, solicited);

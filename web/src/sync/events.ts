@@ -3,6 +3,7 @@
  * discriminated union on `type`, one case per event of the Python client
  * (`client/events.py`). Deltas and presence carry the server's protobuf messages.
  */
+import type { Snapshot } from "../gen/syncwire/v1/sync_pb.js";
 import type { Delta, PeerJoin, PeerLeave, Presence } from "../gen/syncwire/v1/types_pb.js";
 import type { SyncError, TokenRefusedError } from "./errors.js";
 
@@ -12,9 +13,11 @@ import type { SyncError, TokenRefusedError } from "./errors.js";
  * - "recovered": everything missed was replayed, no gap;
  * - "epoch_mismatch": the server's history was lost or reset: resynchronise from your own state;
  * - "gap_too_old": history no longer reaches back far enough: deltas in between are gone;
- * - "offset_ahead": the client knew more than the server (its history was reset).
+ * - "offset_ahead": the client knew more than the server (its history was reset);
+ * - "snapshot": history could not cover the position, the collection's snapshot could: a
+ *   `SnapshotEvent` comes next (replace your state with it), then every later delta.
  */
-export type Recovery = "none" | "recovered" | "epoch_mismatch" | "gap_too_old" | "offset_ahead";
+export type Recovery = "none" | "recovered" | "epoch_mismatch" | "gap_too_old" | "offset_ahead" | "snapshot";
 
 /** True when deltas may be missing and the application must resynchronise. */
 export function lostDeltas(recovery: Recovery): boolean {
@@ -26,6 +29,17 @@ export interface DeltaEvent {
   readonly type: "delta";
   readonly collectionId: string;
   readonly delta: Delta;
+}
+
+/**
+ * The collection's snapshot (application bytes at `snapshot.offset`, in `snapshot.epoch`),
+ * after a join answered with recovery "snapshot": replace your state with it; the deltas
+ * after its offset follow.
+ */
+export interface SnapshotEvent {
+  readonly type: "snapshot";
+  readonly collectionId: string;
+  readonly snapshot: Snapshot;
 }
 
 /** A peer joined the presence of a subscribed collection. */
@@ -71,6 +85,8 @@ export interface RecoveryEvent {
   readonly oldestOffset: bigint;
   /** True for a notice the server pushed without a resubscribe. */
   readonly unsolicited: boolean;
+  /** With recovery "snapshot": the offset of the snapshot that follows; 0n otherwise. */
+  readonly snapshotOffset: bigint;
 }
 
 /**
@@ -92,7 +108,7 @@ export interface TokenRefused {
 }
 
 /** Everything `SyncClient.events()` yields. */
-export type SyncEvent = DeltaEvent | PeerJoined | PeerLeft | PresenceChanged | RecoveryEvent | ErrorEvent | TokenRefused;
+export type SyncEvent = DeltaEvent | SnapshotEvent | PeerJoined | PeerLeft | PresenceChanged | RecoveryEvent | ErrorEvent | TokenRefused;
 
 /** The event type names, for `SyncClient.on(type, callback)`. */
 export type SyncEventType = SyncEvent["type"];

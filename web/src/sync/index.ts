@@ -22,6 +22,7 @@ export type {
   PresenceChanged,
   Recovery,
   RecoveryEvent,
+  SnapshotEvent,
   SyncEvent,
   SyncEventOf,
   SyncEventType,
@@ -35,6 +36,6 @@ export type { OutboxCoordinator, OutboxEntry, OutboxMessage, OutboxStore } from 
 export type { ConnectionState, StateChange } from "./state.js";
 export { Subscription } from "./subscription.js";
 export type { TokenProvider } from "./tokens.js";
-export type { GetHistoryResponse, PublishAck } from "../gen/syncwire/v1/sync_pb.js";
+export type { GetHistoryResponse, PublishAck, Snapshot, SnapshotStored } from "../gen/syncwire/v1/sync_pb.js";
 export { CrdtType, PayloadEncoding, PresenceAction } from "../gen/syncwire/v1/types_pb.js";
 export type { Delta, PeerJoin, PeerLeave, Presence, ServerInfo, UserInfo } from "../gen/syncwire/v1/types_pb.js";

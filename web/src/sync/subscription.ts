@@ -5,7 +5,14 @@
  * sends when it rejoins, and what it uses to drop deltas it already has.
  */
 import { create } from "@bufbuild/protobuf";
-import { RecoveryStatus, SubscribeSchema, type SetPresence, type Subscribe, type Subscribed } from "../gen/syncwire/v1/sync_pb.js";
+import {
+  RecoveryStatus,
+  SubscribeSchema,
+  type SetPresence,
+  type Snapshot,
+  type Subscribe,
+  type Subscribed,
+} from "../gen/syncwire/v1/sync_pb.js";
 import type { Delta, UserInfo } from "../gen/syncwire/v1/types_pb.js";
 import type { Recovery } from "./events.js";
 
@@ -15,6 +22,7 @@ const RECOVERY: Record<number, Recovery> = {
   [RecoveryStatus.EPOCH_MISMATCH]: "epoch_mismatch",
   [RecoveryStatus.GAP_TOO_OLD]: "gap_too_old",
   [RecoveryStatus.OFFSET_AHEAD]: "offset_ahead",
+  [RecoveryStatus.SNAPSHOT]: "snapshot",
 };
 
 /** The `Recovery` name of a `RecoveryStatus` value ("none" for unknown values). */
@@ -121,14 +129,17 @@ export class Subscription {
 
   /**
    * @internal Takes the server's answer (or unasked notice) into the position: after
-   * RECOVERED or GAP_TOO_OLD the replay continues from the client's offset; after an
+   * RECOVERED or GAP_TOO_OLD the replay continues from the client's offset; after
+   * SNAPSHOT the position is 0 until the Snapshot that follows sets it; after an
    * EPOCH_MISMATCH with replayed deltas the position starts just before the oldest
    * replayed one; otherwise the server's offset is the new starting point.
    */
   applyJoined(subscribed: Subscribed, solicited: boolean): void {
     const recovery = toRecovery(subscribed.recovery);
     const keep = (recovery === "recovered" || recovery === "gap_too_old") && this.hasPosition;
-    if (recovery === "epoch_mismatch" && subscribed.replayed > 0) {
+    if (recovery === "snapshot") {
+      this.offsetValue = 0n; // the Snapshot that follows sets the position (`restore`)
+    } else if (recovery === "epoch_mismatch" && subscribed.replayed > 0) {
       this.offsetValue = subscribed.oldestOffset > 0n ? subscribed.oldestOffset - 1n : 0n;
     } else if (!keep) {
       this.offsetValue = subscribed.offset;
@@ -146,6 +157,13 @@ export class Subscription {
   /** @internal Whether `delta` is new (above the offset) in the current epoch. */
   accept(delta: Delta): boolean {
     return delta.epoch === this.epochValue && delta.offset > this.offsetValue;
+  }
+
+  /** @internal Moves the position to a delivered snapshot. */
+  restore(snapshot: Snapshot): void {
+    this.epochValue = snapshot.epoch;
+    this.offsetValue = snapshot.offset;
+    this.hasPosition = true;
   }
 
   /** @internal */

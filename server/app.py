@@ -201,10 +201,15 @@ def os_error_reason(error: OSError) -> str:
 
 
 async def serve(
-    config: ServerConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None
+    config: ServerConfig,
+    *,
+    reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
+    announce_stop: bool = True,
 ) -> None:
     """Runs until SIGTERM/SIGINT (or until `stop` is set), then shuts down gracefully.
-    `reuse_port`: see `SyncwireServer`."""
+    `reuse_port`: see `SyncwireServer`. `announce_stop`: log the shutdown and print
+    "syncwire stopped" (a `--workers` worker leaves both to its supervisor)."""
     server = SyncwireServer(config, reuse_port=reuse_port)
     await server.start()
     print(server.ready_line(), flush=True)
@@ -213,9 +218,11 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    log.warning("shutting down (grace %.1f s)", config.shutdown_grace)
+    if announce_stop:
+        log.warning("shutting down (grace %.1f s)", config.shutdown_grace)
     await server.stop()
-    print("syncwire stopped", file=sys.stderr, flush=True)
+    if announce_stop:
+        print("syncwire stopped", file=sys.stderr, flush=True)
 
 
 

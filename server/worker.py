@@ -39,7 +39,7 @@ async def _run(config: ServerConfig) -> None:
     stop = asyncio.Event()
     watcher = asyncio.create_task(_stop_at_eof(stop), name="syncwire-supervisor-watch")
     try:
-        await serve(config, reuse_port=True, stop=stop)
+        await serve(config, reuse_port=True, stop=stop, announce_stop=False)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

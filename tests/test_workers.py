@@ -231,6 +231,11 @@ async def test_connection_limit_is_host_wide(redis_server: RedisServer) -> None:
         for channel in channels:
             await channel.close(None)
         assert await supervisor.terminate(timeout=20) == 0
+    assert supervisor.process.stderr is not None
+    notices = (await supervisor.process.stderr.read()).decode()
+    # One shutdown notice and one "stopped" line for the host, not one per worker.
+    assert notices.count("syncwire stopped") == 1, notices
+    assert notices.count("shutting down") == 1, notices
 
 
 async def test_a_port_in_use_stops_the_supervisor_with_one_line() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from .admin_service import AdminServicer, admin_registration
 from .app_services import ServiceRegistration, load_registrations
 from .broker import BrokerError
 from .config import ConfigError, ServerConfig
@@ -57,7 +58,12 @@ class SyncwireServer:
         self.config = config
         self.core = SyncCore(config, hooks=hooks if hooks is not None else configured_hooks(config))
         self.servicer = SyncServicer(self.core)
-        app_services = [*services, *load_registrations(config.services)]
+        self.admin_servicer = AdminServicer(self.core)
+        app_services = [
+            *services,
+            *load_registrations(config.services),
+            admin_registration(self.admin_servicer),
+        ]
         self.ws_server = WebSocketServer(
             interceptors=[MalformedRequestInterceptor(SYNC_SERVICE_NAME)],
             legacy_handler=LegacyGateway(self.core),

@@ -175,6 +175,13 @@ class ServerConfig:
     auth_audience: str = _opt("", "required JWT aud claim (empty: tokens must carry no aud)")
     auth_issuer: str = _opt("", "required JWT iss claim (empty: not checked)")
     auth_leeway: float = _opt(5.0, "seconds of clock skew tolerated on exp and nbf")
+    admin_token: str = _opt(
+        "",
+        "the admin API's credential (syncwire.v1.AdminService, `syncwire admin`), sent as "
+        "'authorization: Bearer TOKEN'; empty: the admin API refuses every call",
+        metavar="TOKEN",
+        secret=True,
+    )
     rate_limit_messages: float = _opt(
         0.0, "client messages per second per connection (0 = unlimited)"
     )

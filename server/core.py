@@ -19,6 +19,7 @@ import grpc
 from syncwire.v1 import sync_pb2, types_pb2
 
 from . import __version__
+from .admin_commands import REVOKED, AdminCommands
 from .auth import (
     Action,
     Authenticator,
@@ -36,6 +37,7 @@ from .event_queue import SessionEnd
 from .hooks import Caller, HookRunner, Hooks
 from .metrics import ServerMetrics
 from .ratelimit import AddressCounter, RateLimiter, peer_host
+from .revocations import Revocations
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ class SyncCore:
         self.rate_limiter = RateLimiter.from_config(config)
         self.metrics = ServerMetrics(self.registry.sessions)
         self.hooks = HookRunner(hooks, config, self.metrics)
+        self.revocations = Revocations()
+        self.admin = AdminCommands(self)
         self.server_id = str(uuid.uuid4())
         self._upkeep: asyncio.Task[None] | None = None
         self._shutting_down = False
@@ -141,6 +145,7 @@ class SyncCore:
                 await self._upkeep
             self._upkeep = None
         await self.hooks.close()
+        await self.admin.detach()
         await self.broker.close()
 
     def begin_shutdown(self, reason: str = "server shutting down") -> None:
@@ -218,14 +223,41 @@ class SyncCore:
         authentication is off. Raises RequestError(UNAUTHENTICATED)."""
         if self.authenticator is None:
             return None
-        return self.authenticator.authenticate(bearer_token(metadata))
+        return self.check_revoked(self.authenticator.authenticate(bearer_token(metadata)))
 
     def authenticate_handshake(self, path: str, headers: Mapping[str, str]) -> Principal | None:
         """`authenticate` for a legacy WebSocket handshake: the `Authorization` header
         (lower-case header names) or the `token` query parameter of `path`."""
         if self.authenticator is None:
             return None
-        return self.authenticator.authenticate(handshake_token(path, headers))
+        return self.check_revoked(
+            self.authenticator.authenticate(handshake_token(path, headers))
+        )
+
+    def check_revoked(self, principal: Principal) -> Principal:
+        """`principal`, unless its token or user is revoked (admin RevokeToken): then
+        raises RequestError(UNAUTHENTICATED, "token_revoked")."""
+        if self.revocations and self.authenticator is not None:
+            if self.revocations.refuses(principal, self.authenticator.clock()):
+                raise unauthenticated(REVOKED, "token revoked")
+        return principal
+
+    def end_revoked_sessions(self) -> int:
+        """Ends (UNAUTHENTICATED "token revoked", no reconnect with the same token) the
+        sessions whose token is revoked now; returns how many."""
+        if not self.revocations or self.authenticator is None:
+            return 0
+        now = self.authenticator.clock()
+        end = SessionEnd(
+            grpc.StatusCode.UNAUTHENTICATED, "token revoked", reconnect=False, label=REVOKED
+        )
+        ended = 0
+        for session in self.registry.sessions():
+            principal = session.principal
+            if principal is not None and self.revocations.refuses(principal, now):
+                session.end(end)
+                ended += 1
+        return ended
 
     def authorize(self, principal: Principal | None, action: Action, collection_id: str) -> None:
         """Raises RequestError(PERMISSION_DENIED) when `principal` may not `action`
@@ -351,6 +383,9 @@ class SyncCore:
                         [(c, s.peer_id) for s in self.registry.sessions() for c in s.present_in]
                     )
                     await self.broker.maintenance()
+                    await self.admin.upkeep()
+                    if self.authenticator is not None:
+                        self.revocations.prune(self.authenticator.clock())
             except Exception:
                 log.exception("upkeep failed; retrying next tick")
 

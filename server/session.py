@@ -76,6 +76,14 @@ class Session:
 
     # ----------------------------------------------------------------- lifecycle
 
+    @property
+    def user_id(self) -> str:
+        """The user this session belongs to: its token's `sub`, else the user id the
+        connect hook attached, else ""."""
+        if self.principal is not None:
+            return self.principal.subject
+        return self.user_info.user_id if self.user_info is not None else ""
+
     def caller(self) -> Caller:
         """This session as hooks see it (token subject and claims as of now)."""
         return caller_of(self.peer_id, self.transport, self.peer_address, self.principal)
@@ -116,7 +124,9 @@ class Session:
 
     def expire_token(self) -> None:
         """Ends the session because its token expired."""
-        self.end(SessionEnd(grpc.StatusCode.UNAUTHENTICATED, "token expired", label="token_expired"))
+        self.end(
+            SessionEnd(grpc.StatusCode.UNAUTHENTICATED, "token expired", label="token_expired")
+        )
 
     async def close(self, reason: str = "closed") -> None:
         """Releases everything the session holds: subscriptions and presence."""
@@ -306,7 +316,8 @@ class Session:
         else:
             self.queue.start(replay, [snapshot.to_response(), *history.events])
         if subscribe.join_presence:
-            user_info = self._user_info(subscribe.user_info if subscribe.HasField("user_info") else None)
+            given = subscribe.user_info if subscribe.HasField("user_info") else None
+            user_info = self._user_info(given, joining=True)
             await broker.presence_join(collection_id, self.peer_id, user_info)
             self._present.add(collection_id)
             self._presence_changed(collection_id, types_pb2.PRESENCE_ACTION_JOIN, "", user_info)
@@ -357,7 +368,7 @@ class Session:
         if authenticator is None:  # authentication is off: nothing expires
             self.reply(request_id, sync_pb2.SyncResponse(token_refreshed=sync_pb2.TokenRefreshed()))
             return
-        principal = authenticator.authenticate(token or None)
+        principal = core.check_revoked(authenticator.authenticate(token or None))
         if self.principal is not None and principal.subject != self.principal.subject:
             raise unauthenticated(
                 INVALID_TOKEN, "invalid token: its sub differs from the session's"
@@ -372,8 +383,16 @@ class Session:
         )
         for collection_id in list(self._subscriptions):
             if not principal.may("subscribe", collection_id):
-                await self._drop_subscription(collection_id, "forbidden")
-                self.reply(0, forbidden("subscribe", collection_id).to_response())
+                await self.end_subscription(collection_id, forbidden("subscribe", collection_id))
+
+    async def end_subscription(self, collection_id: str, error: RequestError) -> int:
+        """Ends the subscription to `collection_id` (if any) and pushes `error` about it
+        (request id 0); 1 when there was one, else 0."""
+        if collection_id not in self._subscriptions:
+            return 0
+        await self._drop_subscription(collection_id, error.reason_code)
+        self.reply(0, error.to_response())
+        return 1
 
     async def unsubscribe(self, request_id: int, collection_id: str) -> None:
         """Handles `Unsubscribe`: leaves presence, detaches, answers `Unsubscribed`.
@@ -428,7 +447,11 @@ class Session:
                 collection_id=collection_id,
             )
         broker = self.core.broker
-        user_info = self._user_info(request.user_info if request.HasField("user_info") else None)
+        given = request.user_info if request.HasField("user_info") else None
+        joining = (
+            request.action == types_pb2.PRESENCE_ACTION_JOIN and collection_id not in self._present
+        )
+        user_info = self._user_info(given, joining)
         if request.action == types_pb2.PRESENCE_ACTION_LEAVE:
             if collection_id in self._present:
                 self._present.discard(collection_id)
@@ -456,9 +479,21 @@ class Session:
         if self.core.hooks.enabled["presence"]:
             self.core.hooks.presence_changed(self.caller(), presence)
 
-    def _user_info(self, given: types_pb2.UserInfo | None) -> types_pb2.UserInfo | None:
-        """The user information presence shows: the connect hook's, else the client's."""
-        return self.user_info if self.user_info is not None else given
+    def _user_info(
+        self, given: types_pb2.UserInfo | None, joining: bool
+    ) -> types_pb2.UserInfo | None:
+        """The user information presence shows: the connect hook's, else the client's,
+        whose `user_id` is the token's `sub` when the session has a token (so presence
+        per user cannot be forged; a join without user info shows that user id)."""
+        if self.user_info is not None:
+            return self.user_info
+        if self.principal is None or (given is None and not joining):
+            return given
+        shown = types_pb2.UserInfo(user_id=self.principal.subject)
+        if given is not None:
+            shown.MergeFrom(given)
+            shown.user_id = self.principal.subject
+        return shown
 
     def _presence_changed(
         self,

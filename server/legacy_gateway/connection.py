@@ -38,6 +38,7 @@ from wire.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
 )
 from wire.tasks import cancel_and_wait
@@ -73,7 +74,8 @@ def close_for(end: SessionEnd) -> Close:
 
     idle_timeout -> 1000 "idle timeout" (README 5.8); shutdown -> 1001; slow_consumer ->
     1013 (try again later: the connection is healthy, the reader was too slow); token
-    expired -> 4401; a clean end -> 1000; anything else -> 1011 with the reason.
+    expired or revoked -> 4401; disconnected by the admin API -> 1001 (reconnect advised)
+    or 1008 (not); a clean end -> 1000; anything else -> 1011 with the reason.
     """
     if end.code == grpc.StatusCode.UNAUTHENTICATED:
         return Close(CLOSE_UNAUTHENTICATED, close_reason(end.reason))
@@ -81,6 +83,9 @@ def close_for(end: SessionEnd) -> Close:
         return Close(CLOSE_NORMAL, "idle timeout")
     if end.label == "shutdown":
         return Close(CLOSE_GOING_AWAY, "server shutting down")
+    if end.label == "admin_disconnect":
+        code = CLOSE_GOING_AWAY if end.reconnect else CLOSE_POLICY_VIOLATION
+        return Close(code, close_reason(end.reason))
     if end.label == "slow_consumer":
         return Close(CLOSE_TRY_AGAIN_LATER, close_reason(end.reason))
     if end.code == grpc.StatusCode.OK:

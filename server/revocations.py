@@ -1,0 +1,47 @@
+"""Revoked tokens: by token id (`jti`) or by user (`sub`), each until a time.
+
+Every node holds the same list (the admin API's RevokeToken reaches every node through
+the broker, see `server.admin_commands`); `SyncCore` checks it whenever a token is
+authenticated, on every transport, and ends the sessions it covers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .auth import Principal
+
+MAX_REVOCATIONS: Final = 100_000
+"""Most revocations kept per kind; beyond it the one ending soonest is forgotten."""
+
+
+class Revocations:
+    """Token ids and users refused until a time (POSIX seconds of the authenticator's
+    clock)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, float] = {}
+        self._users: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._tokens) + len(self._users)
+
+    def revoke(self, *, jti: str = "", user_id: str = "", until: float) -> None:
+        """Refuses the token `jti`, or every token of `user_id`, until `until`."""
+        table, key = (self._tokens, jti) if jti else (self._users, user_id)
+        table[key] = max(until, table.get(key, 0.0))
+        if len(table) > MAX_REVOCATIONS:
+            del table[min(table, key=table.__getitem__)]
+
+    def refuses(self, principal: Principal, now: float) -> bool:
+        """Whether `principal`'s token is revoked at `now`."""
+        if self._users and self._users.get(principal.subject, 0.0) > now:
+            return True
+        jti = principal.claims.get("jti")
+        return bool(self._tokens) and isinstance(jti, str) and self._tokens.get(jti, 0.0) > now
+
+    def prune(self, now: float) -> None:
+        """Forgets revocations that ended."""
+        for table in (self._tokens, self._users):
+            for key in [key for key, until in table.items() if until <= now]:
+                del table[key]

@@ -1,0 +1,263 @@
+"""Issue 18, the server API (syncwire.v1.AdminService): guarded by its own credential;
+disconnect-user, unsubscribe-user and revoke-token take effect on every transport
+(native gRPC, WebSocket framing, legacy JSON) and on every node (two nodes on one real
+Redis; one node on the memory broker); presence per user counts a three-connection user
+once; collections are counted per node and cluster-wide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from server.app import SyncwireServer
+from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
+from tests.legacy_ws_client import LegacyClient
+
+from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
+from .security_harness import SECRET, bearer, make_token, trailer
+from .service_harness import SyncStream, open_channel, poll_until
+from .service_harness import test_config as make_config
+from .test_security_legacy import refused, with_token
+
+pytestmark = pytest.mark.timeout(90)
+
+ADMIN = "admin-token-for-tests"
+ROOM = "room"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[SyncwireServer]]:
+    """One node on the memory broker; two nodes sharing one Redis."""
+    if request.param == "memory":
+        brokers = ["memory://"]
+    else:
+        brokers = [request.getfixturevalue("redis_url")] * 2
+    started: list[SyncwireServer] = []
+    try:
+        for broker in brokers:
+            config = make_config(
+                broker=broker, auth_secret=SECRET, admin_token=ADMIN, heartbeat_interval=0.2
+            )
+            server = SyncwireServer(config)
+            await server.start()
+            started.append(server)
+            async with asyncio.timeout(30):
+                await server.core.broker.wait_healthy(True)
+        await poll_until(
+            lambda: all(server.core.admin.attached for server in started), "admin commands followed"
+        )
+        yield started
+    finally:
+        for server in started:
+            await server.stop(grace=1.0)
+
+
+@contextlib.asynccontextmanager
+async def admin_stub(
+    server: SyncwireServer, transport: str = "grpc"
+) -> AsyncIterator[admin_pb2_grpc.AdminServiceAsyncStub]:
+    async with open_channel(server, transport) as channel:
+        yield admin_pb2_grpc.AdminServiceStub(channel)
+
+
+class Fleet:
+    """Connections of users across nodes and transports."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.AsyncExitStack()
+        self.streams: list[tuple[str, SyncStream]] = []
+        self.legacy: list[tuple[str, LegacyClient]] = []
+
+    async def stream(
+        self, server: SyncwireServer, transport: str, user: str, jti: str = "", **claims: Any
+    ) -> SyncStream:
+        channel = await self.stack.enter_async_context(open_channel(server, transport))
+        token = make_token(sub=user, jti=jti or f"{user}-{len(self.streams)}", **claims)
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel), metadata=bearer(token))
+        self.stack.push_async_callback(stream.close)
+        await stream.welcome()
+        await stream.subscribe(ROOM, join_presence=True)
+        self.streams.append((user, stream))
+        return stream
+
+    async def legacy_client(self, server: SyncwireServer, user: str, jti: str = "") -> LegacyClient:
+        token = make_token(sub=user, jti=jti or f"{user}-legacy")
+        client = await LegacyClient.open(with_token(server.ws_url, token, ROOM))
+        self.stack.push_async_callback(client.ws.close)
+        self.legacy.append((user, client))
+        return client
+
+
+@contextlib.asynccontextmanager
+async def fleet() -> AsyncIterator[Fleet]:
+    connections = Fleet()
+    async with connections.stack:
+        yield connections
+
+
+async def ann_everywhere(nodes: list[SyncwireServer], connections: Fleet, jti: str = "") -> None:
+    """Ann on gRPC (first node), WebSocket framing and legacy JSON (last node)."""
+    await connections.stream(nodes[0], "grpc", "ann", jti=jti)
+    await connections.stream(nodes[-1], "ws", "ann", jti=jti)
+    await connections.legacy_client(nodes[-1], "ann", jti=jti)
+
+
+def admin_metadata() -> tuple[tuple[str, str], ...]:
+    return bearer(ADMIN)
+
+
+async def test_the_admin_api_takes_only_the_admin_credential(nodes: list[SyncwireServer]) -> None:
+    for transport in ("grpc", "ws"):
+        async with admin_stub(nodes[0], transport) as admin:
+            request = admin_pb2.ListCollectionsRequest()
+            for metadata in ((), bearer(make_token(sub="ann")), bearer("wrong")):
+                with pytest.raises(grpc.aio.AioRpcError) as denied:
+                    await admin.ListCollections(request, metadata=metadata)
+                assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            answer = await admin.ListCollections(request, metadata=admin_metadata())
+            assert answer.server_id == nodes[0].core.server_id
+    config = make_config()  # no admin token: the API refuses everything
+    server = SyncwireServer(config)
+    await server.start()
+    try:
+        async with admin_stub(server) as admin:
+            with pytest.raises(grpc.aio.AioRpcError) as off:
+                await admin.ListCollections(
+                    admin_pb2.ListCollectionsRequest(), metadata=bearer(ADMIN)
+                )
+            assert trailer(off.value, "syncwire-reason") == "admin_disabled"
+    finally:
+        await server.stop(grace=1.0)
+
+
+async def test_disconnect_user_ends_every_connection_on_every_node(
+    nodes: list[SyncwireServer],
+) -> None:
+    async with fleet() as connections:
+        await ann_everywhere(nodes, connections)
+        bob = await connections.stream(nodes[-1], "grpc", "bob")
+        async with admin_stub(nodes[0]) as admin:
+            await admin.Disconnect(
+                admin_pb2.DisconnectRequest(user_id="ann", reason="maintenance", reconnect=True),
+                metadata=admin_metadata(),
+            )
+        for user, stream in connections.streams:
+            if user != "ann":
+                continue
+            disconnect = await stream.expect("disconnect")
+            assert (disconnect.disconnect.reason, disconnect.disconnect.reconnect) == (
+                "maintenance",
+                True,
+            )
+            ended = await asyncio.wait_for(stream.ended, 10)
+            assert ended is not None and ended.code() == grpc.StatusCode.UNAVAILABLE
+        for _, client in connections.legacy:
+            closed = await client.closed()
+            assert (closed.code, closed.reason) == (1001, "maintenance")
+        assert (await bob.publish(ROOM, b"still here")).offset >= 1
+        for node in nodes:
+            assert {s.user_id for s in node.core.registry.sessions()} <= {"bob"}
+
+
+async def test_unsubscribe_user_ends_the_subscription_on_every_node(
+    nodes: list[SyncwireServer],
+) -> None:
+    async with fleet() as connections:
+        await ann_everywhere(nodes, connections)
+        async with admin_stub(nodes[-1], "ws") as admin:
+            await admin.UnsubscribeUser(
+                admin_pb2.UnsubscribeUserRequest(user_id="ann", collection_id=ROOM),
+                metadata=admin_metadata(),
+            )
+        for _, stream in connections.streams:
+            error = (await stream.expect("error")).error
+            assert (error.code, error.reason_code, error.collection_id) == (7, "unsubscribed", ROOM)
+        for _, client in connections.legacy:
+            message = await client.recv()
+            while message["type"] != "error":
+                message = await client.recv()
+            assert message["code"] == "unsubscribed"
+        for node in nodes:
+            assert all(ROOM not in s.subscriptions for s in node.core.registry.sessions())
+            assert len(node.core.registry) > 0  # the connections themselves stay
+
+
+@pytest.mark.parametrize("by", ["jti", "user"])
+async def test_a_revoked_token_is_refused_on_every_transport_and_node(
+    nodes: list[SyncwireServer], by: str
+) -> None:
+    async with fleet() as connections:
+        await ann_everywhere(nodes, connections, jti="ann-token")
+        until = Timestamp()
+        until.FromSeconds(int(time.time()) + 600)
+        request = (
+            admin_pb2.RevokeTokenRequest(jti="ann-token", until=until)
+            if by == "jti"
+            else admin_pb2.RevokeTokenRequest(user_id="ann", until=until)
+        )
+        async with admin_stub(nodes[0]) as admin:
+            await admin.RevokeToken(request, metadata=admin_metadata())
+        for _, stream in connections.streams:
+            ended = await asyncio.wait_for(stream.ended, 10)
+            assert ended is not None and ended.code() == grpc.StatusCode.UNAUTHENTICATED
+        for _, client in connections.legacy:
+            assert (await client.closed()).code == 4401
+        revoked = make_token(sub="ann", jti="ann-token")
+        other = make_token(sub="ann", jti="another-token")
+        for node in nodes:
+            for transport in ("grpc", "ws"):
+                async with open_channel(node, transport) as channel:
+                    stub = sync_pb2_grpc.SyncServiceStub(channel)
+                    presence = sync_pb2.GetPresenceRequest(collection_id=ROOM)
+                    with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+                        await stub.GetPresence(presence, metadata=bearer(revoked))
+                    assert trailer(refused_call.value, "syncwire-reason") == "token_revoked"
+                    if by == "jti":  # the user's other tokens still work
+                        await stub.GetPresence(presence, metadata=bearer(other))
+                    else:
+                        with pytest.raises(grpc.aio.AioRpcError):
+                            await stub.GetPresence(presence, metadata=bearer(other))
+            closed = await refused(with_token(node.ws_url, revoked, ROOM))
+            assert closed.code == 4401
+
+
+async def test_presence_per_user_counts_a_three_connection_user_once(
+    nodes: list[SyncwireServer],
+) -> None:
+    async with fleet() as connections:
+        for transport in ("grpc", "ws", "grpc"):
+            await connections.stream(nodes[-1], transport, "ann")
+        await connections.stream(nodes[0], "ws", "bob")
+        async with admin_stub(nodes[0]) as admin:
+            answer = await admin.GetUserPresence(
+                admin_pb2.GetUserPresenceRequest(collection_id=ROOM), metadata=admin_metadata()
+            )
+            assert [(u.user_id, len(u.peer_ids)) for u in answer.users] == [("ann", 3), ("bob", 1)]
+            ann_peers = {s.peer_id for user, s in connections.streams if user == "ann"}
+            assert set(answer.users[0].peer_ids) == ann_peers
+
+            async def counted() -> admin_pb2.ListCollectionsResponse:
+                return await admin.ListCollections(
+                    admin_pb2.ListCollectionsRequest(), metadata=admin_metadata()
+                )
+
+            listing = await counted()
+            assert [(c.collection_id, c.node_subscribers) for c in listing.collections] == [
+                (ROOM, 1 if len(nodes) > 1 else 4)
+            ]
+            # Other nodes report every heartbeat interval: the cluster-wide count follows.
+            async with asyncio.timeout(20):
+                while (listing.nodes, listing.collections[0].cluster_subscribers) != (
+                    len(nodes),
+                    4,
+                ):
+                    await asyncio.sleep(0.05)
+                    listing = await counted()

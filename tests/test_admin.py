@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -261,3 +265,46 @@ async def test_presence_per_user_counts_a_three_connection_user_once(
                 ):
                     await asyncio.sleep(0.05)
                     listing = await counted()
+
+
+async def syncwire(*args: str) -> str:
+    """`syncwire ARGS` in a subprocess (the server runs in this event loop); its stdout.
+    Fails on a non-zero exit."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "client.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SYNCWIRE_")}
+        | {"SYNCWIRE_ADMIN_TOKEN": ADMIN},
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, (args, out.decode(), err.decode())
+    return out.decode()
+
+
+async def test_the_admin_cli(nodes: list[SyncwireServer], tmp_path: Path) -> None:
+    server = ["--server", f"grpc://{nodes[0].grpc_address}"]
+    async with fleet() as connections:
+        ann = await connections.stream(nodes[-1], "ws", "ann")
+        await ann.publish(ROOM, b"one")
+        listing = await syncwire("admin", "presence", ROOM, *server, "--json")
+        assert json.loads(listing)["users"][0]["user_id"] == "ann"
+        assert ROOM in await syncwire("admin", "collections", *server)
+        state = tmp_path / "state.bin"
+        state.write_bytes(b"the state at 1")
+        await syncwire("admin", "snapshot", ROOM, "--put", str(state), "--offset", "1", *server)
+        copy = tmp_path / "copy.bin"
+        shown = await syncwire("admin", "snapshot", ROOM, "--out", str(copy), *server)
+        assert "offset 1" in shown and copy.read_bytes() == b"the state at 1"
+        await syncwire("admin", "unsubscribe", ROOM, "--user", "ann", *server)
+        assert (await ann.expect("error")).error.reason_code == "unsubscribed"
+        await syncwire("admin", "disconnect", "--user", "ann", "--no-reconnect", *server)
+        disconnect = (await ann.expect("disconnect")).disconnect
+        assert disconnect.reconnect is False
+        await syncwire("admin", "revoke", "--user", "ann", "--for", "60", *server)
+        with pytest.raises(AssertionError):
+            await connections.stream(nodes[-1], "grpc", "ann")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import click
 
+from .admin import admin
 from .errors import CliError, ExitCode
 from .generate import generate
 from .publish import publish
@@ -61,7 +62,7 @@ def _configure_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-for command in (serve, publish, subscribe, presence, info, health, generate):
+for command in (serve, publish, subscribe, presence, info, health, generate, admin):
     cli.add_command(command)
 
 

@@ -402,11 +402,14 @@ async def test_a_declared_durable_redis_keeps_epochs_across_a_restart(
 
 async def test_durable_declaration_is_checked_at_start(
     redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     node = RedisBroker(redis_server.url(), durable=True)
     with pytest.raises(BrokerError, match="appendfsync"):
         await node.start()
     assert not node.healthy
+    # The error stops the server as one line; it is not logged a second time.
+    assert not [r for r in caplog.records if "declared durable" in r.getMessage()]
 
 
 async def test_durability_that_cannot_be_checked_is_refused(

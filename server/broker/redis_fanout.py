@@ -122,6 +122,9 @@ class RedisFanout:
         self._down = asyncio.Event()
         self._down.set()
         self._task: asyncio.Task[None] | None = None
+        # True while start() waits: a durability problem found then is raised by the
+        # broker's start() (one line at exit), so it is not logged as well.
+        self._starting = False
         self.stats = FanoutStats()
 
     # --------------------------------------------------------------- lifecycle
@@ -134,9 +137,13 @@ class RedisFanout:
     async def start(self, wait: float) -> None:
         """Starts the connection loop; waits up to `wait` seconds for the first connect."""
         self._task = asyncio.create_task(self._run(), name="syncwire-redis-fanout")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                await self._up.wait()
+        self._starting = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._up.wait()
+        finally:
+            self._starting = False
         if not self.connected:
             log.warning("redis not reachable yet; retrying in the background")
 
@@ -258,7 +265,7 @@ class RedisFanout:
             while (await pubsub.get_message(timeout=self._op_timeout)) is None:
                 pass
         problem = await self._store.verify_durability()
-        if problem:
+        if problem and not self._starting:
             log.error("%s", problem)
         self._set_connected(pubsub)
         self.stats.connects += 1

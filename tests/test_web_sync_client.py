@@ -11,8 +11,8 @@ server processes, with the page's WebSocket path through a real TCP proxy
 - The server is SIGKILLed and restarted: on the Redis broker pages reconnect unaided and
   report RECOVERED; on the memory broker the restart is an epoch change.
 - A page made silent by a proxy that freezes (stops forwarding, does not close) is
-  reported gone to the others once the server's configured ping interval and timeout
-  have passed (and not before the timeout).
+  reported gone to the others within the server's configured ping interval + timeout
+  (with slack for a busy machine, far below the defaults).
 
 One browser serves the whole module; each test uses fresh browser contexts (separate
 IndexedDB) and short configured intervals.
@@ -325,7 +325,6 @@ async def test_frozen_page_is_reported_gone_after_the_ping_interval_and_timeout(
         await eventually(lambda: seen(watcher, "joined"), lambda joined: frozen_peer in joined)
         assert proxy.freeze() >= 1
         frozen_at = time.monotonic()
-        # Bounded: the server must notice within a few intervals of what it was told.
         await eventually(
             lambda: seen(watcher, "left"),
             lambda left: frozen_peer in left,
@@ -340,6 +339,40 @@ async def test_frozen_page_is_reported_gone_after_the_ping_interval_and_timeout(
             await context.close()
         await proxy.close()
         await server.terminate()
-    # Not before a ping could have gone unanswered for the configured timeout.
-    assert gone_after >= timeout
+    # The next ping goes out at most `interval` after the freeze and is given up on
+    # `timeout` later; the slack (one more interval + timeout) absorbs a busy machine
+    # and is still far below the defaults (20 s + 20 s) a server ignoring them would use.
+    assert gone_after <= 2 * (interval + timeout)
     assert "reconnecting" in states and states[-1] == "connected"
+
+
+async def test_a_full_indexeddb_outbox_refuses_the_publish_and_keeps_the_rest(
+    browser: Browser, page_origin: str
+) -> None:
+    server = await start_server_process("--allowed-origins", page_origin)
+    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
+    await proxy.start()
+    proxied = f"ws://127.0.0.1:{proxy.port}"
+    context = await browser.new_context()
+    try:
+        page = await open_page(context, page_origin)
+        await page.evaluate(
+            "(u) => window.syncClientTest.start(u, 'full-doc', { outboxLimit: 3 })", proxied
+        )
+        await proxy.refuse()
+        await page.wait_for_function(
+            "() => window.syncClientTest.info().state === 'reconnecting'", timeout=30_000
+        )
+        await page.evaluate("() => window.syncClientTest.publish('full-doc', ['a', 'b', 'c'])")
+        await eventually(lambda: outbox_size(page), lambda size: size == 3)
+        await page.evaluate("() => window.syncClientTest.publish('full-doc', ['d'])")
+        errors = await eventually(lambda: seen(page, "errors"), lambda errors: len(errors) == 1)
+        assert await outbox_size(page) == 3
+        await proxy.start()
+        acks = await eventually(lambda: seen(page, "acks"), lambda acks: len(acks) == 3, 30)
+    finally:
+        await context.close()
+        await proxy.close()
+        await server.terminate()
+    assert errors[0].startswith("outbox_full: ")
+    assert [ack["offset"] for ack in acks] == ["1", "2", "3"]

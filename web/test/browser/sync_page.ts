@@ -3,7 +3,7 @@
  * driven by the Python tests through `window.syncClientTest`; everything it saw is kept
  * in `seen` for the tests to read.
  */
-import { indexedDbOutbox, SyncClient, type PublishAck } from "../../src/index.js";
+import { indexedDbOutbox, SyncClient, SyncError, type PublishAck } from "../../src/index.js";
 
 const seen = {
   deltas: [] as { offset: string; epoch: string; text: string; peerId: string }[],
@@ -20,6 +20,7 @@ interface StartOptions {
   readonly userId?: string;
   /** Keep the outbox in IndexedDB (shared by the tabs of the browser context). */
   readonly persistent?: boolean;
+  readonly outboxLimit?: number;
 }
 
 async function start(url: string, collectionId: string, options: StartOptions = {}): Promise<string> {
@@ -27,6 +28,7 @@ async function start(url: string, collectionId: string, options: StartOptions = 
     url,
     backoff: { baseMs: 50, capMs: 500 },
     outbox: options.persistent === false ? undefined : indexedDbOutbox(url),
+    outboxLimit: options.outboxLimit,
   });
   client.onStateChange((change) => seen.states.push(change.state));
   client.on("delta", (event) =>
@@ -59,7 +61,7 @@ function publish(collectionId: string, texts: string[]): void {
   for (const text of texts) {
     client!.publish(collectionId, new TextEncoder().encode(text)).then(
       (ack: PublishAck) => seen.acks.push({ offset: ack.offset.toString(), duplicate: ack.duplicate }),
-      (error: unknown) => seen.errors.push(String(error)),
+      (error: unknown) => seen.errors.push(error instanceof SyncError ? `${error.reasonCode}: ${error.message}` : String(error)),
     );
   }
 }

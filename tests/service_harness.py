@@ -23,8 +23,14 @@ TRANSPORTS = ["grpc", "ws"]
 
 
 def test_config(**overrides: Any) -> ServerConfig:
-    """A config with ephemeral ports and short timers, suitable for tests."""
-    base = ServerConfig(host="127.0.0.1", grpc_port=0, ws_port=0, shutdown_grace=2.0)
+    """A config with ephemeral ports and short timers, suitable for tests.
+
+    The broker operation timeout is long (10 s, not the 2 s default): on a busy machine a
+    healthy Redis call can take seconds, and only the outage tests, which set their own,
+    are about that bound."""
+    base = ServerConfig(
+        host="127.0.0.1", grpc_port=0, ws_port=0, shutdown_grace=2.0, broker_timeout=10.0
+    )
     return dataclasses.replace(base, **overrides)
 
 

@@ -33,11 +33,22 @@ def only_session(server: SyncwireServer) -> Session:
     return sessions[0]
 
 
+def _small_window_channel(server: SyncwireServer, transport: str) -> grpc.aio.Channel:
+    """A channel whose receive window cannot grow past its first 64 KiB: gRPC's BDP
+    probing would otherwise let the client buffer every unread reply (megabytes), so
+    nothing would ever wait in the server's queue."""
+    if transport == "grpc":
+        return grpc.aio.insecure_channel(
+            server.grpc_address, options=[("grpc.http2.bdp_probe", 0)]
+        )
+    return open_channel(server, transport)
+
+
 async def test_unread_replies_stop_the_requests_being_read(transport: str) -> None:
     limit = 16
     count = 20000
     async with running_server(subscriber_queue=limit) as server:
-        async with open_channel(server, transport) as channel:
+        async with _small_window_channel(server, transport) as channel:
             stub = sync_pb2_grpc.SyncServiceStub(channel)
             requests: asyncio.Queue[sync_pb2.SyncRequest] = asyncio.Queue()
             for request_id in range(1, count + 1):

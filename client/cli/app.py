@@ -39,9 +39,10 @@ def cli(verbose: int, **_connection: object) -> None:
       syncwire subscribe notes --join
       syncwire publish notes 'hello'
 
-    Every command but serve takes --server URL (grpc://HOST:PORT, ws://HOST:PORT,
-    grpcs://, wss://; env SYNCWIRE_SERVER), --transport, --token (env SYNCWIRE_TOKEN),
-    --tls, --ca FILE (env SYNCWIRE_CA) and --timeout, before or after the command name.
+    Every command but serve and generate takes --server URL (grpc://HOST:PORT,
+    ws://HOST:PORT, grpcs://, wss://; env SYNCWIRE_SERVER), --transport, --token (env
+    SYNCWIRE_TOKEN), --tls, --ca FILE (env SYNCWIRE_CA) and --timeout, before or after
+    the command name.
 
     \b
     Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 server unreachable or not

@@ -57,8 +57,8 @@ def generate_stubs(proto_dir: Path, out_dir: Path) -> list[Path]:
         *(f"--plugin={name}={_plugin(name)}" for name in PLUGINS),
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        f"--mypy_out={out_dir}",
-        f"--mypy_grpc_out={out_dir}",
+        f"--mypy_out=quiet:{out_dir}",  # quiet: no "Writing mypy to ..." line per file
+        f"--mypy_grpc_out=quiet:{out_dir}",
         *(str(proto) for proto in protos),
     ]
     if protoc.main(args) != 0:

@@ -147,7 +147,10 @@ def health(target: Target, service: str) -> None:
     """Ask the standard gRPC health service (grpc.health.v1.Health/Check).
 
     Prints the status; exits 0 when SERVING, 3 when not serving or unreachable, 1 when
-    the service is unknown. Suitable for probes: syncwire health --timeout 2
+    the service is unknown. Suitable for probes:
+
+    \b
+      syncwire health --timeout 2
     """
     status = run(_health(target, service))
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)

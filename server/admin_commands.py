@@ -8,6 +8,11 @@ catch-up) on the same path as client deltas. Each node applies it to its own ses
 every transport. Applying a command twice changes nothing, so the node that takes an
 admin call applies it at once (to say what it did) and again when it comes back.
 
+Revocations also outlive the moment they are sent: each node that applies a revocation
+from the broker stores every revocation it knows as the control collection's snapshot
+(at that command's offset, so the broker keeps the newest list), and a node reads it when
+it starts following the collection.
+
 Every heartbeat interval each node also publishes a `NodeReport` (its subscribers per
 collection); `ListCollections` sums the reports younger than three intervals.
 """
@@ -53,11 +58,38 @@ class AdminCommands:
     # ------------------------------------------------------------------- the bus
 
     async def attach(self) -> None:
-        """Follows the control collection (retried by the core's upkeep until it
-        succeeds; a broker that is away raises BrokerError)."""
+        """Follows the control collection and loads the revocations stored with it
+        (retried by the core's upkeep until it succeeds; a broker that is away raises
+        BrokerError)."""
         if not self.attached:
             await self.core.broker.attach(CONTROL_COLLECTION, self._receive)
             self.attached = True
+            stored = await self.core.broker.get_snapshot(CONTROL_COLLECTION)
+            if stored is not None:
+                self._load_revocations(stored.data)
+
+    def _load_revocations(self, data: bytes) -> None:
+        known = admin_pb2.RevocationList()
+        try:
+            known.ParseFromString(data)
+        except DecodeError:
+            log.warning("undecodable stored revocation list ignored")
+            return
+        for revoked in known.revocations:
+            until = revoked.until.ToNanoseconds() / 1e9
+            self.core.revocations.revoke(jti=revoked.jti, user_id=revoked.user_id, until=until)
+        self.core.end_revoked_sessions()
+
+    async def _store_revocations(self, epoch: str, offset: int) -> None:
+        """Stores every revocation this node knows as the control collection's snapshot
+        at `offset` (a newer list already stored is kept)."""
+        known = admin_pb2.RevocationList()
+        for jti, user_id, until in self.core.revocations.entries():
+            revoked = known.revocations.add(jti=jti, user_id=user_id)
+            revoked.until.FromNanoseconds(int(until * 1e9))
+        await self.core.broker.put_snapshot(
+            CONTROL_COLLECTION, epoch, offset, known.SerializeToString()
+        )
 
     async def detach(self) -> None:
         if self.attached:
@@ -78,13 +110,20 @@ class AdminCommands:
         except DecodeError:
             log.warning("undecodable admin command at offset %d", event.delta.offset)
             return
-        task = asyncio.get_running_loop().create_task(self._apply_logged(command))
+        delta = event.delta
+        task = asyncio.get_running_loop().create_task(
+            self._apply_logged(command, delta.epoch, delta.offset)
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _apply_logged(self, command: admin_pb2.AdminCommand) -> None:
+    async def _apply_logged(self, command: admin_pb2.AdminCommand, epoch: str, offset: int) -> None:
         try:
             await self.apply(command)
+            if command.HasField("revoke_token"):
+                await self._store_revocations(epoch, offset)
+        except BrokerError as exc:
+            log.warning("admin command: %s", exc)
         except Exception:
             log.exception("admin command failed")
 

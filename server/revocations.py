@@ -40,6 +40,11 @@ class Revocations:
         jti = principal.claims.get("jti")
         return bool(self._tokens) and isinstance(jti, str) and self._tokens.get(jti, 0.0) > now
 
+    def entries(self) -> list[tuple[str, str, float]]:
+        """Every revocation as (jti, user_id, until); one of the first two is ""."""
+        tokens = [(jti, "", until) for jti, until in self._tokens.items()]
+        return tokens + [("", user, until) for user, until in self._users.items()]
+
     def prune(self, now: float) -> None:
         """Forgets revocations that ended."""
         for table in (self._tokens, self._users):

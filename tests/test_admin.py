@@ -21,6 +21,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from server.admin_commands import CONTROL_COLLECTION
 from server.app import SyncwireServer
 from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tests.legacy_ws_client import LegacyClient
@@ -308,3 +309,39 @@ async def test_the_admin_cli(nodes: list[SyncwireServer], tmp_path: Path) -> Non
         await syncwire("admin", "revoke", "--user", "ann", "--for", "60", *server)
         with pytest.raises(AssertionError):
             await connections.stream(nodes[-1], "grpc", "ann")
+
+
+async def test_a_node_started_later_refuses_tokens_revoked_before(
+    nodes: list[SyncwireServer],
+) -> None:
+    if nodes[0].config.broker == "memory://":
+        pytest.skip("the memory broker has one node, and it forgets everything at exit")
+    until = Timestamp()
+    until.FromSeconds(int(time.time()) + 600)
+    async with admin_stub(nodes[0]) as admin:
+        request = admin_pb2.RevokeTokenRequest(jti="old-token", until=until)
+        await admin.RevokeToken(request, metadata=admin_metadata())
+    broker = nodes[0].core.broker
+    stored: list[object] = []
+
+    async def list_stored() -> bool:
+        stored[:] = [await broker.get_snapshot(CONTROL_COLLECTION)]
+        return stored[0] is not None
+
+    async with asyncio.timeout(20):  # the list is stored by a background task
+        while not await list_stored():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    late = SyncwireServer(nodes[0].config)
+    await late.start()
+    try:
+        await poll_until(lambda: late.core.admin.attached, "the late node follows admin commands")
+        async with open_channel(late, "ws") as channel:
+            stub = sync_pb2_grpc.SyncServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+                await stub.GetPresence(
+                    sync_pb2.GetPresenceRequest(collection_id=ROOM),
+                    metadata=bearer(make_token(sub="ann", jti="old-token")),
+                )
+            assert trailer(refused_call.value, "syncwire-reason") == "token_revoked"
+    finally:
+        await late.stop(grace=1.0)

@@ -156,9 +156,15 @@ class ServerConfig:
     )
     metrics_port: int = _opt(-1, "Prometheus /metrics HTTP port (-1 = off, 0 = pick a free port)")
     log_level: str = _opt(
-        "warning", "log level", choices=("debug", "info", "warning", "error", "critical")
+        "warning",
+        "log level: debug, info, warning, error or critical",
+        choices=("debug", "info", "warning", "error", "critical"),
     )
-    log_format: str = _opt("auto", "log format", choices=("auto", "json", "text"))
+    log_format: str = _opt(
+        "auto",
+        "log format: json (one object per line), text, or auto (text on a terminal, else json)",
+        choices=("auto", "json", "text"),
+    )
     # Security and limits (docs/security.md).
     auth_secret: str = _opt(
         "",

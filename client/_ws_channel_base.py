@@ -207,16 +207,22 @@ class MultiplexedChannel(grpc.aio.Channel):
             await self._state_changed.wait()
 
     async def channel_ready(self) -> None:
-        """Connects, retrying with backoff (0.1 s doubling to 5 s) until it succeeds;
-        bound it with asyncio.timeout() as with grpc."""
+        """Connects, retrying with backoff (0.1 s doubling to 5 s) while the server cannot
+        be reached (each failure logged at DEBUG); bound it with asyncio.timeout() as
+        with grpc. Raises grpc.aio.UsageError once the channel is closed, and any other
+        error of opening the connection (a fault, not an unreachable server) as is."""
         delay = 0.1
         while True:
             try:
                 await self._get_connection()
                 return
-            except grpc.aio.UsageError:
-                raise
-            except Exception:
+            except self._connect_failures as exc:
+                _LOG.debug(
+                    "connecting to %s failed: %r; retrying in %.1f s",
+                    self.authority_url,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -286,4 +292,3 @@ class MultiplexedChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> StreamStreamMultiCallable[Any, Any]:
         return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
-

@@ -131,3 +131,73 @@ async def test_close_cancels_a_background_connect_quietly(
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+async def test_channel_ready_raises_a_fault_instead_of_retrying_it_forever() -> None:
+    channel = _BrokenTransportChannel("ws://127.0.0.1:1")
+    try:
+        with pytest.raises(RuntimeError, match="bug while opening"):
+            await asyncio.wait_for(channel.channel_ready(), 20)
+        # A wait_for_ready call on it ends (UNAVAILABLE, naming the fault) instead of hanging.
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stub.GetServerInfo(sync_pb2.GetServerInfoRequest(), wait_for_ready=True)
+        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "bug while opening" in (failed.value.details() or "")
+    finally:
+        await channel.close()
+
+
+async def test_channel_ready_keeps_retrying_an_unreachable_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=CHANNEL_LOGGER)
+    channel = WebSocketChannel(f"ws://127.0.0.1:{_closed_port()}")
+    ready = asyncio.create_task(channel.channel_ready())
+    try:
+        await wait_until(lambda: len(caplog.records) >= 2, "two failed attempts logged", 20)
+        assert not ready.done()
+        assert all(r.levelno == logging.DEBUG for r in caplog.records)
+    finally:
+        ready.cancel()
+        await channel.close()
+
+
+class _FaultyTransport:
+    """A transport with bugs: receiving raises, and so does closing."""
+
+    async def recv(self) -> bytes | str:
+        raise RuntimeError("bug while receiving")
+
+    async def send(self, message: bytes) -> None:
+        pass
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        raise RuntimeError("bug while closing")
+
+
+class _FaultyTransportChannel(WebSocketChannel):
+    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
+        return _FaultyTransport(), None
+
+
+async def test_a_failing_close_after_a_reader_fault_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wire.connection")
+    channel = _FaultyTransportChannel("ws://127.0.0.1:1")
+    try:
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stub.GetServerInfo(sync_pb2.GetServerInfoRequest(), timeout=20)
+        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "bug while receiving" in (failed.value.details() or "")
+        await wait_until(
+            lambda: any(r.levelno == logging.WARNING for r in caplog.records), "logged", 20
+        )
+        [reader, closing] = [r for r in caplog.records if r.name == "wire.connection"]
+        assert reader.levelno == logging.ERROR and reader.exc_info is not None
+        assert closing.levelno == logging.WARNING and closing.exc_info is not None
+        assert "bug while closing" in str(closing.exc_info[1])
+    finally:
+        await channel.close()

@@ -94,8 +94,10 @@ class ConnectionDriver(Generic[MultiplexerT]):
         except Exception as exc:  # a broken transport or driver must still end the calls
             _LOG.exception("WebSocket connection reader failed")
             self._lost(f"connection failed: {exc!r}")
-            with contextlib.suppress(Exception):
+            try:
                 await self._transport.close(CLOSE_INTERNAL_ERROR, "internal error")
+            except Exception:  # the transport is broken already: note it, end the calls
+                _LOG.warning("closing the failed WebSocket connection failed", exc_info=True)
         finally:
             self._lost("connection lost")
             writer.cancel()

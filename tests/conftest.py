@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def repo_root() -> Path:
     """The checkout's top directory, so tests find proto/ and pyproject.toml from any cwd."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The browser test page (tests/browser_harness.py), built once per module and served
+    from a loopback HTTP origin."""
+    from tests.browser_harness import build_page, require_browser, serve_directory
+
+    require_browser()
+    directory = tmp_path_factory.mktemp("page")
+    build_page(directory)
+    with serve_directory(directory) as origin:
+        yield origin

@@ -11,34 +11,18 @@ over the browser's native WebSocket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc.aio
 import pytest
 
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
-from tests.browser_harness import (
-    build_page,
-    chromium,
-    open_test_page,
-    require_browser,
-    serve_directory,
-)
+from tests.browser_harness import chromium, open_test_page, require_browser
 from tests.interop.server import interop_servers
 from tests.process_harness import start_server_process
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require_browser()
-    directory: Path = tmp_path_factory.mktemp("page")
-    build_page(directory)
-    with serve_directory(directory) as origin:
-        yield origin
 
 
 async def _read_until(call: Any, kind: str) -> sync_pb2.SyncResponse:

@@ -24,8 +24,7 @@ import asyncio
 import functools
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,7 +35,7 @@ from playwright.async_api import Browser, BrowserContext, Page
 from client import ClientConfig, DeltaEvent, SyncClient
 from client.backoff import Backoff
 from tests.broker_testing import eventually
-from tests.browser_harness import build_page, chromium, require_browser, serve_directory
+from tests.browser_harness import chromium, require_browser
 from tests.process_harness import start_server_process
 from tests.redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
 from tests.tcp_proxy import TcpProxy
@@ -47,15 +46,6 @@ PER_TAB = 100
 """Edits each of the two tabs queues: enough that their flushes would overlap."""
 
 FAST = ClientConfig(backoff=Backoff(base=0.05, cap=0.5))
-
-
-@pytest.fixture(scope="module")
-def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require_browser()
-    directory: Path = tmp_path_factory.mktemp("sync-page")
-    build_page(directory)
-    with serve_directory(directory) as origin:
-        yield origin
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -92,6 +82,13 @@ async def outbox_size(page: Page) -> int:
     return size
 
 
+async def proxy_to(ws_url: str) -> tuple[TcpProxy, str]:
+    """A started TCP proxy to the server at `ws_url`, and the ws:// URL that goes through it."""
+    proxy = TcpProxy("127.0.0.1", port_of(ws_url))
+    await proxy.start()
+    return proxy, f"ws://127.0.0.1:{proxy.port}"
+
+
 def port_of(url: str) -> int:
     port = urlparse(url).port
     assert port is not None
@@ -125,9 +122,7 @@ async def test_cut_page_keeps_50_edits_across_a_reload_and_each_arrives_once_in_
 ) -> None:
     collection = "cut-doc"
     server = await start_server_process("--allowed-origins", page_origin)
-    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
-    await proxy.start()
-    proxied = f"ws://127.0.0.1:{proxy.port}"
+    proxy, proxied = await proxy_to(server.ws_url)
     cut_context, other_context = await browser.new_context(), await browser.new_context()
     try:
         async with SyncClient(server.ws_url, FAST) as python:
@@ -185,9 +180,7 @@ async def test_two_tabs_with_queued_edits_come_back_together_each_edit_once(
 ) -> None:
     collection = "tabs-doc"
     server = await start_server_process("--allowed-origins", page_origin)
-    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
-    await proxy.start()
-    proxied = f"ws://127.0.0.1:{proxy.port}"
+    proxy, proxied = await proxy_to(server.ws_url)
     context = await browser.new_context()  # one origin, one IndexedDB: two tabs
     try:
         async with SyncClient(server.ws_url, FAST) as python:
@@ -248,9 +241,7 @@ async def test_server_killed_and_restarted_pages_reconnect_and_report_recovery(
     if broker == "redis":
         args += ["--broker", str(request.getfixturevalue("redis_url"))]
     server = await start_server_process(*args)
-    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
-    await proxy.start()
-    proxied = f"ws://127.0.0.1:{proxy.port}"
+    proxy, proxied = await proxy_to(server.ws_url)
     contexts = [await browser.new_context() for _ in range(2)]
     try:
         pages = [await open_page(context, page_origin) for context in contexts]
@@ -314,14 +305,13 @@ async def test_frozen_page_is_reported_gone_after_the_ping_interval_and_timeout(
         "--ws-ping-timeout",
         str(timeout),
     )
-    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
-    await proxy.start()
+    proxy, proxied = await proxy_to(server.ws_url)
     contexts = [await browser.new_context() for _ in range(2)]
     try:
         frozen = await open_page(contexts[0], page_origin)
         watcher = await open_page(contexts[1], page_origin)
         await start(watcher, server.ws_url, collection, "watcher")
-        frozen_peer = await start(frozen, f"ws://127.0.0.1:{proxy.port}", collection, "frozen")
+        frozen_peer = await start(frozen, proxied, collection, "frozen")
         await eventually(lambda: seen(watcher, "joined"), lambda joined: frozen_peer in joined)
         assert proxy.freeze() >= 1
         frozen_at = time.monotonic()
@@ -350,9 +340,7 @@ async def test_a_full_indexeddb_outbox_refuses_the_publish_and_keeps_the_rest(
     browser: Browser, page_origin: str
 ) -> None:
     server = await start_server_process("--allowed-origins", page_origin)
-    proxy = TcpProxy("127.0.0.1", port_of(server.ws_url))
-    await proxy.start()
-    proxied = f"ws://127.0.0.1:{proxy.port}"
+    proxy, proxied = await proxy_to(server.ws_url)
     context = await browser.new_context()
     try:
         page = await open_page(context, page_origin)

@@ -6,12 +6,12 @@
  * credentials as metadata, and a server restart.
  */
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createWebSocketTransport, SyncService } from "../src/node.js";
 import type { WebSocketTransport } from "../src/transport.js";
 import { TestService } from "./gen/src/proto/grpc/testing/test_pb.js";
+import { signToken } from "./helpers/token.js";
 import { scrapeMetric, startServer, waitFor, type RunningServer } from "./helpers/server.js";
 import { readUntil, RequestQueue, type SyncRequestInit } from "./helpers/sync.js";
 
@@ -183,11 +183,7 @@ describe("credentials", { timeout: 60_000 }, () => {
 
   after(() => server.stop());
 
-  function token(claims: Record<string, unknown>): string {
-    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
-    return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
-  }
+  const token = (claims: Record<string, unknown>) => signToken(secret, claims);
 
   test("a bearer token in the call's headers authenticates; none is refused", async () => {
     const transport = createWebSocketTransport({ baseUrl: server.wsUrl });

@@ -7,7 +7,6 @@
  * full outbox, and the backoff policy.
  */
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import {
@@ -23,6 +22,7 @@ import { create } from "@bufbuild/protobuf";
 import { DeltaSchema } from "../src/gen/syncwire/v1/types_pb.js";
 import { EventsOverflowError, Inbox } from "../src/sync/inbox.js";
 import { portOf, TcpProxy } from "./helpers/proxy.js";
+import { signToken } from "./helpers/token.js";
 import { startServer, waitFor, type RunningServer } from "./helpers/server.js";
 
 const webSocket = WebSocket as unknown as WebSocketConstructor;
@@ -242,11 +242,7 @@ describe("SyncClient token provider", { timeout: 60_000 }, () => {
 
   after(() => server.stop());
 
-  function token(claims: Record<string, unknown>): string {
-    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
-    return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
-  }
+  const token = (claims: Record<string, unknown>) => signToken(secret, claims);
 
   test("asked at connect; its token authorizes the stream and unary calls", async () => {
     let asked = 0;

@@ -392,6 +392,25 @@ def test_server_down_is_one_line_and_exit_3(repo_root: Path) -> None:
         assert result.out == ""
 
 
+def test_the_other_transports_port_says_to_check_the_port(
+    server: Server, repo_root: Path
+) -> None:
+    """grpc:// at the WebSocket port and ws:// at the gRPC port: one line naming the fix."""
+    ws_port = server.ws_url.rsplit(":", 1)[1]
+    grpc_at_ws = f"grpc://127.0.0.1:{ws_port}"
+    ws_at_grpc = f"ws://{server.grpc_address}"
+    results = run_all([["info", "-s", grpc_at_ws], ["info", "-s", ws_at_grpc]], repo_root)
+    for result, url, hint in zip(
+        results,
+        (grpc_at_ws, ws_at_grpc),
+        ("no plain gRPC server there: check the port", "no plain WebSocket server there"),
+        strict=True,
+    ):
+        assert result.code == 3, result.err
+        line = one_line_error(result)
+        assert line.startswith(f"syncwire: cannot connect to {url}: ") and hint in line, line
+
+
 # ---------------------------------------------------------- refusals, usage
 
 
@@ -516,11 +535,12 @@ def test_token_and_tls(repo_root: Path, tmp_path: Path, collection: str) -> None
         f"syncwire: {grpcs} refused the info: unauthenticated: token expired "
         "(give a fresh token with --token or SYNCWIRE_TOKEN)"
     )
-    for result in (plain, plain_ws):
+    for result, hint in (
+        (plain, "(no plain gRPC server there: check the port, or use grpcs:// or --tls)"),
+        (plain_ws, "(no plain WebSocket server there: check the port, or use wss:// or --tls)"),
+    ):
         assert result.code == 3
-        assert one_line_error(result).endswith(
-            "(if the server uses TLS: grpcs://, wss:// or --tls)"
-        ), result.err
+        assert one_line_error(result).endswith(hint), result.err
     for result, url in ((untrusted, grpcs), (untrusted_ws, secured.ws_url)):
         assert result.code == 3
         assert one_line_error(result).startswith(

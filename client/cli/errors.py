@@ -45,9 +45,17 @@ class UsageError(CliError):
 
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _TOKEN_OPTION = "with --token or SYNCWIRE_TOKEN"
-# What a plain-text client reads when the server speaks TLS on that port: grpc core sees
-# the socket closed, websockets no HTTP response.
-_PLAINTEXT_TO_TLS = re.compile(r"socket closed|did not receive a valid HTTP response", re.I)
+# What a plain-text client reads when something else listens on that port (the other
+# transport's port, or the server speaks TLS): grpc core sees the socket closed,
+# websockets no HTTP response.
+_NOT_PLAIN = re.compile(r"socket closed|did not receive a valid HTTP response", re.I)
+
+
+def _not_plain_hint(where: str) -> str:
+    """What to check when `where` (a grpc:// or ws:// URL) is no plain-text server."""
+    if where.startswith("grpc://"):
+        return " (no plain gRPC server there: check the port, or use grpcs:// or --tls)"
+    return " (no plain WebSocket server there: check the port, or use wss:// or --tls)"
 
 
 def _auth_hint(code: grpc.StatusCode, details: str) -> str:
@@ -118,8 +126,8 @@ def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> Cl
         if reason is not None:
             if reason == "TLS handshake failed":
                 reason = _tls_reason(details)
-            elif where.startswith(("grpc://", "ws://")) and _PLAINTEXT_TO_TLS.search(details):
-                reason += " (if the server uses TLS: grpcs://, wss:// or --tls)"
+            elif where.startswith(("grpc://", "ws://")) and _NOT_PLAIN.search(details):
+                reason += _not_plain_hint(where)
             return CliError(f"cannot connect to {where}: {reason}", ExitCode.UNAVAILABLE)
         return CliError(f"{where} is unavailable: {details}", ExitCode.UNAVAILABLE)
     hint = _auth_hint(code, details)

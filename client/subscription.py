@@ -48,6 +48,7 @@ class Subscription:
         self._recovery = Recovery.NONE
         self._server_offset = 0
         self._oldest_offset = 0
+        self._initial_data = b""
         self._active = False
         self._link: SyncLink | None = None
         self.paused = False
@@ -90,6 +91,12 @@ class Subscription:
     def oldest_offset(self) -> int:
         """Oldest offset the server still had in history when it last answered."""
         return self._oldest_offset
+
+    @property
+    def initial_data(self) -> bytes:
+        """What the application's subscribe hook gave this client at the latest (re)join
+        (`Subscribed.initial_data`); b"" when nothing."""
+        return self._initial_data
 
     @property
     def active(self) -> bool:
@@ -156,6 +163,7 @@ class Subscription:
         self._server_offset = subscribed.offset
         self._oldest_offset = subscribed.oldest_offset
         if solicited:
+            self._initial_data = subscribed.initial_data
             self._active = True
             self.paused = False
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from .admin_service import AdminServicer, admin_registration
+from .admin_service import ADMIN_SERVICE_NAME, AdminServicer, admin_registration
 from .app_services import ServiceRegistration, load_registrations
 from .broker import BrokerError
 from .config import ConfigError, ServerConfig
@@ -83,6 +83,7 @@ class SyncwireServer:
         known = set(self.ws_server.service_names())
         for register in app_services:
             register(self.ws_server)
+        known.add(ADMIN_SERVICE_NAME)  # served, but not one of the application's
         self.app_service_names = [
             name for name in self.ws_server.service_names() if name not in known
         ]

@@ -115,6 +115,14 @@ class ConnectResult:
     user_info: types_pb2.UserInfo | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    """What `on_subscribe` may give an accepted subscriber: `initial_data` reaches the
+    client in `Subscribed.initial_data` (opaque bytes, at most `max_snapshot_bytes`)."""
+
+    initial_data: bytes = b""
+
+
 class Hooks:
     """The application's hooks; every method is optional (the defaults accept) and may
     raise `HookRefusal`. Methods are coroutines run on the server's event loop: keep
@@ -124,8 +132,9 @@ class Hooks:
         """A sync session opens (after authentication, before the Welcome is used)."""
         return None
 
-    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
-        """`caller` subscribes to `collection_id` (after the token's permissions)."""
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> SubscribeResult | None:
+        """`caller` subscribes to `collection_id` (after the token's permissions);
+        accept (None, or a `SubscribeResult` with initial data) or raise `HookRefusal`."""
         return None
 
     async def on_publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta | None:
@@ -149,8 +158,6 @@ class Hooks:
         overrides it (the defaults are skipped and cost nothing)."""
         method = f"on_{name}"
         return getattr(type(self), method, None) is not getattr(Hooks, method)
-
-
 
 
 def load_hooks(spec: str) -> Hooks | None:
@@ -182,15 +189,14 @@ class HookRunner:
     def __init__(self, hooks: Hooks | None, config: ServerConfig, metrics: ServerMetrics) -> None:
         self.hooks = hooks
         self.fail_open = config.hook_failure_policy == "open"
+        self.max_initial_data = config.max_snapshot_bytes
         self.timeouts: dict[HookName, float] = {
             "connect": config.hook_connect_timeout,
             "subscribe": config.hook_subscribe_timeout,
             "publish": config.hook_publish_timeout,
             "presence": config.hook_presence_timeout,
         }
-        self.enabled = {
-            name: hooks is not None and hooks.implements(name) for name in HOOK_NAMES
-        }
+        self.enabled = {name: hooks is not None and hooks.implements(name) for name in HOOK_NAMES}
         self._latency = metrics.hook_latency
         self._observers: set[asyncio.Task[None]] = set()
 
@@ -209,13 +215,22 @@ class HookRunner:
         result = await self._run("connect", self.hooks.on_connect(caller), "")
         return result.user_info if isinstance(result, ConnectResult) else None
 
-    async def subscribe(self, caller: Caller, collection_id: str) -> None:
-        """Runs `on_subscribe`. Raises RequestError (with `collection_id`)."""
-        if self.enabled["subscribe"]:
-            assert self.hooks is not None
-            await self._run(
-                "subscribe", self.hooks.on_subscribe(caller, collection_id), collection_id
-            )
+    async def subscribe(self, caller: Caller, collection_id: str) -> bytes:
+        """Runs `on_subscribe`; the initial data it gave (b"" for none). Raises
+        RequestError (with `collection_id`)."""
+        if not self.enabled["subscribe"]:
+            return b""
+        assert self.hooks is not None
+        result = await self._run(
+            "subscribe", self.hooks.on_subscribe(caller, collection_id), collection_id
+        )
+        if not isinstance(result, SubscribeResult):
+            return b""
+        if len(result.initial_data) > self.max_initial_data:
+            message = f"subscribe hook: initial data over {self.max_initial_data} bytes"
+            self._failed("subscribe", HOOK_FAILED, message, collection_id)
+            return b""
+        return result.initial_data
 
     async def publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta:
         """Runs `on_publish`; the delta to publish (`delta` itself, changed in place when

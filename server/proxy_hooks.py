@@ -21,7 +21,16 @@ from syncwire.v1 import proxy_pb2, proxy_pb2_grpc, types_pb2
 from wire.status import number_to_code
 
 from .config import ConfigError, ServerConfig
-from .hooks import HOOK_NAMES, Caller, ConnectResult, HookName, HookRefusal, Hooks, load_hooks
+from .hooks import (
+    HOOK_NAMES,
+    Caller,
+    ConnectResult,
+    HookName,
+    HookRefusal,
+    Hooks,
+    SubscribeResult,
+    load_hooks,
+)
 
 SCHEMES: Final = ("grpc", "grpcs")
 
@@ -109,12 +118,13 @@ class ProxyHooks(Hooks):
             _raise_refusal(answer.refusal)
         return ConnectResult(answer.user_info if answer.HasField("user_info") else None)
 
-    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> SubscribeResult | None:
         answer = await self.stub.OnSubscribe(
             proxy_pb2.OnSubscribeRequest(caller=hook_caller(caller), collection_id=collection_id)
         )
         if answer.HasField("refusal"):
             _raise_refusal(answer.refusal)
+        return SubscribeResult(answer.initial_data) if answer.initial_data else None
 
     async def on_publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta | None:
         answer = await self.stub.OnPublish(

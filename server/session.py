@@ -260,8 +260,9 @@ class Session:
                 "unsubscribe from one first",
                 collection_id=collection_id,
             )
+        initial_data = b""
         if self.core.hooks.enabled["subscribe"]:
-            await self.core.hooks.subscribe(self.caller(), collection_id)
+            initial_data = await self.core.hooks.subscribe(self.caller(), collection_id)
             if collection_id in self._subscriptions:  # subscribed meanwhile
                 raise _already_subscribed(collection_id)
         replay = self.queue.catch_up()
@@ -303,6 +304,7 @@ class Session:
                     replayed=len(history.events),
                     oldest_offset=history.oldest_offset,
                     snapshot_offset=0 if snapshot is None else snapshot.offset,
+                    initial_data=initial_data,
                 )
             ),
         )

@@ -4,7 +4,7 @@
 `proxy ready 127.0.0.1:PORT`. It answers like `tests.test_hooks.AppHooks`: refuses
 deltas containing b"refuse-me" (INVALID_ARGUMENT, "bad_delta"), replaces those
 containing b"replace-me", never answers for b"stall-me" (timeouts), refuses subscribes
-to "secret" ("no_secrets") and connects of user "mallory" ("banned"), and attaches user
+to "secret" ("no_secrets"; others get initial data b"hello <user>") and connects of user "mallory" ("banned"), and attaches user
 info whose display name is the token's `team` claim (or "Ann"), so tests can see that
 claims arrived.
 """
@@ -53,7 +53,8 @@ class TestProxy(proxy_pb2_grpc.ProxyServiceServicer):
                 message="not for you",
             )
             return proxy_pb2.OnSubscribeResponse(refusal=refusal)
-        return proxy_pb2.OnSubscribeResponse()
+        initial_data = b"hello " + request.caller.user_id.encode()
+        return proxy_pb2.OnSubscribeResponse(initial_data=initial_data)
 
     async def OnPublish(
         self, request: proxy_pb2.OnPublishRequest, context: object

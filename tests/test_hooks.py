@@ -22,8 +22,9 @@ from typing import Any
 import grpc
 import pytest
 
+from client import ClientConfig, RequestFailed, SyncClient
 from server.app import SyncwireServer
-from server.hooks import Caller, ConnectResult, HookRefusal, Hooks
+from server.hooks import Caller, ConnectResult, HookRefusal, Hooks, SubscribeResult
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_ws_client import LegacyClient
 
@@ -43,7 +44,8 @@ REPLACED = b"replaced by the application"
 
 class AppHooks(Hooks):
     """Refuses deltas containing REFUSE (INVALID_ARGUMENT, "bad_delta"), replaces those
-    containing REPLACE, refuses subscribes to "secret" and connects of user "mallory";
+    containing REPLACE, refuses subscribes to "secret" (others get initial data
+    b"hello <user>") and connects of user "mallory";
     attaches user info (display name: the token's `team` claim, else "Ann"); records
     every call and presence change. `tests.proxy_app` answers the same way."""
 
@@ -60,10 +62,11 @@ class AppHooks(Hooks):
             types_pb2.UserInfo(user_id=caller.user_id or "anon", display_name=name)
         )
 
-    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> SubscribeResult | None:
         self.callers.append(("subscribe", caller))
         if collection_id == "secret":
             raise HookRefusal("not for you", reason_code="no_secrets")
+        return SubscribeResult(b"hello " + caller.user_id.encode())
 
     async def on_publish(self, caller: Caller, delta: types_pb2.Delta) -> types_pb2.Delta | None:
         self.callers.append(("publish", caller))
@@ -88,7 +91,7 @@ class StuckHooks(Hooks):
         await asyncio.Event().wait()
         return None
 
-    async def on_subscribe(self, caller: Caller, collection_id: str) -> None:
+    async def on_subscribe(self, caller: Caller, collection_id: str) -> SubscribeResult | None:
         raise RuntimeError("the application's database is down")
 
 
@@ -270,7 +273,8 @@ async def test_connect_hook_sees_claims_and_refuses_on_every_transport(
         ann = make_token(sub="ann", team="blue")
         async with stream_on(server, "ws", metadata=bearer(ann)) as stream:
             await stream.welcome()
-            await stream.subscribe(ROOM, join_presence=True)
+            subscribed = await stream.subscribe(ROOM, join_presence=True)
+            assert subscribed.initial_data == b"hello ann"  # on_subscribe's initial data
             await stream.publish(ROOM, b"hi")
             async with open_channel(server, "grpc") as channel:
                 present = await sync_pb2_grpc.SyncServiceStub(channel).GetPresence(
@@ -354,3 +358,18 @@ async def test_a_stalled_or_unreachable_proxy_follows_the_failure_policy(
             else:
                 await stream.welcome()
                 assert (await stream.publish("elsewhere", b"x")).offset == 1
+
+
+async def test_the_sync_client_shows_the_subscribe_hooks_initial_data(
+    broker_kind: pytest.FixtureRequest, app: tuple[AppHooks | None, dict[str, Any]]
+) -> None:
+    hooks, options = app
+    async with hooked_server(broker_kind, hooks, **options) as server:
+        config = ClientConfig(outbox_path=None)
+        async with SyncClient([server.ws_url], config) as client:
+            await client.connect()
+            subscription = await client.subscribe(ROOM)
+            assert subscription.initial_data == b"hello "
+            with pytest.raises(RequestFailed) as refused_subscribe:
+                await client.subscribe("secret")
+            assert refused_subscribe.value.reason_code == "no_secrets"

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from syncwire.v1 import types_pb2 as syncwire_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/proxy.proto\x12\x0bsyncwire.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17syncwire/v1/types.proto\"\x80\x01\n\nHookCaller\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x11\n\ttransport\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\'\n\x06\x63laims\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"A\n\x0bHookRefusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\";\n\x10OnConnectRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\"h\n\x11OnConnectResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\x12(\n\tuser_info\x18\x02 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\"T\n\x12OnSubscribeRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12\x15\n\rcollection_id\x18\x02 \x01(\t\"@\n\x13OnSubscribeResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\"^\n\x10OnPublishRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x12.syncwire.v1.Delta\"a\n\x11OnPublishResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x12.syncwire.v1.Delta\"e\n\x11OnPresenceRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12\'\n\x08presence\x18\x02 \x01(\x0b\x32\x15.syncwire.v1.Presence\"\x14\n\x12OnPresenceResponse2\xc7\x02\n\x0cProxyService\x12J\n\tOnConnect\x12\x1d.syncwire.v1.OnConnectRequest\x1a\x1e.syncwire.v1.OnConnectResponse\x12P\n\x0bOnSubscribe\x12\x1f.syncwire.v1.OnSubscribeRequest\x1a .syncwire.v1.OnSubscribeResponse\x12J\n\tOnPublish\x12\x1d.syncwire.v1.OnPublishRequest\x1a\x1e.syncwire.v1.OnPublishResponse\x12M\n\nOnPresence\x12\x1e.syncwire.v1.OnPresenceRequest\x1a\x1f.syncwire.v1.OnPresenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/proxy.proto\x12\x0bsyncwire.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17syncwire/v1/types.proto\"\x80\x01\n\nHookCaller\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x11\n\ttransport\x18\x02 \x01(\t\x12\x14\n\x0cpeer_address\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\'\n\x06\x63laims\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"A\n\x0bHookRefusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\";\n\x10OnConnectRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\"h\n\x11OnConnectResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\x12(\n\tuser_info\x18\x02 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\"T\n\x12OnSubscribeRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12\x15\n\rcollection_id\x18\x02 \x01(\t\"V\n\x13OnSubscribeResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\x12\x14\n\x0cinitial_data\x18\x02 \x01(\x0c\"^\n\x10OnPublishRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x12.syncwire.v1.Delta\"a\n\x11OnPublishResponse\x12)\n\x07refusal\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.HookRefusal\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x12.syncwire.v1.Delta\"e\n\x11OnPresenceRequest\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.syncwire.v1.HookCaller\x12\'\n\x08presence\x18\x02 \x01(\x0b\x32\x15.syncwire.v1.Presence\"\x14\n\x12OnPresenceResponse2\xc7\x02\n\x0cProxyService\x12J\n\tOnConnect\x12\x1d.syncwire.v1.OnConnectRequest\x1a\x1e.syncwire.v1.OnConnectResponse\x12P\n\x0bOnSubscribe\x12\x1f.syncwire.v1.OnSubscribeRequest\x1a .syncwire.v1.OnSubscribeResponse\x12J\n\tOnPublish\x12\x1d.syncwire.v1.OnPublishRequest\x1a\x1e.syncwire.v1.OnPublishResponse\x12M\n\nOnPresence\x12\x1e.syncwire.v1.OnPresenceRequest\x1a\x1f.syncwire.v1.OnPresenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,15 +44,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ONSUBSCRIBEREQUEST']._serialized_start=460
   _globals['_ONSUBSCRIBEREQUEST']._serialized_end=544
   _globals['_ONSUBSCRIBERESPONSE']._serialized_start=546
-  _globals['_ONSUBSCRIBERESPONSE']._serialized_end=610
-  _globals['_ONPUBLISHREQUEST']._serialized_start=612
-  _globals['_ONPUBLISHREQUEST']._serialized_end=706
-  _globals['_ONPUBLISHRESPONSE']._serialized_start=708
-  _globals['_ONPUBLISHRESPONSE']._serialized_end=805
-  _globals['_ONPRESENCEREQUEST']._serialized_start=807
-  _globals['_ONPRESENCEREQUEST']._serialized_end=908
-  _globals['_ONPRESENCERESPONSE']._serialized_start=910
-  _globals['_ONPRESENCERESPONSE']._serialized_end=930
-  _globals['_PROXYSERVICE']._serialized_start=933
-  _globals['_PROXYSERVICE']._serialized_end=1260
+  _globals['_ONSUBSCRIBERESPONSE']._serialized_end=632
+  _globals['_ONPUBLISHREQUEST']._serialized_start=634
+  _globals['_ONPUBLISHREQUEST']._serialized_end=728
+  _globals['_ONPUBLISHRESPONSE']._serialized_start=730
+  _globals['_ONPUBLISHRESPONSE']._serialized_end=827
+  _globals['_ONPRESENCEREQUEST']._serialized_start=829
+  _globals['_ONPRESENCEREQUEST']._serialized_end=930
+  _globals['_ONPRESENCERESPONSE']._serialized_start=932
+  _globals['_ONPRESENCERESPONSE']._serialized_end=952
+  _globals['_PROXYSERVICE']._serialized_start=955
+  _globals['_PROXYSERVICE']._serialized_end=1282
 # @@protoc_insertion_point(module_scope)

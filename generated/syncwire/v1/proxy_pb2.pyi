@@ -177,6 +177,9 @@ class OnSubscribeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REFUSAL_FIELD_NUMBER: _builtins.int
+    INITIAL_DATA_FIELD_NUMBER: _builtins.int
+    initial_data: _builtins.bytes
+    """When accepted: bytes the client receives in `Subscribed.initial_data`."""
     @_builtins.property
     def refusal(self) -> Global___HookRefusal:
         """Set to refuse the subscribe."""
@@ -185,10 +188,11 @@ class OnSubscribeResponse(_message.Message):
         self,
         *,
         refusal: Global___HookRefusal | None = ...,
+        initial_data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_data", b"initial_data", "refusal", b"refusal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

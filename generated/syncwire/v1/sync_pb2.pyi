@@ -482,6 +482,7 @@ class Subscribed(_message.Message):
     REPLAYED_FIELD_NUMBER: _builtins.int
     OLDEST_OFFSET_FIELD_NUMBER: _builtins.int
     SNAPSHOT_OFFSET_FIELD_NUMBER: _builtins.int
+    INITIAL_DATA_FIELD_NUMBER: _builtins.int
     collection_id: _builtins.str
     """Collection joined."""
     epoch: _builtins.str
@@ -498,6 +499,10 @@ class Subscribed(_message.Message):
     """With RECOVERY_STATUS_SNAPSHOT: the offset of the `Snapshot` that follows this
     message (the replayed deltas start after it); 0 otherwise.
     """
+    initial_data: _builtins.bytes
+    """What the application's subscribe hook returned for this client (for example the
+    user's own view of the collection); empty when it returned nothing.
+    """
     def __init__(
         self,
         *,
@@ -508,10 +513,11 @@ class Subscribed(_message.Message):
         replayed: _builtins.int = ...,
         oldest_offset: _builtins.int = ...,
         snapshot_offset: _builtins.int = ...,
+        initial_data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "epoch", b"epoch", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery", "replayed", b"replayed", "snapshot_offset", b"snapshot_offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "epoch", b"epoch", "initial_data", b"initial_data", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery", "replayed", b"replayed", "snapshot_offset", b"snapshot_offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

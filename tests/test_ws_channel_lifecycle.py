@@ -10,6 +10,7 @@ import socket
 
 import grpc
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from client.ws_channel import WebSocketChannel
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
@@ -197,6 +198,50 @@ async def test_a_failing_close_after_a_reader_fault_is_logged(
         )
         [reader, closing] = [r for r in caplog.records if r.name == "wire.connection"]
         assert reader.levelno == logging.ERROR and reader.exc_info is not None
+        assert closing.levelno == logging.WARNING and closing.exc_info is not None
+        assert "bug while closing" in str(closing.exc_info[1])
+    finally:
+        await channel.close()
+
+
+class _SilentTransport:
+    """A peer that never answers, whose transport fails to close."""
+
+    def __init__(self) -> None:
+        self._closed = asyncio.Event()
+
+    async def recv(self) -> bytes | str:
+        await self._closed.wait()
+        raise ConnectionClosed(None, None)
+
+    async def send(self, message: bytes) -> None:
+        pass
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self._closed.set()
+        raise RuntimeError("bug while closing")
+
+
+class _SilentPeerChannel(WebSocketChannel):
+    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
+        return _SilentTransport(), None
+
+
+async def test_a_failing_close_after_a_keepalive_timeout_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wire.connection")
+    channel = _SilentPeerChannel(
+        "ws://127.0.0.1:1", app_ping=True, ping_interval=0.05, ping_timeout=0.05
+    )
+    try:
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stub.GetServerInfo(sync_pb2.GetServerInfoRequest(), timeout=20)
+        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "keepalive" in (failed.value.details() or "")
+        await wait_until(lambda: caplog.records != [], "logged", 20)
+        [closing] = caplog.records
         assert closing.levelno == logging.WARNING and closing.exc_info is not None
         assert "bug while closing" in str(closing.exc_info[1])
     finally:

@@ -243,7 +243,7 @@ class ConnectionDriver(Generic[MultiplexerT]):
         self._closing = self._loop.create_task(
             self._transport.close(CLOSE_INTERNAL_ERROR, KEEPALIVE_TIMEOUT)
         )
-        self._closing.add_done_callback(_ignore_result)
+        self._closing.add_done_callback(_log_failed_close)
 
     # Internals.
 
@@ -288,6 +288,11 @@ class ConnectionDriver(Generic[MultiplexerT]):
             await transport.send(batch)
 
 
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # a close that failed: the connection is gone either way
+def _log_failed_close(task: asyncio.Task[None]) -> None:
+    """Done callback of a background close: a failure is logged (WARNING, with its
+    traceback); the connection is gone either way."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        _LOG.warning("closing the dead WebSocket connection failed", exc_info=error)

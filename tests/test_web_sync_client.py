@@ -364,3 +364,47 @@ async def test_a_full_indexeddb_outbox_refuses_the_publish_and_keeps_the_rest(
         await server.terminate()
     assert errors[0].startswith("outbox_full: ")
     assert [ack["offset"] for ack in acks] == ["1", "2", "3"]
+
+
+async def test_online_and_visible_cut_a_backoff_wait_short_and_offline_is_only_a_hint(
+    browser: Browser, page_origin: str
+) -> None:
+    server = await start_server_process("--allowed-origins", page_origin)
+    proxy, proxied = await proxy_to(server.ws_url)
+    context = await browser.new_context()
+    try:
+        page = await open_page(context, page_origin)
+        await page.evaluate(
+            "(u) => window.syncClientTest.start(u, 'hints-doc', { slowBackoff: true })", proxied
+        )
+        # "offline" alone changes nothing: the socket still works.
+        await page.evaluate("() => window.dispatchEvent(new Event('offline'))")
+        await page.evaluate("() => window.syncClientTest.publish('hints-doc', ['while offline'])")
+        await eventually(lambda: seen(page, "acks"), lambda acks: len(acks) == 1)
+        for hint in (
+            "() => window.dispatchEvent(new Event('online'))",
+            "() => document.dispatchEvent(new Event('visibilitychange'))",
+        ):
+            await proxy.refuse()
+            await page.wait_for_function(
+                "() => window.syncClientTest.info().state === 'reconnecting'", timeout=30_000
+            )
+            await proxy.start()
+            # The next attempt is ~60 s away; the hint makes it now (bounded well below).
+            await page.evaluate(hint)
+            await page.wait_for_function(
+                "() => window.syncClientTest.info().state === 'connected'", timeout=20_000
+            )
+        states = await seen(page, "states")
+    finally:
+        await context.close()
+        await proxy.close()
+        await server.terminate()
+    assert states == [
+        "connecting",
+        "connected",
+        "reconnecting",
+        "connected",
+        "reconnecting",
+        "connected",
+    ]

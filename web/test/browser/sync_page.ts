@@ -21,12 +21,14 @@ interface StartOptions {
   /** Keep the outbox in IndexedDB (shared by the tabs of the browser context). */
   readonly persistent?: boolean;
   readonly outboxLimit?: number;
+  /** Every reconnect delay is ~60 s (to show that the browser's hints cut it short). */
+  readonly slowBackoff?: boolean;
 }
 
 async function start(url: string, collectionId: string, options: StartOptions = {}): Promise<string> {
   client = new SyncClient({
     url,
-    backoff: { baseMs: 50, capMs: 500 },
+    backoff: options.slowBackoff === true ? { baseMs: 60_000, capMs: 60_000, random: () => 0.999 } : { baseMs: 50, capMs: 500 },
     outbox: options.persistent === false ? undefined : indexedDbOutbox(url),
     outboxLimit: options.outboxLimit,
   });

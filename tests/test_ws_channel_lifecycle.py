@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
 
 import grpc
 import pytest
@@ -165,52 +166,16 @@ async def test_channel_ready_keeps_retrying_an_unreachable_server(
 
 
 class _FaultyTransport:
-    """A transport with bugs: receiving raises, and so does closing."""
+    """A transport whose close has a bug. Receiving has one too (``receive_fails``), or
+    waits, as for a peer that never answers, until the transport is closed."""
 
-    async def recv(self) -> bytes | str:
-        raise RuntimeError("bug while receiving")
-
-    async def send(self, message: bytes) -> None:
-        pass
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        raise RuntimeError("bug while closing")
-
-
-class _FaultyTransportChannel(WebSocketChannel):
-    async def _open_transport(self) -> tuple[MessageTransport, int | None]:
-        return _FaultyTransport(), None
-
-
-async def test_a_failing_close_after_a_reader_fault_is_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="wire.connection")
-    channel = _FaultyTransportChannel("ws://127.0.0.1:1")
-    try:
-        stub = sync_pb2_grpc.SyncServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await stub.GetServerInfo(sync_pb2.GetServerInfoRequest(), timeout=20)
-        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert "bug while receiving" in (failed.value.details() or "")
-        await wait_until(
-            lambda: any(r.levelno == logging.WARNING for r in caplog.records), "logged", 20
-        )
-        [reader, closing] = [r for r in caplog.records if r.name == "wire.connection"]
-        assert reader.levelno == logging.ERROR and reader.exc_info is not None
-        assert closing.levelno == logging.WARNING and closing.exc_info is not None
-        assert "bug while closing" in str(closing.exc_info[1])
-    finally:
-        await channel.close()
-
-
-class _SilentTransport:
-    """A peer that never answers, whose transport fails to close."""
-
-    def __init__(self) -> None:
+    def __init__(self, receive_fails: bool) -> None:
+        self._receive_fails = receive_fails
         self._closed = asyncio.Event()
 
     async def recv(self) -> bytes | str:
+        if self._receive_fails:
+            raise RuntimeError("bug while receiving")
         await self._closed.wait()
         raise ConnectionClosed(None, None)
 
@@ -222,27 +187,53 @@ class _SilentTransport:
         raise RuntimeError("bug while closing")
 
 
-class _SilentPeerChannel(WebSocketChannel):
+class _FaultyTransportChannel(WebSocketChannel):
+    def __init__(self, receive_fails: bool, **options: Any) -> None:
+        super().__init__("ws://127.0.0.1:1", **options)
+        self._receive_fails = receive_fails
+
     async def _open_transport(self) -> tuple[MessageTransport, int | None]:
-        return _SilentTransport(), None
+        return _FaultyTransport(self._receive_fails), None
 
 
-async def test_a_failing_close_after_a_keepalive_timeout_is_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def _failed_close_is_logged(
+    channel: WebSocketChannel, caplog: pytest.LogCaptureFixture, details: str
+) -> list[logging.LogRecord]:
+    """Makes a call that ends UNAVAILABLE (with ``details``) as the connection fails;
+    checks that the failing close was logged last (WARNING, with its traceback) and
+    returns the connection's log records."""
     caplog.set_level(logging.DEBUG, logger="wire.connection")
-    channel = _SilentPeerChannel(
-        "ws://127.0.0.1:1", app_ping=True, ping_interval=0.05, ping_timeout=0.05
-    )
     try:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await stub.GetServerInfo(sync_pb2.GetServerInfoRequest(), timeout=20)
         assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert "keepalive" in (failed.value.details() or "")
-        await wait_until(lambda: caplog.records != [], "logged", 20)
-        [closing] = caplog.records
-        assert closing.levelno == logging.WARNING and closing.exc_info is not None
-        assert "bug while closing" in str(closing.exc_info[1])
+        assert details in (failed.value.details() or "")
+        await wait_until(
+            lambda: any(r.levelno == logging.WARNING for r in caplog.records), "logged", 20
+        )
     finally:
         await channel.close()
+    records = [r for r in caplog.records if r.name == "wire.connection"]
+    closing = records[-1]
+    assert closing.levelno == logging.WARNING and closing.exc_info is not None
+    assert "bug while closing" in str(closing.exc_info[1])
+    return records
+
+
+async def test_a_failing_close_after_a_reader_fault_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = _FaultyTransportChannel(receive_fails=True)
+    [reader, _closing] = await _failed_close_is_logged(channel, caplog, "bug while receiving")
+    assert reader.levelno == logging.ERROR and reader.exc_info is not None
+
+
+async def test_a_failing_close_after_a_keepalive_timeout_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = _FaultyTransportChannel(
+        receive_fails=False, app_ping=True, ping_interval=0.05, ping_timeout=0.05
+    )
+    records = await _failed_close_is_logged(channel, caplog, "keepalive")
+    assert len(records) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -386,10 +387,33 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+
+
 def _parser_for(kind: type) -> Callable[[str], Any]:
+    """The argparse type of one option (argparse words its own errors)."""
     if kind is bool:
         return _parse_bool
     return kind
+
+
+# Parsers of an option's text from the environment or a TOML string: ValueError in words.
+_TEXT_PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+}
 
 
 def _field_type(f: dataclasses.Field[Any]) -> type:
@@ -402,7 +426,7 @@ def _coerce(name: str, kind: type, raw: object, source: str) -> Any:
         return ",".join(raw)  # a TOML array of strings, for list-valued options
     try:
         if isinstance(raw, str):
-            return _parser_for(kind)(raw)
+            return _TEXT_PARSERS.get(kind, kind)(raw)
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             return float(raw)
         if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
@@ -464,6 +488,8 @@ def _read_toml(path: Path, known: Mapping[str, dataclasses.Field[Any]]) -> dict[
     for key, raw in data.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise ConfigError(f"config file {path}: unknown option {key!r}")
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config file {path}: unknown option {key!r}{hint}")
         values[name] = _coerce(name, _field_type(known[name]), raw, str(path))
     return values

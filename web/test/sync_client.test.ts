@@ -147,6 +147,21 @@ describe("SyncClient against python -m server", { timeout: 60_000 }, () => {
     }
   });
 
+  test("the first connect() is bounded and the client keeps trying after it", async () => {
+    proxy.cut();
+    const page = clientFor(proxyUrl);
+    try {
+      await assert.rejects(page.connect({ timeoutMs: 300 }), { reasonCode: "server_unreachable" });
+      assert.equal(page.state, "connecting");
+      proxy.restore();
+      await page.waitForState("connected");
+      await page.connect(); // connected: resolves at once
+    } finally {
+      proxy.restore();
+      page.close();
+    }
+  });
+
   test("a full outbox is a clear error and queues nothing", async () => {
     const page = clientFor(proxyUrl, { outboxLimit: 2 });
     try {

@@ -71,6 +71,8 @@ export interface SyncClientOptions {
   readonly backoff?: BackoffOptions | undefined;
   /** Opening the socket and getting the Welcome (default 10 000). */
   readonly connectTimeoutMs?: number | undefined;
+  /** How long `connect()` waits for the first connection before rejecting (default 10 000; the client keeps trying). */
+  readonly firstConnectTimeoutMs?: number | undefined;
   /** Bound of each request's answer (subscribe, unary calls; default 10 000). */
   readonly requestTimeoutMs?: number | undefined;
   /** This client's replica id in the deltas it publishes (default: a random UUID). */
@@ -161,6 +163,8 @@ export class SyncClient {
   private readonly coordinator: OutboxCoordinator;
   private readonly waiters = new Map<string, Waiter>();
   private readonly connectTimeoutMs: number;
+  private readonly firstConnectTimeoutMs: number;
+  private readonly url: string;
   private readonly requestTimeoutMs: number;
   private readonly outboxLimit: number;
   private readonly maxInFlight: number;
@@ -189,6 +193,8 @@ export class SyncClient {
     this.inbox = new Inbox(options.eventBuffer ?? 10_000);
     this.replicaId = options.replicaId ?? crypto.randomUUID();
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.firstConnectTimeoutMs = options.firstConnectTimeoutMs ?? 10_000;
+    this.url = options.url;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.outboxLimit = options.outboxLimit ?? 10_000;
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 64);
@@ -204,11 +210,15 @@ export class SyncClient {
 
   /**
    * Starts connecting (again, from "offline") and resolves once "connected".
-   * @throws SyncError: the error that made the client go "offline" first (for example
-   *   TokenRefusedError); ClientClosedError when closed first. Bound the wait yourself
-   *   (an AbortSignal.timeout race) if the server may be away: the client keeps trying.
+   *
+   * Until the client's first connection succeeds the wait is bounded by `timeoutMs`
+   * (default `firstConnectTimeoutMs`, 10 000; `Infinity` waits as long as it takes): past
+   * it, rejects with SyncError UNAVAILABLE (reason "server_unreachable") and the client
+   * keeps trying in the background. After a first success it waits without a bound.
+   * @throws SyncError: that timeout, or the error that made the client go "offline" first
+   *   (for example TokenRefusedError); ClientClosedError when closed first.
    */
-  async connect(): Promise<void> {
+  async connect(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     this.checkOpen();
     if (!this.running) {
       this.running = true;
@@ -217,7 +227,18 @@ export class SyncClient {
     } else if (this.state === "offline") {
       this.reconnect();
     }
-    const state = await this.tracker.waitFor("connected", "offline");
+    const limit = options.timeoutMs ?? this.firstConnectTimeoutMs;
+    const waiting = this.tracker.waitFor("connected", "offline");
+    let state: ConnectionState;
+    if (this.everConnected || !Number.isFinite(limit)) {
+      state = await waiting;
+    } else {
+      const unreachable = new SyncError(Code.Unavailable, `no connection to ${this.url} within ${limit} ms`, "server_unreachable");
+      state = await this.withTimeout(waiting, limit, () => {
+        const last = this.tracker.lastChange?.error;
+        return last === undefined ? unreachable : new SyncError(Code.Unavailable, `${unreachable.message}: ${last.message}`, "server_unreachable");
+      });
+    }
     if (state === "connected") return;
     if (state === "offline") throw this.tracker.lastChange?.error ?? new SyncError(Code.Unavailable, "offline");
     throw new ClientClosedError();
@@ -227,7 +248,7 @@ export class SyncClient {
   reconnect(): void {
     this.checkOpen();
     if (!this.running) {
-      void this.connect().catch(() => undefined);
+      void this.connect({ timeoutMs: Infinity }).catch(() => undefined);
       return;
     }
     this.reconnectNow = true;
@@ -463,7 +484,9 @@ export class SyncClient {
       const replies = entries.map((entry) => {
         const delta = fromBinary(DeltaSchema, entry.delta);
         this.stats.publishesSent += 1;
-        return link.request({ case: "publish", value: { delta } });
+        const reply = link.request({ case: "publish", value: { delta } });
+        reply.catch(() => undefined); // read below, unless the link ends first
+        return reply;
       });
       for (const [index, reply] of replies.entries()) {
         const entry = entries[index]!;
@@ -605,18 +628,21 @@ export class SyncClient {
     if (this.closed) throw new ClientClosedError();
   }
 
-  private withTimeout<T>(promise: Promise<T>): Promise<T> {
-    const ms = this.requestTimeoutMs;
+  /** `promise`, or a rejection (DEADLINE_EXCEEDED "timeout" by default) once `ms` (default `requestTimeoutMs`) passed. */
+  private withTimeout<T>(promise: Promise<T>, ms = this.requestTimeoutMs, error?: () => SyncError): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new SyncError(Code.DeadlineExceeded, `no answer within ${ms} ms`, "timeout")), ms);
+      const timer = setTimeout(
+        () => reject(error?.() ?? new SyncError(Code.DeadlineExceeded, `no answer within ${ms} ms`, "timeout")),
+        ms,
+      );
       promise.then(
         (value) => {
           clearTimeout(timer);
           resolve(value);
         },
-        (error: unknown) => {
+        (failure: unknown) => {
           clearTimeout(timer);
-          reject(error);
+          reject(failure);
         },
       );
     });

@@ -14,13 +14,20 @@ Three kinds of entries share one FIFO, each bounded its own way:
 - **direct replies** are never refused; instead the session stops reading requests while
   `limit` replies or `limit_bytes` of them wait (`wait_for_reply_room`), so a client that
   sends requests and never reads is held back by its own transport's flow control.
+
+A transport may install a **write-now hook** (`write_now`): while nothing is queued and
+the consumer waits in `get`, a live event or reply is first offered to it, and what it
+takes (returns True) never enters the queue: a fan-out writes to idle sessions from the
+dispatch loop, with no task switch per session. The hook takes an event only when it can
+send it without waiting; anything else is queued as usual, and everything after it too
+until the consumer has drained the queue, so the order stays the queue's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -137,6 +144,7 @@ class EventQueue:
         "_reply_bytes",
         "_reply_room",
         "_waiter",
+        "write_now",
     )
 
     def __init__(self, limit: int, limit_bytes: int) -> None:
@@ -153,6 +161,8 @@ class EventQueue:
         self._waiter: asyncio.Future[None] | None = None
         self._end: SessionEnd | None = None
         self._abandoned: asyncio.Future[SessionEnd] | None = None
+        self.write_now: Callable[[sync_pb2.SyncResponse], bool] | None = None
+        """Sends an event at once if it can go without waiting (see the module docstring)."""
 
     def __len__(self) -> int:
         """Messages waiting: live events, replies and the rest of every replay."""
@@ -189,11 +199,25 @@ class EventQueue:
         self._live_bytes += size
         return size
 
+    def _written_now(self, event: sync_pb2.SyncResponse) -> bool:
+        """Offers `event` to `write_now` when the consumer waits on an empty queue."""
+        write_now = self.write_now
+        if write_now is None or self._items or self._end is not None:
+            return False
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and write_now(event)
+
     def put(self, event: sync_pb2.SyncResponse) -> bool:
-        """Queues a live event; False when the live bound is full (nothing is queued)."""
-        # The fan-out hot path: `_admit_live` inlined.
+        """Queues a live event (or sends it at once, see `write_now`); False when the live
+        bound is full (nothing is queued)."""
+        # The fan-out hot path: `_written_now` and `_admit_live` inlined.
         if self._end is not None:
             return True
+        write_now = self.write_now
+        if write_now is not None and not self._items:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done() and write_now(event):
+                return True
         size = _last_size.of(event)
         live = self._live
         if live >= self._limit or (live and self._live_bytes + size > self._limit_bytes):
@@ -254,8 +278,9 @@ class EventQueue:
     # --------------------------------------------------------------- replies
 
     def put_reply(self, event: sync_pb2.SyncResponse) -> None:
-        """Queues a direct reply (never refused; see `wait_for_reply_room`)."""
-        if self._end is not None:
+        """Queues a direct reply (never refused; see `wait_for_reply_room`), or sends it
+        at once (see `write_now`)."""
+        if self._end is not None or self._written_now(event):
             return
         size = event.ByteSize()
         self._replies += 1

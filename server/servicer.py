@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf.message import Message
@@ -63,6 +63,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         metrics = self.core.metrics
         sent = metrics.messages_out.labels(session.transport)
         deltas = 0
+        try_write = getattr(context, "try_write", None)  # WebSocket calls offer it
+        if try_write is not None:
+            session.queue.write_now = _write_now(try_write, sent.inc, metrics.observe_delivery)
         try:
             yield session.welcome()
             while True:
@@ -81,6 +84,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     if deltas % LATENCY_SAMPLE_EVERY == 0:
                         metrics.observe_delivery(event.delta.server_time.ToNanoseconds())
         finally:
+            session.queue.write_now = None
             await cancel_and_wait(reader, log, "sync stream request reader")
             await session.close()
 
@@ -182,3 +186,27 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         return sync_pb2.GetServerInfoResponse(
             server_info=self.core.server_info(), timestamp=now_timestamp()
         )
+
+
+def _write_now(
+    try_write: Callable[[sync_pb2.SyncResponse], bool],
+    count: Callable[[], None],
+    observe: Callable[[int], None],
+) -> Callable[[sync_pb2.SyncResponse], bool]:
+    """The session queue's write-now hook for a call that can write without waiting
+    (`EventQueue.write_now`): sends through `try_write` and counts what went out as the
+    stream loop does (`count` per message, `observe` a sampled delta's server time)."""
+    deltas = 0
+
+    def write_now(event: sync_pb2.SyncResponse) -> bool:
+        nonlocal deltas
+        if not try_write(event):
+            return False
+        count()
+        if event.HasField("delta"):
+            deltas += 1
+            if deltas % LATENCY_SAMPLE_EVERY == 0:
+                observe(event.delta.server_time.ToNanoseconds())
+        return True
+
+    return write_now

@@ -268,8 +268,11 @@ class Session:
         replay = self.queue.catch_up()
         self._subscriptions[collection_id] = _Subscription(collection_id, replay)
 
+        queue = self.queue
+
         def hold(event: sync_pb2.SyncResponse) -> None:
-            if not self.queue.hold(replay, event):
+            live = replay.done and not replay.cancelled  # queue.hold's common case
+            if not (queue.put(event) if live else queue.hold(replay, event)):
                 self._slow_consumer()
 
         sink = LiveJoin(hold)

@@ -28,8 +28,15 @@ class FrameDecodeError:
     call_id: int | None = None
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def encode_varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative integer."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -78,20 +85,45 @@ def encode_record(frame: frame_pb2.Frame) -> bytes:
 
 
 def encode_message_record(call_id: int, payload: bytes) -> bytes:
-    """A CallMessage record built directly from the payload (the hot path: no extra copy
-    of the payload into a Frame object); byte-identical to ``encode_record``."""
-    parts: list[bytes] = []
+    """A CallMessage record built directly from the payload (the hot path: no Frame
+    object, one join); byte-identical to ``encode_record``."""
     if payload:
-        parts += (_PAYLOAD_TAG, encode_varint(len(payload)), payload)
-    inner_len = sum(map(len, parts))
-    head = b"".join(
-        (
-            _CALL_ID_TAG + encode_varint(call_id) if call_id else b"",
-            _MESSAGE_TAG,
-            encode_varint(inner_len),
-        )
-    )
-    return b"".join((_RECORD_TAG, encode_varint(len(head) + inner_len), head, *parts))
+        size = encode_varint(len(payload))
+        inner_len = 1 + len(size) + len(payload)
+        message = b"".join((_MESSAGE_TAG, encode_varint(inner_len), _PAYLOAD_TAG, size))
+    else:
+        inner_len = 0
+        message = _MESSAGE_TAG + b"\x00"
+    head = _CALL_ID_TAG + encode_varint(call_id) if call_id else b""
+    body_len = len(head) + len(message) + (inner_len and len(payload))
+    return b"".join((_RECORD_TAG, encode_varint(body_len), head, message, payload))
+
+
+class MessageRecordCache:
+    """``encode_message_record`` once per (payload object, call id): a broadcast hands
+    the same payload bytes to many calls, and most subscribers' streams have the same
+    call id, so most of them share one record. Holds at most ``size`` records of at
+    most ``max_payload_bytes`` each (larger payloads are encoded afresh)."""
+
+    __slots__ = ("_records", "max_payload_bytes", "size")
+
+    def __init__(self, size: int = 256, max_payload_bytes: int = 16 * 1024) -> None:
+        self.size = size
+        self.max_payload_bytes = max_payload_bytes
+        self._records: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+    def record(self, call_id: int, payload: bytes) -> bytes:
+        """``encode_message_record(call_id, payload)``, reused for the same object."""
+        key = (id(payload), call_id)
+        cached = self._records.get(key)
+        if cached is not None and cached[0] is payload:
+            return cached[1]
+        record = encode_message_record(call_id, payload)
+        if len(payload) <= self.max_payload_bytes:
+            if len(self._records) >= self.size:
+                self._records.clear()
+            self._records[key] = (payload, record)
+        return record
 
 
 def recover_call_id(body: bytes) -> int | None:

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from wire.events import Event, FrameDiscarded, PeerProtocolError
 from wire.mux import CallStateError, Multiplexer
 from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, KEEPALIVE_TIMEOUT
+from wire.send_now import send_now
 from wire.transport import MessageTransport
 
 _LOG = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ class ConnectionDriver(Generic[MultiplexerT]):
         self._ping_sent_at = 0.0
         self._ping_nonce = 0
         self._closing: asyncio.Task[None] | None = None
+        self._writing = False  # the writer task is inside transport.send
+        # Transports that can take a message synchronously (websockets connections).
+        self._direct = hasattr(transport, "protocol")
+        self._flush_scheduled = False  # a _flush_now is due in this loop iteration
 
     async def run(self) -> None:
         """Serves the connection until the peer goes away, the transport fails or it is
@@ -121,6 +126,36 @@ class ConnectionDriver(Generic[MultiplexerT]):
         mux.send_message(call_id, payload)
         self.max_pending_bytes = max(self.max_pending_bytes, mux.write_queue.pending_bytes)
         self._data_ready.set()
+
+    def schedule_flush(self) -> None:
+        """The multiplexer has queued frames that need no waiting for (a fast path of the
+        end). Over a transport that can take a message synchronously
+        (``wire.send_now``), they are written by a callback at the end of this loop
+        iteration instead of by the writer task (woken only if they cannot go at once):
+        a fan-out writes to many connections without a task switch per connection, and
+        what one iteration queued for a connection still goes out as one batch."""
+        if not self._direct:
+            self._data_ready.set()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        """Writes what is queued straight to the transport when the writer task is idle
+        and the transport takes it without waiting (see ``schedule_flush``); whatever
+        remains wakes the writer."""
+        self._flush_scheduled = False
+        mux = self.mux
+        if self.closed:
+            return
+        queue = mux.write_queue
+        if not self._writing:
+            while (batch := queue.take_batch()) is not None:
+                if not send_now(self._transport, batch):
+                    queue.push_front(batch)
+                    break
+        if queue:
+            self._data_ready.set()
 
     def consumed(self, call_id: int, payload_bytes: int) -> None:
         """The application took one received message of the call: widen the peer's
@@ -285,7 +320,11 @@ class ConnectionDriver(Generic[MultiplexerT]):
                 continue
             if mux.write_queue.pending_bytes < self.send_buffer_bytes:
                 self._space.set()  # refill while this batch is in flight
-            await transport.send(batch)
+            self._writing = True
+            try:
+                await transport.send(batch)
+            finally:
+                self._writing = False
 
 
 def _log_failed_close(task: asyncio.Task[None]) -> None:

@@ -32,7 +32,13 @@ from typing import Generic, TypeVar
 import grpc
 
 from syncwire.ws.v1 import frame_pb2
-from wire.codec import FrameDecodeError, decode_batch, encode_message_record, encode_record
+from wire.codec import (
+    FrameDecodeError,
+    MessageRecordCache,
+    decode_batch,
+    encode_message_record,
+    encode_record,
+)
 from wire.deadline import DeadlineError, duration_to_timeout, timeout_to_duration
 from wire.events import (
     CallCancelled,
@@ -345,6 +351,22 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
         call = self._open(call_id)
         self._queue_message(call_id, call, payload)
         call.responded = True
+
+    def try_send_message(self, call_id: int, payload: bytes, records: MessageRecordCache) -> bool:
+        """``send_message`` if the call is open and its window lets the message go now
+        (False, nothing queued, otherwise); the record comes from ``records``, so a
+        payload broadcast to many calls is encoded once per call id. Raises
+        MessageTooLargeError over the peer's limit."""
+        call = self._calls.get(call_id)
+        if call is None or call.send_window <= 0:
+            return False
+        limit = self.max_send_bytes
+        if limit is not None and len(payload) > limit:
+            self._check_send_size(payload)  # raises
+        call.send_window -= len(payload) + MESSAGE_OVERHEAD
+        call.responded = True
+        self.write_queue.push(records.record(call_id, payload))
+        return True
 
     def end(
         self,

@@ -33,6 +33,11 @@ class WriteQueue:
         self._records.append(record)
         self._pending_bytes += len(record)
 
+    def push_front(self, batch: bytes) -> None:
+        """Puts a batch taken by ``take_batch`` back in front (it could not be written)."""
+        self._records.appendleft(batch)
+        self._pending_bytes += len(batch)
+
     def take_batch(self) -> bytes | None:
         """The next WebSocket message: queued records joined, in order, while they fit in
         the batch size (the first always goes); None when nothing is queued."""

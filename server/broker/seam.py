@@ -43,6 +43,13 @@ class LiveJoin:
     def __call__(self, event: sync_pb2.SyncResponse) -> None:
         if self._pending is not None:
             self._pending.append(event)
+            return
+        if event.WhichOneof("kind") == "delta":  # _admit's common case, inlined
+            delta = event.delta
+            if delta.epoch == self._epoch and delta.offset <= self._offset:
+                return  # already replayed or already delivered
+            self._epoch, self._offset = delta.epoch, delta.offset
+            self._deliver(event)
         elif self._admit(event):
             self._deliver(event)
 

@@ -41,6 +41,7 @@ from wire.protocol import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
 )
+from wire.send_now import send_now
 from wire.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class LegacyConnection:
         self._max_message_bytes = max_message_bytes
         self._wrapper = False
         """Set once the client sent a valid wrapper: its deltas go out in wrapper form."""
+        self._sent = session.core.metrics.messages_out.labels(TRANSPORT)
 
     async def run(self) -> None:
         """Serves the connection until either side ends it; releases the session."""
@@ -132,6 +134,7 @@ class LegacyConnection:
             )
             reader = asyncio.create_task(self._read(), name=f"legacy-read-{session.peer_id}")
             writer = asyncio.create_task(self._write(), name=f"legacy-write-{session.peer_id}")
+            session.queue.write_now = self._write_now
             # A slow consumer's writer may be stuck in a send that never drains: the
             # abandoned queue ends the connection without waiting for it.
             abandoned = asyncio.create_task(session.queue.abandoned())
@@ -150,6 +153,7 @@ class LegacyConnection:
         except ConnectionClosed:
             close = None
         finally:
+            session.queue.write_now = None
             for task, what in ((reader, "legacy reader"), (writer, "legacy writer")):
                 if task is not None and not task.done():
                     await cancel_and_wait(task, log, what)
@@ -246,22 +250,36 @@ class LegacyConnection:
 
     # ------------------------------------------------------------------ outbound
 
+    def _render(self, event: sync_pb2.SyncResponse) -> bytes | None:
+        """The text frame for an event, or None when this client does not get it."""
+        kind = event.WhichOneof("kind")
+        if kind in _SCOPED_EVENTS and _collection_of(event, kind) != self._home:
+            return None
+        return self._renders.render(event, wrapper=self._wrapper)
+
+    def _write_now(self, event: sync_pb2.SyncResponse) -> bool:
+        """The session queue's write-now hook (`EventQueue.write_now`): renders the
+        event and writes it from the caller's loop when the socket takes it without
+        waiting (`wire.send_now`); False leaves it to the writer task."""
+        payload = self._render(event)
+        if payload is None:
+            return True  # not for this client: nothing to send
+        if not send_now(self._ws, payload, text=True):
+            return False
+        self._sent.inc()
+        return True
+
     async def _write(self) -> Close | None:
         """Session events out as text frames until the session ends."""
         ws = self._ws
         queue = self._session.queue
-        renders = self._renders
-        home = self._home
-        sent = self._session.core.metrics.messages_out.labels(TRANSPORT)
+        sent = self._sent
         while True:
             try:
                 event = await queue.get()
             except SessionEnded as ended:
                 return close_for(ended.end)
-            kind = event.WhichOneof("kind")
-            if kind in _SCOPED_EVENTS and _collection_of(event, kind) != home:
-                continue
-            payload = renders.render(event, wrapper=self._wrapper)
+            payload = self._render(event)
             if payload is None:
                 continue
             try:

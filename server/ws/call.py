@@ -47,6 +47,7 @@ class ServerCall:
         connection: ConnectionInfo,
     ) -> None:
         self._driver = driver
+        self._cached_serialize = driver.serialize
         self.call_id = call_id
         self.method = method
         self._loop = asyncio.get_running_loop()
@@ -151,6 +152,18 @@ class ServerCall:
             self._fail_now(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except CallStateError:
             raise CallTerminated() from None
+
+    def try_send_response(self, message: Any) -> bool:
+        """Sends one response only if it goes without waiting (see
+        ``ConnectionDriver.try_send_message``); False, nothing sent, otherwise: the
+        caller then uses ``send_response``, which waits and reports failures."""
+        if self.finished:
+            return False
+        payload = self._cached_serialize(message, self._serialize, self)
+        try:
+            return self._driver.try_send_message(self.call_id, payload)
+        except MessageTooLargeError:
+            return False  # send_response ends the call with the reason
 
     def send_initial_metadata(self, metadata: MetadataPairs) -> None:
         """Sends response headers now."""

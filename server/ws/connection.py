@@ -17,6 +17,7 @@ from server.ws.context import ConnectionInfo
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
 from syncwire.ws.v1 import frame_pb2
+from wire.codec import MessageRecordCache
 from wire.connection import ConnectionDriver
 from wire.events import (
     CallCancelled,
@@ -42,6 +43,9 @@ _LOG = logging.getLogger(__name__)
 # plays this part for native gRPC).
 DEFAULT_MAX_CONCURRENT_CALLS = 1000
 CONCURRENCY_EXCEEDED_DETAILS = "Concurrent RPC limit exceeded!"  # grpc.aio's words
+
+# Broadcast payloads encoded into call records once per call id, for every connection.
+_RECORDS = MessageRecordCache()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,23 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
     ) -> bytes:
         """Serializes a response, once per object across broadcast writes."""
         return self._cache.serialize(message, serializer, call)
+
+    def try_send_message(self, call_id: int, payload: bytes) -> bool:
+        """Queues one response message only if that needs no waiting: the call open, its
+        flow-control window open, the send buffer below ``send_buffer_bytes``; False,
+        nothing queued, otherwise (then ``send_message``). It goes out at the end of
+        this loop iteration (``schedule_flush``). Raises MessageTooLargeError over the
+        peer's limit."""
+        mux = self.mux
+        if (
+            self.closed
+            or mux.write_queue.pending_bytes >= self.send_buffer_bytes
+            or not mux.try_send_message(call_id, payload, _RECORDS)
+        ):
+            return False
+        self.max_pending_bytes = max(self.max_pending_bytes, mux.write_queue.pending_bytes)
+        self.schedule_flush()
+        return True
 
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
         """Queues response headers."""

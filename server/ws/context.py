@@ -53,6 +53,11 @@ class WebSocketServicerContext(
         self, call: ServerCall, metadata: InvocationMetadata, connection: ConnectionInfo
     ) -> None:
         self._call = call
+        self.try_write: Callable[[ResponseT], bool] = call.try_send_response
+        """Sends one response at once if it can go without waiting (the call's window
+        open, the connection's send buffer below its limit); returns False, having sent
+        nothing, otherwise (then ``write`` it). Not part of grpc.aio: a broadcast calls it
+        for many calls from one loop, with no task switch per call."""
         self._metadata = metadata
         self.connection = connection
         self._code: grpc.StatusCode | None = None

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -233,13 +233,32 @@ async def serve(
 
 
 
+EVENT_LOOP_ENV = "SYNCWIRE_EVENT_LOOP"
+"""Environment variable: `asyncio` runs the server on the default loop even when uvloop
+is installed (default `auto`: uvloop when installed)."""
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """What runs the server's main coroutine: `uvloop.run` when uvloop is installed (a
+    default dependency on Linux) and `SYNCWIRE_EVENT_LOOP` is not `asyncio`, else
+    `asyncio.run` (the bench measures the server on uvloop)."""
+    if os.environ.get(EVENT_LOOP_ENV, "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
 def run_server(main: Coroutine[Any, Any, None], prog: str) -> int:
     """Runs a server coroutine (`serve`, a worker's run) to its end and returns the exit
     code: 0 after a clean shutdown, 2 when configuration files do not load (ConfigError),
     1 when a port cannot be bound (OSError) or the broker refuses to start (BrokerError);
     the reason is one line on stderr, prefixed with `prog`."""
     try:
-        asyncio.run(main)
+        event_loop_runner()(main)
     except ConfigError as exc:  # key or certificate files that do not load
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -135,6 +135,8 @@ def test_client_heartbeat_timestamp_is_optional_and_never_rejected(stamp: str, k
     "delta",
     [
         [True],
+        [2, 0, False, 9],  # a bool among bytes that bytes() would take as 0
+        [7, True],
         [1.0],
         [256],
         [-1],

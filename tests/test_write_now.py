@@ -96,9 +96,7 @@ async def test_fan_out_over_websocket_keeps_order_for_fast_and_stalled_subscribe
         async with asyncio.timeout(60):
             for index in range(total):
                 await server.core.publish(
-                    types_pb2.Delta(collection_id="order", delta=index.to_bytes(4, "big")),
-                    peer_id="",
-                    principal=None,
+                    types_pb2.Delta(collection_id="order", delta=index.to_bytes(4, "big"))
                 )
                 if index % 50 == 0:
                     await asyncio.sleep(0)  # let some go out on the write-now path

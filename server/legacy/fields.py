@@ -11,6 +11,8 @@ import re
 import uuid
 from typing import Final
 
+import orjson
+
 from server.legacy.errors import invalid_message
 
 JsonObject = dict[str, object]
@@ -65,13 +67,16 @@ def as_bytes(value: object, where: str) -> bytes:
     """serde `Vec<u8>`: an array of integers 0..=255 (a string is refused)."""
     if not isinstance(value, list):
         raise invalid_message(f"{where} must be an array of integers 0..255")
-    # bytes() checks range and int-ness in C; bools are ints to it, so reject them first.
-    if value and not set(map(type, value)) <= {int}:
-        raise invalid_message(f"{where} must be an array of integers 0..255")
+    # bytes() checks range and int-ness in C, but takes true/false as 1/0: only a result
+    # holding a 0 or 1 byte can hide a bool, and re-serializing (C speed, no per-item
+    # Python call) shows one as "true"/"false", the only JSON values here with an "e".
     try:
-        return bytes(value)
-    except ValueError:
+        data = bytes(value)
+    except (TypeError, ValueError):
         raise invalid_message(f"{where} must be an array of integers 0..255") from None
+    if (b"\x00" in data or b"\x01" in data) and b"e" in orjson.dumps(value):
+        raise invalid_message(f"{where} must be an array of integers 0..255")
+    return data
 
 
 def as_uuid(value: object, where: str) -> str:

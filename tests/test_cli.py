@@ -340,6 +340,8 @@ def test_presence_lists_member_and_ctrl_c_exits_cleanly(
 
     gone = run_cli("presence", collection, "-s", server.grpc_url, repo=repo_root)
     assert gone.out.strip() == f"nobody is present in '{collection}'"
+    gone_json = run_cli("presence", collection, "--json", "-s", server.grpc_url, repo=repo_root)
+    assert json.loads(gone_json.out) == {"collection_id": collection, "members": []}
 
 
 # ------------------------------------------------------------- info, health

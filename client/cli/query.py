@@ -52,7 +52,8 @@ def presence(target: Target, collection: str, as_json: bool) -> None:
     """List who is present in COLLECTION (peers subscribed with presence)."""
     response = run(_presence(target, collection))
     if as_json:
-        emit_json(proto_dict(response))
+        # "members" is there even when nobody is present (proto JSON omits empty lists).
+        emit_json({"collection_id": collection, "members": [], **proto_dict(response)})
         return
     if not response.members:
         stdout.print(f"nobody is present in {collection!r}")

@@ -32,6 +32,19 @@ describe("todo model vectors", () => {
     });
   }
 
+  test("a state saved by Python's to_state merges into the same list", () => {
+    // TodoList.to_state of: add a (1, ann) "milk"; add b (2, ann) "bread"; done a; remove b.
+    const saved =
+      '{"clock":4,"items":[{"id":"a","created":[1,"ann"],"text":["milk",[1,"ann"]],"done":[true,[3,"ann"]],"removed":[false,[0,""]]},' +
+      '{"id":"b","created":[2,"ann"],"text":["bread",[2,"ann"]],"done":[false,[0,""]],"removed":[true,[4,"ann"]]}]}';
+    const todo = new TodoList("reader");
+    todo.apply(decode({ op: "rename", id: "a", ts: [5, "zed"], text: "oat milk" }) as Op); // newer than the state
+    todo.mergeState(new TextEncoder().encode(saved));
+    assert.deepEqual(todo.snapshot(), [["oat milk", true]]);
+    assert.equal(todo.clock, 5);
+    assert.throws(() => todo.mergeState(new TextEncoder().encode('{"items": 3}')));
+  });
+
   test("code points, not UTF-16 units, order replica names", () => {
     assert.ok("\u{1F600}" < "\uFFFF"); // what JavaScript's < says (UTF-16 units)
     assert.ok(compareCodePoints("\u{1F600}", "\uFFFF") > 0); // what Python says

@@ -164,6 +164,38 @@ export class TodoList {
     return [...this.items.values()].filter((item) => !item.removed.value).sort((a, b) => compareStamps(a.created, b.created));
   }
 
+  /**
+   * Merges a whole replica saved by Python's `TodoList.to_state` (what the todo example
+   * stores as the collection's snapshot): every register keeps the higher stamp, so
+   * merging is as order-free as applying ops. @throws Error when `data` is not one.
+   */
+  mergeState(data: Uint8Array): void {
+    const state = JSON.parse(new TextDecoder().decode(data)) as { clock?: unknown; items?: unknown };
+    if (typeof state.clock !== "number" || !Array.isArray(state.items)) throw new Error("not a todo list state");
+    const stamp = (value: unknown): Stamp => {
+      if (!Array.isArray(value) || value.length !== 2 || !Number.isInteger(value[0])) throw new Error(`not a stamp: ${JSON.stringify(value)}`);
+      return [value[0] as number, String(value[1])];
+    };
+    for (const raw of state.items as Record<string, unknown>[]) {
+      const [text, textStamp] = raw.text as [unknown, unknown];
+      const [done, doneStamp] = raw.done as [unknown, unknown];
+      const [removed, removedStamp] = raw.removed as [unknown, unknown];
+      const itemId = String(raw.id);
+      const created = stamp(raw.created);
+      let item = this.items.get(itemId);
+      if (item === undefined) {
+        item = { itemId, created, text: new Register(""), done: new Register(false), removed: new Register(false) };
+        this.items.set(itemId, item);
+      } else if (compareStamps(created, item.created) < 0) {
+        item.created = created;
+      }
+      item.text.merge(String(text), stamp(textStamp));
+      item.done.merge(Boolean(done), stamp(doneStamp));
+      item.removed.merge(Boolean(removed), stamp(removedStamp));
+    }
+    this.clock = Math.max(this.clock, state.clock);
+  }
+
   /** What a user sees: [text, done] per visible item, in order. */
   snapshot(): [string, boolean][] {
     return this.visible().map((item) => [item.text.value, item.done.value]);

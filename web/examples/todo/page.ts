@@ -80,6 +80,16 @@ client.on("peerLeft", (event) => {
   present.delete(event.leave.peerId);
   render();
 });
+client.on("snapshot", (event) => {
+  // The collection's state at an offset (history no longer reached back): merge it; the
+  // deltas after it follow.
+  try {
+    todo.mergeState(event.snapshot.data);
+  } catch (error) {
+    document.querySelector("#error")!.textContent = `unreadable snapshot: ${String(error)}`;
+  }
+  render();
+});
 client.on("recovery", (event) => {
   // Reconnected: the presence may have changed; after a gap, re-read the history (the
   // model is a CRDT: applying an op twice is harmless).
@@ -101,10 +111,10 @@ document.querySelector("#add")!.addEventListener("submit", (event) => {
 });
 
 const ready = (async () => {
-  await client.connect();
-  await client.subscribe(collectionId, { joinPresence: true, userInfo: { userId: name } });
-  const history = await client.history(collectionId);
-  for (const delta of history.deltas) receive(delta);
+  await client.connect({ timeoutMs: Infinity });
+  // From offset 0 of any epoch: the server replays the list's history (or its snapshot
+  // and the deltas after it, when history no longer reaches back).
+  await client.subscribe(collectionId, { joinPresence: true, userInfo: { userId: name }, lastOffset: 0n });
   await refreshPresence();
 })();
 

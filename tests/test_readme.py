@@ -31,6 +31,13 @@ def test_quick_start_tail_is_present_so_presence_lists_it() -> None:
     assert "syncwire presence notes" in quick_start
 
 
+def test_every_command_is_in_the_command_table() -> None:
+    from client.cli.app import cli
+
+    for name in cli.commands:
+        assert f"| `syncwire {name}" in README, f"README's command table lacks {name}"
+
+
 def test_readme_shows_the_tested_client_example() -> None:
     assert HELLO.read_text(encoding="utf-8").strip() in README
 

@@ -204,6 +204,9 @@ class HookRunner:
         """Closes the application's hooks (`Hooks.close`), once, at server stop."""
         hooks, self.hooks = self.hooks, None
         self.enabled = dict.fromkeys(HOOK_NAMES, False)
+        for task in list(self._observers):
+            task.cancel()
+        await asyncio.gather(*self._observers, return_exceptions=True)
         if hooks is not None:
             await hooks.close()
 
@@ -263,14 +266,15 @@ class HookRunner:
         if len(self._observers) >= MAX_PENDING_OBSERVERS:
             self._latency.labels("presence", "dropped").observe(0.0)
             return
-        task = asyncio.get_running_loop().create_task(self._observe(caller, presence))
+        task = asyncio.get_running_loop().create_task(
+            self._observe(self.hooks, caller, presence)
+        )
         self._observers.add(task)
         task.add_done_callback(self._observers.discard)
 
-    async def _observe(self, caller: Caller, presence: types_pb2.Presence) -> None:
-        assert self.hooks is not None
+    async def _observe(self, hooks: Hooks, caller: Caller, presence: types_pb2.Presence) -> None:
         try:
-            await self._run("presence", self.hooks.on_presence(caller, presence), "")
+            await self._run("presence", hooks.on_presence(caller, presence), "")
         except RequestError as exc:
             log.warning("presence hook: %s", exc.message)
 

@@ -10,6 +10,7 @@ import sys
 
 import grpc
 import grpc.aio
+import pytest
 from src.proto.grpc.testing import empty_pb2, messages_pb2, test_pb2_grpc
 
 from client.ws_channel import WebSocketChannel
@@ -22,6 +23,8 @@ async def test_interop_server_process_serves_both_ports() -> None:
         sys.executable,
         "-m",
         "tests.interop.server",
+        "--allowed-origins",
+        "https://a.example, https://*.b.example",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -43,6 +46,17 @@ async def test_interop_server_process_serves_both_ports() -> None:
                     messages_pb2.SimpleRequest(response_size=7), timeout=10
                 )
                 assert response.payload.body == b"\x00" * 7
+        # --allowed-origins takes the server's patterns: listed pages connect, others not.
+        for origin, allowed in (("https://x.b.example", True), ("https://evil.example", False)):
+            async with WebSocketChannel(match["ws"], headers={"origin": origin}) as page:
+                call = test_pb2_grpc.TestServiceStub(page).EmptyCall(empty_pb2.Empty(), timeout=10)
+                if allowed:
+                    assert await call == empty_pb2.Empty()
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await call
+                    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                    assert "origin not allowed" in (refused.value.details() or "")
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await process.wait() == 0

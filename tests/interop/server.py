@@ -3,7 +3,8 @@ port and a WebSocket port, for clients in other processes (the web package's Nod
 browser interop runs).
 
 Prints one line when ready, then serves until SIGTERM or SIGINT
-(``--allowed-origin PATTERN``, repeatable, lets browser pages from other origins connect):
+(``--allowed-origins PATTERNS``, as the server's option, lets browser pages from other
+origins connect):
 ``interop ready grpc=127.0.0.1:PORT ws=ws://127.0.0.1:PORT``. Ports default to 0
 (ephemeral).
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
+from server.ws.origin import parse_patterns
 from server.ws.server import WebSocketServer
 from tests.interop.servicer import InteropServicer, add_interop_service
 
@@ -67,7 +69,7 @@ async def interop_servers(
 
 async def _serve(args: argparse.Namespace) -> None:
     async with interop_servers(
-        args.host, args.grpc_port, args.ws_port, args.allowed_origin
+        args.host, args.grpc_port, args.ws_port, parse_patterns(args.allowed_origins)
     ) as servers:
         print(servers.ready_line(), flush=True)
         stop = asyncio.Event()
@@ -86,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--ws-port", type=int, default=0)
     parser.add_argument(
-        "--allowed-origin",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="browser page origins allowed besides the server's own host (repeatable)",
+        "--allowed-origins",
+        default="",
+        metavar="PATTERNS",
+        help="browser page origins allowed besides the server's own host: glob patterns "
+        "separated by commas, as the server's --allowed-origins",
     )
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,6 +63,8 @@ class ChildProcess:
     endpoints: dict[str, str]
     stderr_path: Path
     _drain: asyncio.Task[None] | None = field(default=None, repr=False)
+    scratch: Path | None = None
+    """A directory of the child's own files (a Redis Cluster node's), removed on stop."""
 
     @property
     def pid(self) -> int:
@@ -100,6 +103,8 @@ class ChildProcess:
                 await self._drain
         with contextlib.suppress(OSError):
             self.stderr_path.unlink()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 async def _discard(stream: asyncio.StreamReader) -> None:

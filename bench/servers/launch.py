@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import socket
 import tempfile
+from pathlib import Path
 
 from bench.procs import ChildProcess, ProcessFailed, start_child, start_module
 from bench.servers import READY_MARKER
@@ -79,14 +80,18 @@ async def start_redis(name: str = "redis", *, cluster: bool = False) -> ChildPro
             "--protected-mode",
             "no",
         ]
-        if cluster:
+        scratch = Path(tempfile.mkdtemp(prefix="bench-redis-")) if cluster else None
+        if scratch is not None:
             argv += ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
-            argv += ["--cluster-config-file", f"bench-nodes-{port}.conf", "--dir", tempfile.gettempdir()]
+            argv += ["--cluster-config-file", "nodes.conf", "--dir", str(scratch)]
         try:
             child = await start_child(name, argv, marker="Ready to accept connections")
         except ProcessFailed as exc:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             last = exc
             continue
+        child.scratch = scratch
         child.endpoints["url"] = f"redis://127.0.0.1:{port}/0"
         child.endpoints["port"] = str(port)
         return child

@@ -215,8 +215,10 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             self.restarts += 1
-            with contextlib.suppress(WorkerFailed):
+            try:
                 await self._start(worker)
+            except WorkerFailed as exc:  # said here; the loop sees it exited and retries
+                log.warning("restarting worker %d failed: %s", worker.index, exc)
 
     async def _stop_all(self) -> None:
         """SIGTERM to every worker; SIGKILL to those still running past the grace."""

@@ -254,3 +254,40 @@ async def test_a_port_in_use_stops_the_supervisor_with_one_line() -> None:
     assert err.decode().splitlines()[-1] == (
         f"syncwire-server: cannot bind gRPC port 127.0.0.1:{port}: address already in use"
     )
+
+
+async def test_a_failed_restart_says_why(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A worker whose replacement cannot start (its hooks module now fails to import):
+    the supervisor says the restart failed and why, then keeps retrying."""
+    broken = tmp_path / "broken"
+    (tmp_path / "flaky_hooks.py").write_text(
+        "import pathlib\n"
+        "from server.hooks import Hooks\n"
+        f"if pathlib.Path({str(broken)!r}).exists():\n"
+        "    raise RuntimeError('hooks broken on purpose')\n"
+        "hooks = Hooks()\n"
+    )
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    url = with_key_prefix(redis_server.url(), f"w{uuid.uuid4().hex[:8]}")
+    supervisor = await start_server_process(
+        "--workers", "2", "--broker", url, "--hooks", "flaky_hooks:hooks",
+        *SERVER_ARGS,
+        "--shutdown-grace", "1",
+        env={"PYTHONPATH": path},
+    )
+    try:
+        broken.touch()
+        os.kill(min(children(supervisor.process.pid)), signal.SIGKILL)
+        assert supervisor.process.stderr is not None
+        said = ""
+        async with asyncio.timeout(30):
+            while "restarting worker" not in said:
+                said = (await supervisor.process.stderr.readline()).decode()
+                assert said, "the supervisor's stderr ended"
+        assert "did not start (exit code 2)" in said, said  # 2: configuration refused
+    finally:
+        supervisor.kill()
+        await supervisor.process.wait()

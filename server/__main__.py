@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.log_level, config.log_format)
     if config.workers > 1:
-        return supervise(config)
+        return supervise(config, parser.prog)
     return run_server(serve(config), parser.prog)
 
 

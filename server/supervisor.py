@@ -101,8 +101,9 @@ class _SupervisorCollector(Collector):
 class Supervisor:
     """Starts, watches, restarts and stops the workers of one host."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, prog: str = "syncwire-server") -> None:
         self.config = config
+        self.prog = prog  # names the command in the one-line errors
         self.restarts = 0
         self._workers = [_Worker(index) for index in range(config.workers)]
         self._stopping = asyncio.Event()
@@ -133,7 +134,7 @@ class Supervisor:
             try:
                 lines = await asyncio.gather(*(self._start(w) for w in self._workers))
             except WorkerFailed as exc:
-                print(f"syncwire-server: {exc}", file=sys.stderr, flush=True)
+                print(f"{self.prog}: {exc}", file=sys.stderr, flush=True)
                 return exc.code
             ready = f"{lines[0]} workers={config.workers}"
             if config.metrics_port >= 0:
@@ -279,12 +280,13 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(config: ServerConfig) -> int:
-    """Runs `config.workers` workers until SIGTERM/SIGINT; returns the exit code."""
+def supervise(config: ServerConfig, prog: str = "syncwire-server") -> int:
+    """Runs `config.workers` workers until SIGTERM/SIGINT; returns the exit code. `prog`
+    (the command the user ran, e.g. "syncwire serve") prefixes the one-line errors."""
     try:
-        return asyncio.run(Supervisor(config).run())
+        return asyncio.run(Supervisor(config, prog).run())
     except OSError as exc:  # the ports cannot be held
-        print(f"syncwire-server: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 
 

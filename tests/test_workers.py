@@ -238,21 +238,28 @@ async def test_connection_limit_is_host_wide(redis_server: RedisServer) -> None:
     assert notices.count("shutting down") == 1, notices
 
 
-async def test_a_port_in_use_stops_the_supervisor_with_one_line() -> None:
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [(["-m", "server"], "syncwire-server"), (["-m", "client.cli", "serve"], "syncwire serve")],
+)
+async def test_a_port_in_use_stops_the_supervisor_with_one_line(
+    command: list[str], prog: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "--workers", "2", "--broker", "redis://127.0.0.1:1/0",
+            sys.executable, *command, "--workers", "2", "--broker", "redis://127.0.0.1:1/0",
             "--grpc-port", str(port), "--ws-port", "0",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         async with asyncio.timeout(30):
             out, err = await process.communicate()
     assert process.returncode == 1 and not out
+    # Named after the command the user ran.
     assert err.decode().splitlines()[-1] == (
-        f"syncwire-server: cannot bind gRPC port 127.0.0.1:{port}: address already in use"
+        f"{prog}: cannot bind gRPC port 127.0.0.1:{port}: address already in use"
     )
 
 

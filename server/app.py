@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 
+from wire.deflate import DeflateSettings
+
 from .admin_service import ADMIN_SERVICE_NAME, AdminServicer, admin_registration
 from .app_services import ServiceRegistration, load_registrations
 from .broker import BrokerError
@@ -74,7 +76,8 @@ class SyncwireServer:
             ping_interval=config.ws_ping_interval or None,
             ping_timeout=config.ws_ping_timeout or None,
             close_timeout=config.ws_close_timeout,
-            compression=config.ws_compression,
+            compression=config.ws_compression
+            and DeflateSettings(config.ws_compression_window_bits, config.ws_compression_mem_level),
             reuse_port=reuse_port,
             allowed_origins=config.origin_patterns,
             server_id=self.core.server_id,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from server.ws.origin import OriginPatternError, parse_patterns
+from wire.deflate import MAX_MEM_LEVEL, MAX_WINDOW_BITS, MIN_MEM_LEVEL, MIN_WINDOW_BITS
 from wire.protocol import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
 
 ENV_PREFIX = "SYNCWIRE_"
@@ -144,6 +145,14 @@ class ServerConfig:
         "default", "home collection of legacy JSON clients that give no room_id"
     )
     ws_compression: bool = _opt(True, "negotiate permessage-deflate on WebSocket")
+    ws_compression_window_bits: int = _opt(
+        10,
+        "permessage-deflate LZ77 window, 2**N bytes, both directions (9..15; larger: "
+        "better ratio across messages, more memory per connection)",
+    )
+    ws_compression_mem_level: int = _opt(
+        4, "zlib memLevel of each connection's compressor (1..9; larger: faster, more memory)"
+    )
     ws_ping_interval: float = _opt(
         PING_INTERVAL_SECONDS,
         "seconds between WebSocket keepalive pings, control and call-0 Ping (0 = off)",
@@ -255,6 +264,18 @@ class ServerConfig:
         )
         _check(self.max_subscriptions >= 1, "max_subscriptions", self.max_subscriptions, "must be >= 1")
         _check(self.shutdown_grace >= 0, "shutdown_grace", self.shutdown_grace, "must be >= 0")
+        _check(
+            MIN_WINDOW_BITS <= self.ws_compression_window_bits <= MAX_WINDOW_BITS,
+            "ws_compression_window_bits",
+            self.ws_compression_window_bits,
+            f"must be {MIN_WINDOW_BITS}..{MAX_WINDOW_BITS}",
+        )
+        _check(
+            MIN_MEM_LEVEL <= self.ws_compression_mem_level <= MAX_MEM_LEVEL,
+            "ws_compression_mem_level",
+            self.ws_compression_mem_level,
+            f"must be {MIN_MEM_LEVEL}..{MAX_MEM_LEVEL}",
+        )
         if self.broker != "memory://":
             from server.broker.redis_connect import RedisTarget
 

@@ -29,6 +29,7 @@ from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from syncwire.ws.v1 import frame_pb2
 from tests.ws_testing import running_servers
 from wire.codec import encode_message_record, encode_record, encode_varint
+from wire.deflate import DeflateSettings
 from wire.events import CallEnded, Event, MessageReceived, PeerProtocolError
 from wire.mux import ClientMultiplexer
 
@@ -216,6 +217,25 @@ async def test_permessage_deflate_is_negotiated_when_enabled(compression: bool) 
             extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
             assert ("permessage-deflate" in extensions) is compression
             assert ws.response.headers["syncwire-max-message-bytes"] == str(1024 * 1024)
+
+
+async def test_deflate_window_and_mem_level_are_the_configured_ones() -> None:
+    settings = DeflateSettings(window_bits=9, mem_level=2)
+    async with running_servers(compression=settings) as servers:
+        async with connect(servers.ws_url, subprotocols=PROTOBUF) as ws:
+            assert ws.response is not None
+            extensions = ws.response.headers["Sec-WebSocket-Extensions"]
+            assert "server_max_window_bits=9" in extensions
+            assert "client_max_window_bits=9" in extensions
+            await _wait_for(lambda: bool(servers.ws_server.connections))
+            transport: Any = servers.ws_server.connections[0]._transport
+            (deflate,) = transport.protocol.extensions  # what the server compresses with
+            assert deflate.local_max_window_bits == 9
+            assert deflate.compress_settings == {"memLevel": 2}
+    with pytest.raises(ValueError, match="window bits"):
+        DeflateSettings(window_bits=16)
+    with pytest.raises(ValueError, match="memLevel"):
+        DeflateSettings(mem_level=0)
 
 
 async def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -77,6 +77,11 @@ class RawWebSocketEcho(RpcTarget):
         await asyncio.gather(*(ws.close() for ws in self._connections), return_exceptions=True)
 
 
+# Sized like a syncwire subscribe request and heartbeat.
+_IDLE_HELLO = b'{"subscribe":{"collection_id":"idle-collection","join_presence":false}}'
+_IDLE_HEARTBEAT = b'{"heartbeat":{"replica_id":"bench"}}'
+
+
 class RawWebSocketIdle(IdleClient):
     def __init__(self, endpoint: str, compression: bool) -> None:
         super().__init__(endpoint)
@@ -84,7 +89,16 @@ class RawWebSocketIdle(IdleClient):
         self._ws: ClientConnection | None = None
 
     async def _connect(self, collection: str) -> None:
-        self._ws = await ws_connect(f"{self.endpoint}/idle", self._compression)
+        # As a syncwire idle client does (settings, welcome, subscribe, subscribed), the
+        # connection carries a message each way before it idles, so that its
+        # permessage-deflate state is touched on both ends as syncwire's is.
+        self._ws = ws = await ws_connect(f"{self.endpoint}/echo", self._compression)
+        await ws.send(_IDLE_HELLO)
+        await ws.recv()
+
+    async def heartbeat(self) -> None:
+        assert self._ws is not None
+        await self._ws.send(_IDLE_HEARTBEAT)  # echoed; the drain loop reads it
 
     async def _drain(self) -> None:
         assert self._ws is not None

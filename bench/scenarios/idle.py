@@ -60,7 +60,10 @@ class IdleScenario(Scenario):
             f"K={options.idle} connections over {len(ctx.pool.workers)} worker processes, "
             f"held {options.idle_hold:g} s; syncwire server heartbeats every {beat:g} s and "
             "clients send one heartbeat mid-hold; RSS = VmRSS of the server process, "
-            "(after - before) / K; '+deflate': the client offers permessage-deflate"
+            "(after - before) / K; '+deflate': the client offers permessage-deflate (both "
+            "servers: syncwire's default window bits and memLevel); raw websockets clients "
+            "exchange one echoed message first and one heartbeat mid-hold, so that their "
+            "deflate state is touched as syncwire's is"
         )
         config = {s.name: (s, deflate) for s, deflate in SUBJECTS}
         for subject, _ in SUBJECTS:

@@ -13,6 +13,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from bench.loop import run_server, server_arguments, wait_for_stop_signal
 from bench.servers import READY_MARKER
+from wire.deflate import DeflateSettings
 
 
 class RawWebSocketServer:
@@ -42,11 +43,15 @@ class RawWebSocketServer:
 
 async def main(host: str, port: int, compression: bool) -> None:
     handler = RawWebSocketServer()
+    # permessage-deflate with the syncwire server's default settings (window bits and
+    # memLevel), so that both pay the same zlib state per connection.
+    extensions = [DeflateSettings().server_extension()] if compression else []
     async with serve(
         handler.handle,
         host,
         port,
-        compression="deflate" if compression else None,
+        compression=None,
+        extensions=extensions,
         max_size=2**20,
     ) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
@@ -60,7 +65,8 @@ def cli() -> None:
         "--compression",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="negotiate permessage-deflate when a client offers it (websockets' default)",
+        help="negotiate permessage-deflate when a client offers it, with the syncwire "
+        "server's default window bits and memLevel",
     )
     args = parser.parse_args()
     run_server(main(args.host, args.port, args.compression))

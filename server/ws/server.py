@@ -18,6 +18,7 @@ import grpc.aio
 from websockets.asyncio.server import Server as WsListener
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -34,6 +35,7 @@ from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
 from syncwire.ws.v1 import frame_pb2
 from wire.deadline import timeout_to_duration
+from wire.deflate import DeflateSettings
 from wire.keepalive import FailFastKeepalive
 from wire.mux import DEFAULT_MAX_MESSAGE_BYTES, INITIAL_WINDOW
 from wire.protocol import (
@@ -108,7 +110,7 @@ class WebSocketServer(grpc.aio.Server):
         max_connections_per_address: int = 0,
         ping_interval: float | None = PING_INTERVAL_SECONDS,
         ping_timeout: float | None = PING_TIMEOUT_SECONDS,
-        compression: bool = True,
+        compression: bool | DeflateSettings = True,
         send_buffer_bytes: int = 256 * 1024,
         serialization_cache_size: int = 128,
         open_timeout: float | None = 10.0,
@@ -145,7 +147,9 @@ class WebSocketServer(grpc.aio.Server):
         self._ws_options: dict[str, Any] = {
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
-            "compression": "deflate" if compression else None,
+            # permessage-deflate with DeflateSettings (True: their defaults), or none.
+            "compression": None,
+            "extensions": _deflate_extensions(compression),
             # Bounded after decompression by websockets; one max-size call message plus
             # batching headroom fits, so an oversize call message fails only its call.
             "max_size": max_message_bytes + BATCH_BYTES,
@@ -379,6 +383,16 @@ class WebSocketServer(grpc.aio.Server):
                 CLOSE_POLICY_VIOLATION,
                 f"subprotocol required: offer {SUBPROTOCOL_PROTOBUF} (no legacy JSON endpoint)",
             )
+
+
+def _deflate_extensions(
+    compression: bool | DeflateSettings,
+) -> list[ServerPerMessageDeflateFactory]:
+    """websockets server extensions for ``compression`` (False: none)."""
+    if compression is False:
+        return []
+    settings = DeflateSettings() if compression is True else compression
+    return [settings.server_extension()]
 
 
 def _address_of(connection: ServerConnection) -> str | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import grpc
 
 from syncwire.v1 import sync_pb2
+from wire.flag import Flag
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ class EventQueue:
         self._replaying = 0
         self._replies = 0
         self._reply_bytes = 0
-        self._reply_room = asyncio.Event()
+        self._reply_room = Flag()
         self._reply_room.set()
         self._waiter: asyncio.Future[None] | None = None
         self._end: SessionEnd | None = None

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 from websockets.exceptions import ConnectionClosed
 
 from wire.events import Event, FrameDiscarded, PeerProtocolError
+from wire.flag import Flag
 from wire.mux import CallStateError, Multiplexer
 from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, KEEPALIVE_TIMEOUT
 from wire.send_now import send_now
@@ -67,10 +68,10 @@ class ConnectionDriver(Generic[MultiplexerT]):
         self._task_prefix = task_prefix  # names the writer task "<prefix>-writer"
         self.mux = mux
         self.send_buffer_bytes = send_buffer_bytes
-        self._data_ready = asyncio.Event()
-        self._space = asyncio.Event()
+        self._data_ready = Flag()
+        self._space = Flag()
         self._space.set()
-        self._drained = asyncio.Event()
+        self._drained = Flag()
         self.closed = False
         self.max_pending_bytes = 0  # high-water mark of the send buffer, for observability
         self._loop = asyncio.get_running_loop()
@@ -109,7 +110,9 @@ class ConnectionDriver(Generic[MultiplexerT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
-    async def send_message(self, call_id: int, payload: bytes, window: asyncio.Event) -> None:
+    async def send_message(
+        self, call_id: int, payload: bytes, window: asyncio.Event | Flag
+    ) -> None:
         """Queues one call message, first waiting for the call's flow-control window
         (``window`` is set when it reopens) and while the send buffer holds
         ``send_buffer_bytes`` or more. Raises MessageTooLargeError over the peer's limit,

@@ -15,6 +15,7 @@ import grpc.aio
 
 from server.ws.context import ConnectionInfo, WebSocketServicerContext
 from server.ws.handlers import invoke_handler
+from wire.flag import Flag
 from wire.metadata import InvocationMetadata, MetadataPairs
 from wire.mux import CallStateError, MessageTooLargeError
 from wire.sentinels import EOF
@@ -55,9 +56,9 @@ class ServerCall:
             self, metadata, connection
         )
         self._requests: deque[bytes] = deque()
-        self.window = asyncio.Event()  # set when the call's send window reopens
+        self.window = Flag()  # set when the call's send window reopens
         self._half_closed = False
-        self._request_ready = asyncio.Event()
+        self._request_ready = Flag()
         self._deserialize: Callable[[bytes], Any] = _identity
         self._serialize: Callable[[Any], bytes] = _identity
         self._done_callbacks: list[Callable[[Any], None]] = []

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from wire.events import (
     SettingsReceived,
     WindowOpened,
 )
+from wire.flag import Flag
 from wire.metadata import InvocationMetadata, MetadataPairs, metadatum
 from wire.mux import ServerMultiplexer
 from wire.transport import MessageTransport
@@ -93,7 +93,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         self._settings = settings
         self._keepalive_times = keepalive
         self._calls: dict[int, ServerCall] = {}
-        self.idle = asyncio.Event()  # set while no call runs
+        self.idle = Flag()  # set while no call runs
         self.idle.set()
 
     @property

@@ -29,6 +29,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -69,6 +70,11 @@ class SessionEnded(Exception):
         super().__init__(end.reason)
         self.end = end
 
+
+_SPENT: deque[Any] = deque(maxlen=0)
+"""What a finished replay's queues become (its own two deques cost ~1.5 KiB for the
+subscription's whole life); nothing is added to a done replay, and maxlen=0 keeps it
+empty even if something were."""
 
 _LIVE = True
 _REPLY = False
@@ -354,6 +360,7 @@ class EventQueue:
                         self._replaying -= 1
                     return event
                 head.done = True
+                head._history = head._held = _SPENT  # never appended to once done
                 items.popleft()
                 continue
             items.popleft()

@@ -127,7 +127,9 @@ class Multiplexer(Generic[CallStateT]):
         self._discard_limit = discard_limit
         self._discard_window = discard_window
         self._clock = clock
-        self._recent_discards: deque[tuple[float, int]] = deque()  # (time, count) per message
+        # (time, count) per message with discards; created by the first one (memory: most
+        # connections never discard anything).
+        self._recent_discards: deque[tuple[float, int]] | None = None
         self._recent_total = 0
         self.violation: str | None = None  # set once the discard budget is exceeded
         self._message_discards = 0  # frames of the current message answered by nothing
@@ -205,8 +207,9 @@ class Multiplexer(Generic[CallStateT]):
         if self.violation is not None:
             return []
         now = self._clock()
-        while self._recent_discards and self._recent_discards[0][0] <= now - self._discard_window:
-            self._recent_total -= self._recent_discards.popleft()[1]
+        recent = self._recent_discards
+        while recent and recent[0][0] <= now - self._discard_window:
+            self._recent_total -= recent.popleft()[1]
         self._message_discards = self._message_refusals = 0
         if isinstance(message, str):
             self._discard("text WebSocket message ignored: frames travel in binary messages")
@@ -237,6 +240,8 @@ class Multiplexer(Generic[CallStateT]):
                 discarded_frames=discarded,
             )
             self.write_queue.push(encode_record(frame_pb2.Frame(call_id=0, protocol_error=error)))
+        if self._recent_discards is None:
+            self._recent_discards = deque()
         self._recent_discards.append((now, discarded + refused))
         self._events.append(FrameDiscarded(self._first_problem, discarded + refused))
 

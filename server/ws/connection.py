@@ -62,6 +62,18 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
     """One client connection speaking the typed framing: starts a ``ServerCall`` per
     CallStart and routes the call's frames to it."""
 
+    __slots__ = (
+        "_accepting",
+        "_cache",
+        "_calls",
+        "_keepalive_times",
+        "_registry",
+        "_settings",
+        "idle",
+        "info",
+        "limits",
+    )
+
     def __init__(
         self,
         transport: MessageTransport,

@@ -92,7 +92,7 @@ class ChannelSettings:
     """Channel options derived from the client configuration.
 
     gRPC keepalive must respect the server's policy (it tolerates client pings every
-    5 s, ``grpc.http2.min_recv_ping_interval_without_data_ms``); pinging faster earns a
+    5 s, ``grpc.http2.min_ping_interval_without_data_ms``); pinging faster earns a
     GOAWAY ``too_many_pings``, so the interval is never allowed below that.
 
     ``connect_timeout`` (seconds) bounds opening a connection: the WebSocket opening

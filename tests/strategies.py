@@ -14,12 +14,13 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Iterator
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from google.protobuf import descriptor_pb2, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import strategies as st
 
@@ -55,7 +56,6 @@ _UNSUPPORTED_WELL_KNOWN: Final = frozenset(
     {
         "google.protobuf.Any",
         "google.protobuf.FieldMask",
-        "google.protobuf.Struct",
         "google.protobuf.Value",
         "google.protobuf.ListValue",
     }
@@ -81,9 +81,30 @@ def durations(draw: st.DrawFn) -> Duration:
     return Duration(seconds=seconds, nanos=nanos)
 
 
+def structs() -> st.SearchStrategy[Struct]:
+    """Small Structs (JSON objects): null, booleans, finite numbers, text, lists and
+    nested objects, a few levels deep."""
+    scalars = st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+    values = st.recursive(
+        scalars | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+    def build(fields: dict[str, Any]) -> Struct:
+        struct = Struct()
+        struct.update(fields)
+        return struct
+
+    return st.dictionaries(st.text(max_size=8), values, max_size=4).map(build)
+
+
 _WELL_KNOWN: Final[dict[str, st.SearchStrategy[Message]]] = {
     Timestamp.DESCRIPTOR.full_name: timestamps(),
     Duration.DESCRIPTOR.full_name: durations(),
+    Struct.DESCRIPTOR.full_name: structs(),
 }
 
 

@@ -6,7 +6,8 @@ them on every transport (native gRPC, WebSocket framing, legacy JSON) through on
 
 - `on_connect(caller)`: a new sync session (refuse, or attach the user's `UserInfo`,
   which presence then shows instead of what the client says);
-- `on_subscribe(caller, collection_id)`: authorize a subscribe;
+- `on_subscribe(caller, collection_id)`: authorize a subscribe (and optionally give the
+  subscriber initial data, `SubscribeResult`);
 - `on_publish(caller, delta)`: accept (return None), refuse (raise `HookRefusal`) or
   replace the delta (return a `Delta`); it runs before the broker assigns an offset, so
   a refused delta never exists;

@@ -345,3 +345,44 @@ async def test_a_node_started_later_refuses_tokens_revoked_before(
             assert trailer(refused_call.value, "syncwire-reason") == "token_revoked"
     finally:
         await late.stop(grace=1.0)
+
+
+async def test_bad_admin_requests_get_a_precise_status(nodes: list[SyncwireServer]) -> None:
+    until = Timestamp()
+    until.FromSeconds(int(time.time()) + 60)
+    bad: list[tuple[str, Any, grpc.StatusCode]] = [
+        ("Disconnect", admin_pb2.DisconnectRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "Disconnect",
+            admin_pb2.DisconnectRequest(peer_id="p", user_id="u"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        ("RevokeToken", admin_pb2.RevokeTokenRequest(jti="j"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "RevokeToken",
+            admin_pb2.RevokeTokenRequest(until=until),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            "UnsubscribeUser",
+            admin_pb2.UnsubscribeUserRequest(user_id="ann"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            "PutSnapshot",
+            admin_pb2.PutSnapshotRequest(
+                snapshot=sync_pb2.PutSnapshot(collection_id=ROOM, offset=5, data=b"s")
+            ),
+            grpc.StatusCode.OUT_OF_RANGE,
+        ),
+    ]
+    async with admin_stub(nodes[0], "ws") as admin:
+        for method, request, code in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+                await getattr(admin, method)(request, metadata=admin_metadata())
+            assert refused_call.value.code() == code, (method, request)
+        # The node carries on.
+        empty = await admin.GetSnapshot(
+            admin_pb2.GetSnapshotRequest(collection_id=ROOM), metadata=admin_metadata()
+        )
+        assert not empty.HasField("snapshot")

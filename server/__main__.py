@@ -7,6 +7,7 @@ import os
 import sys
 from typing import NoReturn
 
+from . import __version__
 from .app import run_server, serve
 from .config import ConfigError, add_arguments, load_config
 from .logs import configure_logging
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=os.environ.get(PROG_ENV) or "syncwire-server",
         description="Run the syncwire sync service (gRPC + WebSocket + legacy JSON).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(parser)
     return parser
 

@@ -570,6 +570,9 @@ def test_serve_runs_the_server(repo_root: Path) -> None:
 def test_serve_passes_arguments_through(repo_root: Path) -> None:
     shown = run_cli("serve", "--help", repo=repo_root)
     assert shown.code == 0 and "--grpc-port" in shown.out
+    version = run_cli("serve", "--version", repo=repo_root)
+    expected = importlib.metadata.version("syncwire")
+    assert (version.code, version.out.strip()) == (0, f"syncwire serve {expected}")
     bad = run_cli("serve", "--max-connections", "0", repo=repo_root)
     assert bad.code == 2
     assert "max_connections" in bad.err

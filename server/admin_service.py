@@ -133,6 +133,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.GetSnapshotResponse(snapshot=snapshot.to_response().snapshot)
 
     @maps_domain_errors
+    async def RemoveHistory(
+        self, request: admin_pb2.RemoveHistoryRequest, context: Context
+    ) -> admin_pb2.RemoveHistoryResponse:
+        self._admit(context)
+        validate_collection_id(request.collection_id)
+        removed = await self.core.broker.remove_history(request.collection_id)
+        return admin_pb2.RemoveHistoryResponse(removed=removed)
+
+    @maps_domain_errors
     async def RevokeToken(
         self, request: admin_pb2.RevokeTokenRequest, context: Context
     ) -> admin_pb2.RevokeTokenResponse:

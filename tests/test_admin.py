@@ -23,7 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from server.admin_commands import CONTROL_COLLECTION
 from server.app import SyncwireServer
-from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
+from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_ws_client import LegacyClient
 
 from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
@@ -97,6 +97,12 @@ class Fleet:
         token = make_token(sub=user, jti=jti or f"{user}-legacy")
         client = await LegacyClient.open(with_token(server.ws_url, token, ROOM))
         self.stack.push_async_callback(client.ws.close)
+
+        def subscribed() -> bool:  # the gateway subscribes its home collection on its own
+            sessions = server.core.registry.sessions()
+            return any(s.peer_id == client.peer_id and ROOM in s.subscriptions for s in sessions)
+
+        await poll_until(subscribed, "the legacy client follows its home collection")
         self.legacy.append((user, client))
         return client
 
@@ -386,3 +392,39 @@ async def test_bad_admin_requests_get_a_precise_status(nodes: list[SyncwireServe
             admin_pb2.GetSnapshotRequest(collection_id=ROOM), metadata=admin_metadata()
         )
         assert not empty.HasField("snapshot")
+
+
+async def test_remove_history_compacts_behind_a_snapshot(nodes: list[SyncwireServer]) -> None:
+    core = nodes[0].core
+    for collection_id in ("compacted", "dropped"):
+        for n in range(1, 6):
+            await core.publish(types_pb2.Delta(collection_id=collection_id, delta=b"%d" % n))
+    await core.put_snapshot("compacted", 5, b"state@5")
+    async with admin_stub(nodes[-1]) as admin:
+        for collection_id in ("compacted", "dropped"):
+            answer = await admin.RemoveHistory(
+                admin_pb2.RemoveHistoryRequest(collection_id=collection_id),
+                metadata=admin_metadata(),
+            )
+            assert answer.removed == 5
+    async with open_channel(nodes[-1], "grpc") as channel:
+        stream = SyncStream(
+            sync_pb2_grpc.SyncServiceStub(channel), metadata=bearer(make_token(sub="ann"))
+        )
+        try:
+            await stream.welcome()
+            compacted = await stream.subscribe("compacted", last_offset=0)
+            assert (compacted.recovery, compacted.snapshot_offset, compacted.replayed) == (
+                sync_pb2.RECOVERY_STATUS_SNAPSHOT,
+                5,
+                0,
+            )
+            assert (await stream.expect("snapshot")).snapshot.data == b"state@5"
+            dropped = await stream.subscribe("dropped", last_offset=0)
+            assert (dropped.recovery, dropped.offset, dropped.replayed) == (
+                sync_pb2.RECOVERY_STATUS_GAP_TOO_OLD,
+                5,
+                0,
+            )
+        finally:
+            await stream.close()

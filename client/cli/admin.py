@@ -57,7 +57,8 @@ def _admin(target: Target, admin_token: str, what: str, call: Call[T]) -> T:
 
 @click.group()
 def admin() -> None:
-    """The server API: disconnect, unsubscribe, collections, presence, revoke, snapshot."""
+    """The server API: disconnect, unsubscribe, collections, presence, revoke, snapshot,
+    remove-history."""
 
 
 @admin.command()

@@ -233,6 +233,12 @@ class Broker(ABC):
         The snapshot lives as long as the collection's epoch and offsets do."""
 
     @abstractmethod
+    async def remove_history(self, collection_id: str) -> int:
+        """Drops the collection's history (its epoch and latest offset stay, so a
+        recovering subscriber is told GAP_TOO_OLD, or gets the snapshot); returns how
+        many deltas it held."""
+
+    @abstractmethod
     async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
         """The collection's latest snapshot (of any epoch: callers compare), or None."""
 

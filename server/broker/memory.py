@@ -169,6 +169,15 @@ class MemoryBroker(Broker):
         )
         return "stored", state.epoch, offset
 
+    async def remove_history(self, collection_id: str) -> int:
+        """See `Broker.remove_history`."""
+        state = self._collections.get(collection_id)
+        if state is None:
+            return 0
+        removed = len(state.history)
+        state.history.clear()
+        return removed
+
     async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
         """See `Broker.get_snapshot`."""
         state = self._collections.get(collection_id)

@@ -162,6 +162,11 @@ class RedisBroker(Broker):
         self._require_redis()
         return await self._store.put_snapshot(collection_id, epoch, offset, data)
 
+    async def remove_history(self, collection_id: str) -> int:
+        """See `Broker.remove_history`. Raises BrokerError while Redis is unreachable."""
+        self._require_redis()
+        return await self._store.remove_history(collection_id)
+
     async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
         """See `Broker.get_snapshot`. Raises BrokerError while Redis is unreachable."""
         self._require_redis()

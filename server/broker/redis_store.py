@@ -262,6 +262,13 @@ class RedisStore:
         outcome, current, at = await self._call("put snapshot", self._put_snapshot(names, args))
         return outcome.decode(), current.decode(), int(at)
 
+    async def remove_history(self, collection_id: str) -> int:
+        """Deletes the collection's history stream (meta stays). Raises BrokerError."""
+        history = self.keys.history(collection_id)
+        removed = await self._call("remove history", self._client.xlen(history))
+        await self._call("remove history", self._client.delete(history))
+        return int(removed)
+
     async def get_snapshot(self, collection_id: str) -> StoredSnapshot | None:
         """The snapshot fields of the collection's meta hash. Raises BrokerError."""
         epoch, offset, data, created = await self._call(

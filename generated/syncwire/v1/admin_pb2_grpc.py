@@ -70,6 +70,11 @@ class AdminServiceStub:
                 request_serializer=syncwire_dot_v1_dot_admin__pb2.GetSnapshotRequest.SerializeToString,
                 response_deserializer=syncwire_dot_v1_dot_admin__pb2.GetSnapshotResponse.FromString,
                 _registered_method=True)
+        self.RemoveHistory = channel.unary_unary(
+                '/syncwire.v1.AdminService/RemoveHistory',
+                request_serializer=syncwire_dot_v1_dot_admin__pb2.RemoveHistoryRequest.SerializeToString,
+                response_deserializer=syncwire_dot_v1_dot_admin__pb2.RemoveHistoryResponse.FromString,
+                _registered_method=True)
         self.RevokeToken = channel.unary_unary(
                 '/syncwire.v1.AdminService/RevokeToken',
                 request_serializer=syncwire_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
@@ -128,6 +133,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveHistory(self, request, context):
+        """Drops a collection's history (offsets and epoch stay): for example after storing a
+        snapshot at the latest offset, to compact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeToken(self, request, context):
         """Refuses a token (by its `jti`) or every token of a user until a time, on every node
         and transport; sessions authenticated with it end.
@@ -168,6 +181,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetSnapshot,
                     request_deserializer=syncwire_dot_v1_dot_admin__pb2.GetSnapshotRequest.FromString,
                     response_serializer=syncwire_dot_v1_dot_admin__pb2.GetSnapshotResponse.SerializeToString,
+            ),
+            'RemoveHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHistory,
+                    request_deserializer=syncwire_dot_v1_dot_admin__pb2.RemoveHistoryRequest.FromString,
+                    response_serializer=syncwire_dot_v1_dot_admin__pb2.RemoveHistoryResponse.SerializeToString,
             ),
             'RevokeToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeToken,
@@ -343,6 +361,33 @@ class AdminService:
             '/syncwire.v1.AdminService/GetSnapshot',
             syncwire_dot_v1_dot_admin__pb2.GetSnapshotRequest.SerializeToString,
             syncwire_dot_v1_dot_admin__pb2.GetSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncwire.v1.AdminService/RemoveHistory',
+            syncwire_dot_v1_dot_admin__pb2.RemoveHistoryRequest.SerializeToString,
+            syncwire_dot_v1_dot_admin__pb2.RemoveHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

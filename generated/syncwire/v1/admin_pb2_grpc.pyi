@@ -51,6 +51,10 @@ class AdminServiceStub:
     """Stores a collection's snapshot (as SyncCore.put_snapshot)."""
     GetSnapshot: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSnapshotRequest, _admin_pb2.GetSnapshotResponse]
     """Reads a collection's latest snapshot."""
+    RemoveHistory: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RemoveHistoryRequest, _admin_pb2.RemoveHistoryResponse]
+    """Drops a collection's history (offsets and epoch stay): for example after storing a
+    snapshot at the latest offset, to compact.
+    """
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeTokenRequest, _admin_pb2.RevokeTokenResponse]
     """Refuses a token (by its `jti`) or every token of a user until a time, on every node
     and transport; sessions authenticated with it end.
@@ -79,6 +83,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Stores a collection's snapshot (as SyncCore.put_snapshot)."""
     GetSnapshot: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSnapshotRequest, _admin_pb2.GetSnapshotResponse]  # type: ignore[assignment]
     """Reads a collection's latest snapshot."""
+    RemoveHistory: _aio.UnaryUnaryMultiCallable[_admin_pb2.RemoveHistoryRequest, _admin_pb2.RemoveHistoryResponse]  # type: ignore[assignment]
+    """Drops a collection's history (offsets and epoch stay): for example after storing a
+    snapshot at the latest offset, to compact.
+    """
     RevokeToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeTokenRequest, _admin_pb2.RevokeTokenResponse]  # type: ignore[assignment]
     """Refuses a token (by its `jti`) or every token of a user until a time, on every node
     and transport; sessions authenticated with it end.
@@ -140,6 +148,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GetSnapshotResponse, _abc.Awaitable[_admin_pb2.GetSnapshotResponse]]:
         """Reads a collection's latest snapshot."""
+
+    @_abc_1.abstractmethod
+    def RemoveHistory(
+        self,
+        request: _admin_pb2.RemoveHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RemoveHistoryResponse, _abc.Awaitable[_admin_pb2.RemoveHistoryResponse]]:
+        """Drops a collection's history (offsets and epoch stay): for example after storing a
+        snapshot at the latest offset, to compact.
+        """
 
     @_abc_1.abstractmethod
     def RevokeToken(

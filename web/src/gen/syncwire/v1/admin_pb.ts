@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file syncwire/v1/admin.proto.
  */
 export const file_syncwire_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChdzeW5jd2lyZS92MS9hZG1pbi5wcm90bxILc3luY3dpcmUudjEiWAoRRGlzY29ubmVjdFJlcXVlc3QSDwoHcGVlcl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIRCglyZWNvbm5lY3QYBCABKAgiLwoSRGlzY29ubmVjdFJlc3BvbnNlEhkKEWRpc2Nvbm5lY3RlZF9oZXJlGAEgASgNIkAKFlVuc3Vic2NyaWJlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJIjQKF1Vuc3Vic2NyaWJlVXNlclJlc3BvbnNlEhkKEXVuc3Vic2NyaWJlZF9oZXJlGAEgASgNIhgKFkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QiZQoVQ29sbGVjdGlvblN1YnNjcmliZXJzEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoQbm9kZV9zdWJzY3JpYmVycxgCIAEoDRIbChNjbHVzdGVyX3N1YnNjcmliZXJzGAMgASgNInQKF0xpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlEhEKCXNlcnZlcl9pZBgBIAEoCRINCgVub2RlcxgCIAEoDRI3Cgtjb2xsZWN0aW9ucxgDIAMoCzIiLnN5bmN3aXJlLnYxLkNvbGxlY3Rpb25TdWJzY3JpYmVycyIvChZHZXRVc2VyUHJlc2VuY2VSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiMQoMVXNlclByZXNlbmNlEg8KB3VzZXJfaWQYASABKAkSEAoIcGVlcl9pZHMYAiADKAkiWgoXR2V0VXNlclByZXNlbmNlUmVzcG9uc2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIoCgV1c2VycxgCIAMoCzIZLnN5bmN3aXJlLnYxLlVzZXJQcmVzZW5jZSJAChJQdXRTbmFwc2hvdFJlcXVlc3QSKgoIc25hcHNob3QYASABKAsyGC5zeW5jd2lyZS52MS5QdXRTbmFwc2hvdCJCChNQdXRTbmFwc2hvdFJlc3BvbnNlEisKBnN0b3JlZBgBIAEoCzIbLnN5bmN3aXJlLnYxLlNuYXBzaG90U3RvcmVkIisKEkdldFNuYXBzaG90UmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIj4KE0dldFNuYXBzaG90UmVzcG9uc2USJwoIc25hcHNob3QYASABKAsyFS5zeW5jd2lyZS52MS5TbmFwc2hvdCJdChJSZXZva2VUb2tlblJlcXVlc3QSCwoDanRpGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjAKE1Jldm9rZVRva2VuUmVzcG9uc2USGQoRZGlzY29ubmVjdGVkX2hlcmUYASABKA0i9gEKDEFkbWluQ29tbWFuZBI0CgpkaXNjb25uZWN0GAEgASgLMh4uc3luY3dpcmUudjEuRGlzY29ubmVjdFJlcXVlc3RIABI/ChB1bnN1YnNjcmliZV91c2VyGAIgASgLMiMuc3luY3dpcmUudjEuVW5zdWJzY3JpYmVVc2VyUmVxdWVzdEgAEjcKDHJldm9rZV90b2tlbhgDIAEoCzIfLnN5bmN3aXJlLnYxLlJldm9rZVRva2VuUmVxdWVzdEgAEi4KC25vZGVfcmVwb3J0GAQgASgLMhcuc3luY3dpcmUudjEuTm9kZVJlcG9ydEgAQgYKBGtpbmQikgEKCk5vZGVSZXBvcnQSEQoJc2VydmVyX2lkGAEgASgJEj0KC3N1YnNjcmliZXJzGAIgAygLMiguc3luY3dpcmUudjEuTm9kZVJlcG9ydC5TdWJzY3JpYmVyc0VudHJ5GjIKEFN1YnNjcmliZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASJGCg5SZXZvY2F0aW9uTGlzdBI0CgtyZXZvY2F0aW9ucxgBIAMoCzIfLnN5bmN3aXJlLnYxLlJldm9rZVRva2VuUmVxdWVzdDLtBAoMQWRtaW5TZXJ2aWNlEk0KCkRpc2Nvbm5lY3QSHi5zeW5jd2lyZS52MS5EaXNjb25uZWN0UmVxdWVzdBofLnN5bmN3aXJlLnYxLkRpc2Nvbm5lY3RSZXNwb25zZRJcCg9VbnN1YnNjcmliZVVzZXISIy5zeW5jd2lyZS52MS5VbnN1YnNjcmliZVVzZXJSZXF1ZXN0GiQuc3luY3dpcmUudjEuVW5zdWJzY3JpYmVVc2VyUmVzcG9uc2USXAoPTGlzdENvbGxlY3Rpb25zEiMuc3luY3dpcmUudjEuTGlzdENvbGxlY3Rpb25zUmVxdWVzdBokLnN5bmN3aXJlLnYxLkxpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlElwKD0dldFVzZXJQcmVzZW5jZRIjLnN5bmN3aXJlLnYxLkdldFVzZXJQcmVzZW5jZVJlcXVlc3QaJC5zeW5jd2lyZS52MS5HZXRVc2VyUHJlc2VuY2VSZXNwb25zZRJQCgtQdXRTbmFwc2hvdBIfLnN5bmN3aXJlLnYxLlB1dFNuYXBzaG90UmVxdWVzdBogLnN5bmN3aXJlLnYxLlB1dFNuYXBzaG90UmVzcG9uc2USUAoLR2V0U25hcHNob3QSHy5zeW5jd2lyZS52MS5HZXRTbmFwc2hvdFJlcXVlc3QaIC5zeW5jd2lyZS52MS5HZXRTbmFwc2hvdFJlc3BvbnNlElAKC1Jldm9rZVRva2VuEh8uc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiAuc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_syncwire_v1_sync]);
+  fileDesc("ChdzeW5jd2lyZS92MS9hZG1pbi5wcm90bxILc3luY3dpcmUudjEiWAoRRGlzY29ubmVjdFJlcXVlc3QSDwoHcGVlcl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIRCglyZWNvbm5lY3QYBCABKAgiLwoSRGlzY29ubmVjdFJlc3BvbnNlEhkKEWRpc2Nvbm5lY3RlZF9oZXJlGAEgASgNIkAKFlVuc3Vic2NyaWJlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJIjQKF1Vuc3Vic2NyaWJlVXNlclJlc3BvbnNlEhkKEXVuc3Vic2NyaWJlZF9oZXJlGAEgASgNIhgKFkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QiZQoVQ29sbGVjdGlvblN1YnNjcmliZXJzEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoQbm9kZV9zdWJzY3JpYmVycxgCIAEoDRIbChNjbHVzdGVyX3N1YnNjcmliZXJzGAMgASgNInQKF0xpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlEhEKCXNlcnZlcl9pZBgBIAEoCRINCgVub2RlcxgCIAEoDRI3Cgtjb2xsZWN0aW9ucxgDIAMoCzIiLnN5bmN3aXJlLnYxLkNvbGxlY3Rpb25TdWJzY3JpYmVycyIvChZHZXRVc2VyUHJlc2VuY2VSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiMQoMVXNlclByZXNlbmNlEg8KB3VzZXJfaWQYASABKAkSEAoIcGVlcl9pZHMYAiADKAkiWgoXR2V0VXNlclByZXNlbmNlUmVzcG9uc2USFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIoCgV1c2VycxgCIAMoCzIZLnN5bmN3aXJlLnYxLlVzZXJQcmVzZW5jZSJAChJQdXRTbmFwc2hvdFJlcXVlc3QSKgoIc25hcHNob3QYASABKAsyGC5zeW5jd2lyZS52MS5QdXRTbmFwc2hvdCJCChNQdXRTbmFwc2hvdFJlc3BvbnNlEisKBnN0b3JlZBgBIAEoCzIbLnN5bmN3aXJlLnYxLlNuYXBzaG90U3RvcmVkIisKEkdldFNuYXBzaG90UmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIj4KE0dldFNuYXBzaG90UmVzcG9uc2USJwoIc25hcHNob3QYASABKAsyFS5zeW5jd2lyZS52MS5TbmFwc2hvdCItChRSZW1vdmVIaXN0b3J5UmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJIigKFVJlbW92ZUhpc3RvcnlSZXNwb25zZRIPCgdyZW1vdmVkGAEgASgNIl0KElJldm9rZVRva2VuUmVxdWVzdBILCgNqdGkYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMAoTUmV2b2tlVG9rZW5SZXNwb25zZRIZChFkaXNjb25uZWN0ZWRfaGVyZRgBIAEoDSL2AQoMQWRtaW5Db21tYW5kEjQKCmRpc2Nvbm5lY3QYASABKAsyHi5zeW5jd2lyZS52MS5EaXNjb25uZWN0UmVxdWVzdEgAEj8KEHVuc3Vic2NyaWJlX3VzZXIYAiABKAsyIy5zeW5jd2lyZS52MS5VbnN1YnNjcmliZVVzZXJSZXF1ZXN0SAASNwoMcmV2b2tlX3Rva2VuGAMgASgLMh8uc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0SAASLgoLbm9kZV9yZXBvcnQYBCABKAsyFy5zeW5jd2lyZS52MS5Ob2RlUmVwb3J0SABCBgoEa2luZCKSAQoKTm9kZVJlcG9ydBIRCglzZXJ2ZXJfaWQYASABKAkSPQoLc3Vic2NyaWJlcnMYAiADKAsyKC5zeW5jd2lyZS52MS5Ob2RlUmVwb3J0LlN1YnNjcmliZXJzRW50cnkaMgoQU3Vic2NyaWJlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIkYKDlJldm9jYXRpb25MaXN0EjQKC3Jldm9jYXRpb25zGAEgAygLMh8uc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0MsUFCgxBZG1pblNlcnZpY2USTQoKRGlzY29ubmVjdBIeLnN5bmN3aXJlLnYxLkRpc2Nvbm5lY3RSZXF1ZXN0Gh8uc3luY3dpcmUudjEuRGlzY29ubmVjdFJlc3BvbnNlElwKD1Vuc3Vic2NyaWJlVXNlchIjLnN5bmN3aXJlLnYxLlVuc3Vic2NyaWJlVXNlclJlcXVlc3QaJC5zeW5jd2lyZS52MS5VbnN1YnNjcmliZVVzZXJSZXNwb25zZRJcCg9MaXN0Q29sbGVjdGlvbnMSIy5zeW5jd2lyZS52MS5MaXN0Q29sbGVjdGlvbnNSZXF1ZXN0GiQuc3luY3dpcmUudjEuTGlzdENvbGxlY3Rpb25zUmVzcG9uc2USXAoPR2V0VXNlclByZXNlbmNlEiMuc3luY3dpcmUudjEuR2V0VXNlclByZXNlbmNlUmVxdWVzdBokLnN5bmN3aXJlLnYxLkdldFVzZXJQcmVzZW5jZVJlc3BvbnNlElAKC1B1dFNuYXBzaG90Eh8uc3luY3dpcmUudjEuUHV0U25hcHNob3RSZXF1ZXN0GiAuc3luY3dpcmUudjEuUHV0U25hcHNob3RSZXNwb25zZRJQCgtHZXRTbmFwc2hvdBIfLnN5bmN3aXJlLnYxLkdldFNuYXBzaG90UmVxdWVzdBogLnN5bmN3aXJlLnYxLkdldFNuYXBzaG90UmVzcG9uc2USVgoNUmVtb3ZlSGlzdG9yeRIhLnN5bmN3aXJlLnYxLlJlbW92ZUhpc3RvcnlSZXF1ZXN0GiIuc3luY3dpcmUudjEuUmVtb3ZlSGlzdG9yeVJlc3BvbnNlElAKC1Jldm9rZVRva2VuEh8uc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiAuc3luY3dpcmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_syncwire_v1_sync]);
 
 /**
  * Ends connections. Exactly one of `peer_id` and `user_id` is set.
@@ -376,6 +376,48 @@ export const GetSnapshotResponseSchema: GenMessage<GetSnapshotResponse> = /*@__P
   messageDesc(file_syncwire_v1_admin, 13);
 
 /**
+ * Drops a collection's history.
+ *
+ * @generated from message syncwire.v1.RemoveHistoryRequest
+ */
+export type RemoveHistoryRequest = Message<"syncwire.v1.RemoveHistoryRequest"> & {
+  /**
+   * The collection.
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+};
+
+/**
+ * Describes the message syncwire.v1.RemoveHistoryRequest.
+ * Use `create(RemoveHistoryRequestSchema)` to create a new message.
+ */
+export const RemoveHistoryRequestSchema: GenMessage<RemoveHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_admin, 14);
+
+/**
+ * Answers RemoveHistoryRequest.
+ *
+ * @generated from message syncwire.v1.RemoveHistoryResponse
+ */
+export type RemoveHistoryResponse = Message<"syncwire.v1.RemoveHistoryResponse"> & {
+  /**
+   * How many deltas history held.
+   *
+   * @generated from field: uint32 removed = 1;
+   */
+  removed: number;
+};
+
+/**
+ * Describes the message syncwire.v1.RemoveHistoryResponse.
+ * Use `create(RemoveHistoryResponseSchema)` to create a new message.
+ */
+export const RemoveHistoryResponseSchema: GenMessage<RemoveHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_syncwire_v1_admin, 15);
+
+/**
  * Revokes tokens. Exactly one of `jti` and `user_id` is set.
  *
  * @generated from message syncwire.v1.RevokeTokenRequest
@@ -408,7 +450,7 @@ export type RevokeTokenRequest = Message<"syncwire.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_admin, 14);
+  messageDesc(file_syncwire_v1_admin, 16);
 
 /**
  * Answers RevokeTokenRequest: the revocation was sent to every node.
@@ -429,7 +471,7 @@ export type RevokeTokenResponse = Message<"syncwire.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_admin, 15);
+  messageDesc(file_syncwire_v1_admin, 17);
 
 /**
  * A command one node sends every node (itself included) through the broker. Internal
@@ -483,7 +525,7 @@ export type AdminCommand = Message<"syncwire.v1.AdminCommand"> & {
  * Use `create(AdminCommandSchema)` to create a new message.
  */
 export const AdminCommandSchema: GenMessage<AdminCommand> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_admin, 16);
+  messageDesc(file_syncwire_v1_admin, 18);
 
 /**
  * What one node says about itself, every heartbeat interval.
@@ -511,7 +553,7 @@ export type NodeReport = Message<"syncwire.v1.NodeReport"> & {
  * Use `create(NodeReportSchema)` to create a new message.
  */
 export const NodeReportSchema: GenMessage<NodeReport> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_admin, 17);
+  messageDesc(file_syncwire_v1_admin, 19);
 
 /**
  * Every revocation a node knows of: stored as the snapshot of the admin commands'
@@ -533,7 +575,7 @@ export type RevocationList = Message<"syncwire.v1.RevocationList"> & {
  * Use `create(RevocationListSchema)` to create a new message.
  */
 export const RevocationListSchema: GenMessage<RevocationList> = /*@__PURE__*/
-  messageDesc(file_syncwire_v1_admin, 18);
+  messageDesc(file_syncwire_v1_admin, 20);
 
 /**
  * The server API: what the application (or an operator, with `syncwire admin`) does to
@@ -605,6 +647,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetSnapshotRequestSchema;
     output: typeof GetSnapshotResponseSchema;
+  },
+  /**
+   * Drops a collection's history (offsets and epoch stay): for example after storing a
+   * snapshot at the latest offset, to compact.
+   *
+   * @generated from rpc syncwire.v1.AdminService.RemoveHistory
+   */
+  removeHistory: {
+    methodKind: "unary";
+    input: typeof RemoveHistoryRequestSchema;
+    output: typeof RemoveHistoryResponseSchema;
   },
   /**
    * Refuses a token (by its `jti`) or every token of a user until a time, on every node

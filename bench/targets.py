@@ -89,7 +89,7 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
             "syncwire-ws",
             "raw-websockets",
             phase="max",
-            at_least=0.8,
+            at_least=1.3,
         ),
         ratio_check(
             "fanout: syncwire-grpc / raw-grpc",
@@ -107,7 +107,7 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
             "legacy-json",
             "raw-websockets",
             phase="max",
-            at_least=0.6,
+            at_least=0.9,
         ),
         ratio_check(
             "fanout: syncwire-ws / python-socketio",
@@ -135,7 +135,27 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
                 at_most=1.25,
             )
         )
+    for subject in ("syncwire-ws", "legacy-json"):
+        checks.append(
+            ratio_check(
+                f"server CPU per delivery at half rate: {subject} / raw-websockets{n_note}",
+                fanout,
+                "server_us_per_msg",
+                subject,
+                "raw-websockets",
+                phase="half-rate",
+                at_most=1.2,
+            )
+        )
     checks += [
+        ratio_check(
+            "rpc: server CPU per call, syncwire-ws Publish / raw-websockets echo",
+            rpc,
+            "server_us_per_call",
+            "syncwire-ws",
+            "raw-websockets",
+            at_most=2.0,
+        ),
         ratio_check(
             "rpc: syncwire-grpc Publish / raw-grpc echo",
             rpc,
@@ -154,6 +174,7 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
         ),
     ]
     checks += _idle_checks(idle_result, idle)
+    checks.append(_translate_check(by_name.get("translate")))
     checks += _redis_checks(redis)
     web = by_name.get("web")
     for phase, key in (("unary", "calls/s"), ("fanout", "deliveries/s")):
@@ -172,18 +193,23 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
 
 
 def _idle_checks(result: ScenarioResult | None, idle: int) -> list[TargetCheck]:
-    checks = []
-    for subject in ("syncwire-ws", "syncwire-ws+deflate"):
-        value = result.median(subject, "kib_per_conn") if result is not None else None
-        if value is None:
-            status = _not_measured(result, (subject, ""))
-        else:
-            status = MET if value <= 40 else MISSED
-        checks.append(
-            TargetCheck(
-                f"idle: server RSS per {subject} connection", value, "<= 40 KiB", status, unit="KiB"
-            )
-        )
+    value = result.median("syncwire-ws", "kib_per_conn") if result is not None else None
+    status = _not_measured(result, ("syncwire-ws", "")) if value is None else (
+        MET if value <= 24 else MISSED
+    )
+    checks = [
+        TargetCheck(
+            "idle: server RSS per syncwire-ws connection", value, "<= 24 KiB", status, unit="KiB"
+        ),
+        ratio_check(
+            "idle: RSS per connection with deflate, syncwire-ws / raw-websockets",
+            result,
+            "kib_per_conn",
+            "syncwire-ws+deflate",
+            "raw-websockets+deflate",
+            at_most=1.1,
+        ),
+    ]
     held = None
     if result is not None:
         values = [
@@ -208,6 +234,15 @@ def _idle_checks(result: ScenarioResult | None, idle: int) -> list[TargetCheck]:
         )
     )
     return checks
+
+
+def _translate_check(result: ScenarioResult | None) -> TargetCheck:
+    case = "legacy wrapper -> typed"
+    value = result.median(case, "us_per_op") if result is not None else None
+    status = _not_measured(result, (case, "")) if value is None else (
+        MET if value <= 15 else MISSED
+    )
+    return TargetCheck(f"translate: {case}", value, "<= 15 us", status, unit="us")
 
 
 def _order_check(result: ScenarioResult | None, subject: str, label: str) -> TargetCheck:
@@ -252,7 +287,16 @@ def _redis_checks(result: ScenarioResult | None) -> list[TargetCheck]:
         "one-node",
         at_most=1.2,
     )
+    over_redis = ratio_check(
+        "redis: one node over Redis / memory broker, typed WS, server CPU per delivery",
+        result,
+        "server_us_per_msg",
+        "one-node-ws",
+        "memory-ws",
+        at_most=1.5,
+    )
     return [
         rate, order, cluster, _order_check(result, "cluster", "cluster"), workers,
-        _order_check(result, "workers-2", "--workers 2"),
+        _order_check(result, "workers-2", "--workers 2"), over_redis,
+        _order_check(result, "one-node-ws", "one node over Redis, typed WS"),
     ]

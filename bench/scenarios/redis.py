@@ -10,7 +10,7 @@ Native gRPC clients. In-order delivery and no loss are checked per subscriber.""
 
 from __future__ import annotations
 
-from bench.clients import SYNCWIRE_GRPC
+from bench.clients import SYNCWIRE_GRPC, SYNCWIRE_WS
 from bench.procs import ProcessFailed, children
 from bench.results import ScenarioResult, SubjectRun
 from bench.scenarios.base import BenchContext, Scenario, Servers, alternate, collection_name
@@ -18,6 +18,8 @@ from bench.scenarios.fanout_round import FANOUT_COLUMNS, FanoutTarget, fanout_ro
 from bench.servers.launch import form_cluster, start_redis, start_syncwire
 
 ONE, TWO, CLUSTER, WORKERS = "one-node", "two-nodes", "cluster", "workers-2"
+# Typed WebSocket clients on one node over Redis, against a node on the memory broker.
+ONE_WS, MEMORY_WS = "one-node-ws", "memory-ws"
 CLUSTER_MASTERS = 3
 
 
@@ -59,6 +61,23 @@ class RedisScenario(Scenario):
                 "syncwire processes + redis-server(s)"
             )
             result.runs = [ctx.new_run(ONE, role="baseline"), ctx.new_run(TWO)]
+            await servers.start({"memory": start_syncwire("memory")})
+            if "memory" in servers.failed:
+                result.notes.append(f"{MEMORY_WS} skipped: {servers.failed['memory']}")
+            else:
+                ws_a, ws_memory = (servers.endpoint(n, "ws") for n in ("node-a", "memory"))
+                targets[ONE_WS] = FanoutTarget(
+                    SYNCWIRE_WS, ws_a, (ws_a,), (servers.started["redis"].pid, pids[1])
+                )
+                targets[MEMORY_WS] = FanoutTarget(
+                    SYNCWIRE_WS, ws_memory, (ws_memory,), (servers.started["memory"].pid,)
+                )
+                result.runs += [ctx.new_run(MEMORY_WS, role="baseline"), ctx.new_run(ONE_WS)]
+                result.notes.append(
+                    f"{ONE_WS}: typed WebSocket clients, every one on node A over Redis (server "
+                    f"CPU = node A + redis-server); {MEMORY_WS}: the same on a node with the "
+                    "memory broker"
+                )
             for subject, reason in (
                 (CLUSTER, await _start_cluster(servers, targets)),
                 (WORKERS, await _start_workers(servers, targets, url)),

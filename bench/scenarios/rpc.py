@@ -46,6 +46,7 @@ class RpcScenario(Scenario):
         Column("server_cpu", "server CPU", "{:.0%}"),
         Column("client_cpu", "clients CPU", "{:.0%}"),
         Column("other_cpu", "other CPU", "{:.0%}"),
+        Column("server_us_per_call", "server us/call", "{:,.1f}"),
         Column("errors", "errors"),
     )
 
@@ -155,5 +156,6 @@ class RpcScenario(Scenario):
             "p50_ms": p50 / 1000,
             "p99_ms": p99 / 1000,
             **cpu_used,
+            "server_us_per_call": cpu_used["server_cpu"] / (calls / seconds) * 1e6,
             "errors": float(errors),
         }

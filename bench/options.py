@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SCENARIO_NAMES = ("fanout", "rpc", "idle", "translate", "redis", "web")
+SCENARIO_NAMES = ("fanout", "rpc", "idle", "translate", "catchup", "redis", "web")
 
 
 @dataclass(frozen=True, slots=True)

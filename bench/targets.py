@@ -175,6 +175,7 @@ def check_targets(results: list[ScenarioResult], subscribers: int, idle: int) ->
     ]
     checks += _idle_checks(idle_result, idle)
     checks.append(_translate_check(by_name.get("translate")))
+    checks += _catchup_checks(by_name.get("catchup"), fanout, subscribers)
     checks += _redis_checks(redis)
     web = by_name.get("web")
     for phase, key in (("unary", "calls/s"), ("fanout", "deliveries/s")):
@@ -233,6 +234,40 @@ def _idle_checks(result: ScenarioResult | None, idle: int) -> list[TargetCheck]:
             unit="conns",
         )
     )
+    return checks
+
+
+def _catchup_checks(
+    result: ScenarioResult | None, fanout: ScenarioResult | None, subscribers: int
+) -> list[TargetCheck]:
+    """Every subscriber recovers uncut; replay deliveries/s >= 0.8x the subject's live
+    max-rate fan-out (fanout scenario, same run)."""
+    checks = []
+    for subject in ("syncwire-ws", "syncwire-grpc"):
+        run = result.run(subject) if result is not None else None
+        if run is None or not run.rounds:
+            status = _not_measured(result, (subject, ""))
+            checks.append(TargetCheck(f"catch-up: {subject} cut", None, "0", status, unit="subs"))
+        else:
+            cut = sum(r["cut"] + subscribers - r["completed"] for r in run.rounds)
+            checks.append(
+                TargetCheck(
+                    f"catch-up: {subject} subscribers cut or short",
+                    cut,
+                    "0",
+                    MET if cut == 0 else MISSED,
+                    unit="subs",
+                )
+            )
+        replay = result.median(subject, "replayed_per_s") if result is not None else None
+        live = fanout.median(subject, "delivered_per_s", "max") if fanout is not None else None
+        name = f"catch-up: {subject} replay / live max-rate fan-out deliveries/s"
+        if replay is None or live is None or live <= 0:
+            why = _not_measured(result, (subject, "")) if replay is None else "not measured: no fanout"
+            checks.append(TargetCheck(name, None, ">= 0.8x", why))
+        else:
+            ratio = replay / live
+            checks.append(TargetCheck(name, ratio, ">= 0.8x", MET if ratio >= 0.8 else MISSED))
     return checks
 
 

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from bench.jobs import catchup
 from bench.jobs.common import describe
 from bench.jobs.idle import IdleConnections
 from bench.jobs.publisher import Publisher
@@ -54,6 +55,8 @@ class Jobs:
             "idle_heartbeat": self.idle.heartbeat,
             "idle_close": self.idle.close,
             "translate": translate,
+            "catchup_seed": catchup.seed,
+            "catchup_recover": catchup.recover,
         }
 
     async def close(self) -> None:

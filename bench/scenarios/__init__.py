@@ -6,6 +6,7 @@ from bench.scenarios.base import BenchContext, Scenario
 
 
 def all_scenarios() -> dict[str, Scenario]:
+    from bench.scenarios.catchup import CatchUpScenario
     from bench.scenarios.fanout import FanoutScenario
     from bench.scenarios.idle import IdleScenario
     from bench.scenarios.redis import RedisScenario
@@ -18,6 +19,7 @@ def all_scenarios() -> dict[str, Scenario]:
         RpcScenario(),
         IdleScenario(),
         TranslateScenario(),
+        CatchUpScenario(),
         RedisScenario(),
         WebScenario(),
     ]

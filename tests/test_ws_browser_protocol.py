@@ -27,7 +27,7 @@ from server.__main__ import build_parser
 from server.app import SyncwireServer
 from server.config import ConfigError, ServerConfig, load_config
 from server.ws.origin import OriginPolicy
-from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from syncwire.ws.v1 import frame_pb2
 from wire.codec import decode_batch, encode_record
 from wire.events import PeerProtocolError, PongReceived, SettingsReceived
@@ -254,7 +254,9 @@ async def test_the_python_channel_detects_a_silent_server_by_call_0_ping() -> No
             async with channel:
                 stub = sync_pb2_grpc.SyncServiceStub(channel)
                 stream = stub.Sync(None)
-                await stream.write(sync_pb2.SyncRequest(request_id=1))
+                # A heartbeat opens the stream and gets no reply: after the welcome
+                # nothing is owed to the client that could arrive before the stall.
+                await stream.write(sync_pb2.SyncRequest(heartbeat=types_pb2.Heartbeat()))
                 await stream.read()  # welcome
                 proxy.stall(Direction.BOTH)  # half-open: nothing passes, nothing closes
                 with pytest.raises(grpc.aio.AioRpcError) as lost:

@@ -156,7 +156,7 @@ class ConnectionDriver(Generic[MultiplexerT]):
             raise CallStateError("connection closed")
         mux.send_message(call_id, payload)
         self.max_pending_bytes = max(self.max_pending_bytes, mux.write_queue.pending_bytes)
-        self._data_ready.set()
+        self.schedule_flush()
 
     def schedule_flush(self) -> None:
         """The multiplexer has queued frames that need no waiting for (a fast path of the
@@ -187,12 +187,16 @@ class ConnectionDriver(Generic[MultiplexerT]):
                     break
         if queue:
             self._data_ready.set()
+        elif not self._writing:
+            self._space.set()  # senders waiting for room in the send buffer may go on
 
     def consumed(self, call_id: int, payload_bytes: int) -> None:
         """The application took one received message of the call: widen the peer's
         flow-control window for it (``payload_bytes``: the message's length)."""
-        self.mux.consumed(call_id, payload_bytes)
-        self._data_ready.set()
+        mux = self.mux
+        mux.consumed(call_id, payload_bytes)
+        if mux.write_queue:  # a window update is due
+            self.schedule_flush()
 
     def flush(self) -> None:
         """Wakes the writer: the multiplexer has queued frames."""
@@ -314,19 +318,15 @@ class ConnectionDriver(Generic[MultiplexerT]):
     # Internals.
 
     async def _read_loop(self) -> None:
-        transport, mux, dispatch, data_ready = (
-            self._transport,
-            self.mux,
-            self._dispatch,
-            self._data_ready,
-        )
+        transport, mux, dispatch = self._transport, self.mux, self._dispatch
         clock = self._loop.time
         while True:
             message = await transport.recv()
             self.last_received = clock()
             for event in mux.receive(message):
                 dispatch(event)
-            data_ready.set()
+            if mux.write_queue:  # answers (Pong, ends, window updates) go out
+                self.schedule_flush()
             if mux.violation is not None:
                 await self._close_for_violation(mux.violation)
                 return

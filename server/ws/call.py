@@ -148,7 +148,8 @@ class ServerCall:
         # A serializer's exception ends the call UNKNOWN through the handler, as in grpc.aio.
         payload = self._driver.serialize(message, self._serialize, self)
         try:
-            await self._driver.send_message(self.call_id, payload, self.window)
+            if not self._driver.try_send_message(self.call_id, payload):
+                await self._driver.send_message(self.call_id, payload, self.window)
         except MessageTooLargeError as exc:
             self._fail_now(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except CallStateError:

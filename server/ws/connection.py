@@ -165,7 +165,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
     def send_headers(self, call_id: int, metadata: MetadataPairs) -> None:
         """Queues response headers."""
         self.mux.send_headers(call_id, metadata)
-        self._data_ready.set()
+        self.schedule_flush()
 
     def send_end(
         self, call_id: int, code: grpc.StatusCode, details: str, trailers: MetadataPairs | None
@@ -173,7 +173,7 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         """Queues a call's end unless the call is already over on the wire."""
         if self.mux.is_open(call_id):
             self.mux.end(call_id, code, details, trailers)
-            self._data_ready.set()
+            self.schedule_flush()
 
     def forget(self, call_id: int) -> None:
         """Drops a finished call."""

@@ -296,10 +296,21 @@ class HookRunner:
         except TimeoutError:
             outcome = "timeout"
             return self._failed(name, HOOK_TIMEOUT, f"{name} hook timed out", collection_id)
-        except Exception as exc:
+        except grpc.aio.AioRpcError as exc:
+            # A proxy service's call failed (the application down, UNIMPLEMENTED, ...):
+            # one line for the operator; the caller is not told the application's address.
+            outcome = "failed"
+            log.error(
+                "%s hook failed: the proxy call ended %s: %s",
+                name,
+                exc.code().name,
+                " ".join((exc.details() or "").split()),
+            )
+            return self._failed(name, HOOK_FAILED, f"{name} hook failed", collection_id)
+        except Exception:
             outcome = "failed"
             log.exception("%s hook failed", name)
-            return self._failed(name, HOOK_FAILED, f"{name} hook failed: {exc}", collection_id)
+            return self._failed(name, HOOK_FAILED, f"{name} hook failed", collection_id)
         finally:
             self._latency.labels(name, outcome).observe(time.perf_counter() - started)
 

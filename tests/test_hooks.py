@@ -348,13 +348,18 @@ async def test_a_stalled_or_unreachable_proxy_follows_the_failure_policy(
                 assert (await server.core.broker.history(ROOM, 0, "", 10)).offset == 0
             else:
                 assert reply.publish_ack.offset == 1
-    unreachable = {"proxy_url": f"grpc://127.0.0.1:{free_port()}", "hook_failure_policy": policy}
+    unreachable_port = free_port()
+    unreachable = {"proxy_url": f"grpc://127.0.0.1:{unreachable_port}", "hook_failure_policy": policy}
     async with hooked_server(broker_kind, None, **unreachable) as server:
         async with stream_on(server, "grpc") as stream:
             if policy == "closed":
                 ended = await asyncio.wait_for(stream.ended, 20)
                 assert ended is not None and ended.code() == grpc.StatusCode.UNAVAILABLE
                 assert trailer(ended, "syncwire-reason") in ("hook_failed", "hook_timeout")
+                # The client is told the hook failed, not the application's address nor
+                # its transport error (which a client would read as "connection refused").
+                assert ended.details() in ("connect hook failed", "connect hook timed out")
+                assert str(unreachable_port) not in (ended.details() or "")
             else:
                 await stream.welcome()
                 assert (await stream.publish("elsewhere", b"x")).offset == 1

@@ -99,6 +99,9 @@ def _wrap_stream_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+_WRAPPED_CACHE_SIZE = 256
+
+
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Applies the lenient deserializer to the methods of ``services`` (full service
     names, e.g. ``syncwire.v1.SyncService``); other services (an application's own)
@@ -106,6 +109,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
 
     def __init__(self, *services: str) -> None:
         self._prefixes = tuple(f"/{service}/" for service in services)
+        # id(handler) -> (handler, wrapped): a method's handler is wrapped once, not per
+        # call; bounded in case a generic handler returns a new object per call.
+        self._wrapped: dict[int, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -123,6 +129,18 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
             return handler
         if not handler_call_details.method.startswith(self._prefixes):
             return handler
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            wrapped: grpc.RpcMethodHandler[Any, Any] = cached[1]
+            return wrapped
+        wrapped = self._wrap(handler)
+        if len(self._wrapped) >= _WRAPPED_CACHE_SIZE:
+            self._wrapped.clear()
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        assert handler.request_deserializer is not None
         decode = lenient(handler.request_deserializer)
         encode = handler.response_serializer
         if handler.unary_unary is not None:

@@ -357,10 +357,12 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
         self._queue_message(call_id, call, payload)
         call.responded = True
 
-    def try_send_message(self, call_id: int, payload: bytes, records: MessageRecordCache) -> bool:
+    def try_send_message(
+        self, call_id: int, payload: bytes, records: MessageRecordCache | None
+    ) -> bool:
         """``send_message`` if the call is open and its window lets the message go now
-        (False, nothing queued, otherwise); the record comes from ``records``, so a
-        payload broadcast to many calls is encoded once per call id. Raises
+        (False, nothing queued, otherwise); the record comes from ``records`` when given,
+        so a payload broadcast to many calls is encoded once per call id. Raises
         MessageTooLargeError over the peer's limit."""
         call = self._calls.get(call_id)
         if call is None or call.send_window <= 0:
@@ -370,7 +372,12 @@ class ServerMultiplexer(Multiplexer[_ServerCall]):
             self._check_send_size(payload)  # raises
         call.send_window -= len(payload) + MESSAGE_OVERHEAD
         call.responded = True
-        self.write_queue.push(records.record(call_id, payload))
+        record = (
+            encode_message_record(call_id, payload)
+            if records is None
+            else records.record(call_id, payload)
+        )
+        self.write_queue.push(record)
         return True
 
     def end(

@@ -65,6 +65,7 @@ class ServerCall:
         self.terminated = False
         self.finished = False
         self.last_token = 0  # for SerializationCache
+        self._shared_responses = True
         self.task: asyncio.Task[None] | None = None
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -146,14 +147,23 @@ class ServerCall:
         if self.finished:
             raise CallTerminated()
         # A serializer's exception ends the call UNKNOWN through the handler, as in grpc.aio.
-        payload = self._driver.serialize(message, self._serialize, self)
+        payload = self._payload(message)
         try:
-            if not self._driver.try_send_message(self.call_id, payload):
+            if not self._driver.try_send_message(self.call_id, payload, self._shared_responses):
                 await self._driver.send_message(self.call_id, payload, self.window)
         except MessageTooLargeError as exc:
             self._fail_now(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except CallStateError:
             raise CallTerminated() from None
+
+    def _payload(self, message: Any) -> bytes:
+        """The serialized response: once per broadcast object for streams (a
+        SerializationCache), afresh for a unary response."""
+        if self._shared_responses:
+            payload: bytes = self._cached_serialize(message, self._serialize, self)
+            return payload
+        payload = self._serialize(message)
+        return payload
 
     def try_send_response(self, message: Any) -> bool:
         """Sends one response only if it goes without waiting (see
@@ -161,9 +171,9 @@ class ServerCall:
         caller then uses ``send_response``, which waits and reports failures."""
         if self.finished:
             return False
-        payload = self._cached_serialize(message, self._serialize, self)
+        payload = self._payload(message)
         try:
-            return self._driver.try_send_message(self.call_id, payload)
+            return self._driver.try_send_message(self.call_id, payload, self._shared_responses)
         except MessageTooLargeError:
             return False  # send_response ends the call with the reason
 
@@ -243,6 +253,9 @@ class ServerCall:
                 return
             self._deserialize = handler.request_deserializer or _identity
             self._serialize = handler.response_serializer or _identity
+            # Only streams share response objects with other calls (broadcasts): a unary
+            # response is serialized and encoded for this call alone, uncached.
+            self._shared_responses = handler.response_streaming
             await invoke_handler(handler, self, context)
         except (grpc.aio.AbortError, CallTerminated):
             pass  # the status is on the context, or the call already ended

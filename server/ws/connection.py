@@ -145,17 +145,18 @@ class ServerConnectionDriver(ConnectionDriver[ServerMultiplexer]):
         """Serializes a response, once per object across broadcast writes."""
         return self._cache.serialize(message, serializer, call)
 
-    def try_send_message(self, call_id: int, payload: bytes) -> bool:
+    def try_send_message(self, call_id: int, payload: bytes, shared: bool = True) -> bool:
         """Queues one response message only if that needs no waiting: the call open, its
         flow-control window open, the send buffer below ``send_buffer_bytes``; False,
         nothing queued, otherwise (then ``send_message``). It goes out at the end of
-        this loop iteration (``schedule_flush``). Raises MessageTooLargeError over the
-        peer's limit."""
+        this loop iteration (``schedule_flush``). ``shared``: the payload object may go
+        to other calls too (a broadcast), so its record is encoded once per call id.
+        Raises MessageTooLargeError over the peer's limit."""
         mux = self.mux
         if (
             self.closed
             or mux.write_queue.pending_bytes >= self.send_buffer_bytes
-            or not mux.try_send_message(call_id, payload, _RECORDS)
+            or not mux.try_send_message(call_id, payload, _RECORDS if shared else None)
         ):
             return False
         self.max_pending_bytes = max(self.max_pending_bytes, mux.write_queue.pending_bytes)

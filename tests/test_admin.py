@@ -274,9 +274,10 @@ async def test_presence_per_user_counts_a_three_connection_user_once(
                     listing = await counted()
 
 
-async def syncwire(*args: str) -> str:
-    """`syncwire ARGS` in a subprocess (the server runs in this event loop); its stdout.
-    Fails on a non-zero exit."""
+async def syncwire(*args: str, admin_token: str = ADMIN, exit_code: int = 0) -> str:
+    """`syncwire ARGS` in a subprocess (the server runs in this event loop) with
+    SYNCWIRE_ADMIN_TOKEN=`admin_token`; its stdout, or its stderr when it is expected to
+    fail. Fails unless it exits with `exit_code`."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -285,12 +286,12 @@ async def syncwire(*args: str) -> str:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("SYNCWIRE_")}
-        | {"SYNCWIRE_ADMIN_TOKEN": ADMIN},
+        | {"SYNCWIRE_ADMIN_TOKEN": admin_token},
     )
     async with asyncio.timeout(60):
         out, err = await process.communicate()
-    assert process.returncode == 0, (args, out.decode(), err.decode())
-    return out.decode()
+    assert process.returncode == exit_code, (args, out.decode(), err.decode())
+    return out.decode() if exit_code == 0 else err.decode()
 
 
 async def test_the_admin_cli(nodes: list[SyncwireServer], tmp_path: Path) -> None:
@@ -300,13 +301,22 @@ async def test_the_admin_cli(nodes: list[SyncwireServer], tmp_path: Path) -> Non
         await ann.publish(ROOM, b"one")
         listing = await syncwire("admin", "presence", ROOM, *server, "--json")
         assert json.loads(listing)["users"][0]["user_id"] == "ann"
-        assert ROOM in await syncwire("admin", "collections", *server)
+        listed = await syncwire("admin", "collections", *server)
+        assert ROOM in listed
+        assert f"CLUSTER ({len(nodes)} node{'s' if len(nodes) > 1 else ''})" in listed
+        refused = await syncwire("admin", "collections", *server, admin_token="wrong", exit_code=1)
+        assert "invalid admin token" in refused and "SYNCWIRE_ADMIN_TOKEN" in refused
+        assert "--token or" not in refused
         state = tmp_path / "state.bin"
         state.write_bytes(b"the state at 1")
         await syncwire("admin", "snapshot", ROOM, "--put", str(state), "--offset", "1", *server)
         copy = tmp_path / "copy.bin"
         shown = await syncwire("admin", "snapshot", ROOM, "--out", str(copy), *server)
         assert "offset 1" in shown and copy.read_bytes() == b"the state at 1"
+        removed = await syncwire("admin", "remove-history", ROOM, *server)
+        assert "removed 1 delta(s)" in removed
+        after = await nodes[0].core.broker.history(ROOM, 0, "", 10)
+        assert (after.offset, after.events) == (1, [])
         await syncwire("admin", "unsubscribe", ROOM, "--user", "ann", *server)
         assert (await ann.expect("error")).error.reason_code == "unsubscribed"
         await syncwire("admin", "disconnect", "--user", "ann", "--no-reconnect", *server)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the async stub type exists in the generated stubs only
 T = TypeVar("T")
 Call = Callable[["AdminServiceAsyncStub", tuple[tuple[str, str], ...]], Awaitable[T]]
 
+ADMIN_TOKEN_OPTION = "with --admin-token or SYNCWIRE_ADMIN_TOKEN"
 admin_token_option = click.option(
     "--admin-token",
     envvar="SYNCWIRE_ADMIN_TOKEN",
@@ -48,7 +49,9 @@ def _admin(target: Target, admin_token: str, what: str, call: Call[T]) -> T:
             stub = admin_pb2_grpc.AdminServiceStub(channel)
             return await call(stub, (("authorization", f"Bearer {admin_token}"),))
         except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, where=target.where, what=what) from None
+            raise from_rpc_error(
+                error, where=target.where, what=what, token_option=ADMIN_TOKEN_OPTION
+            ) from None
         finally:
             await channel.close(None)
 
@@ -118,7 +121,8 @@ def collections(target: Target, admin_token: str, as_json: bool) -> None:
     if as_json:
         emit_json(proto_dict(answer))
         return
-    rows = [("COLLECTION", "THIS NODE", f"CLUSTER ({answer.nodes} nodes)")]
+    nodes = f"{answer.nodes} node" + ("" if answer.nodes == 1 else "s")
+    rows = [("COLLECTION", "THIS NODE", f"CLUSTER ({nodes})")]
     rows += [
         (c.collection_id, str(c.node_subscribers), str(c.cluster_subscribers))
         for c in answer.collections
@@ -234,3 +238,21 @@ def snapshot(
         f"offset {found.offset} epoch {found.epoch} size {len(found.data)} bytes "
         f"stored {iso_time(found.created_at)}"
     )
+
+
+@admin.command("remove-history")
+@click.argument("collection", type=UTF8_TEXT)
+@admin_token_option
+@connection_options
+def remove_history(target: Target, admin_token: str, collection: str) -> None:
+    """Drop COLLECTION's history (its epoch and offsets stay): recovering subscribers get
+    the snapshot if one covers, else GAP_TOO_OLD. Store a snapshot at the latest offset
+    first."""
+    request = admin_pb2.RemoveHistoryRequest(collection_id=collection)
+    answer = _admin(
+        target,
+        admin_token,
+        "remove-history",
+        lambda stub, md: stub.RemoveHistory(request, metadata=md),
+    )
+    stdout.print(f"removed {answer.removed} delta(s) from the history of {collection!r}")

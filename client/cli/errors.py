@@ -58,14 +58,17 @@ def _not_plain_hint(where: str) -> str:
     return " (no plain WebSocket server there: check the port, or use wss:// or --tls)"
 
 
-def _auth_hint(code: grpc.StatusCode, details: str) -> str:
-    """What to do about an authentication or permission refusal (empty: nothing to add)."""
+def _auth_hint(code: grpc.StatusCode, details: str, token_option: str) -> str:
+    """What to do about an authentication or permission refusal (empty: nothing to add);
+    `token_option` names where the token came from ("with --token or SYNCWIRE_TOKEN")."""
     if code == grpc.StatusCode.UNAUTHENTICATED:
+        if "admin API is off" in details:
+            return ""  # the server's setting, not the token given
         if "missing token" in details:
-            return f" (give a token {_TOKEN_OPTION})"
+            return f" (give a token {token_option})"
         if "expired" in details:
-            return f" (give a fresh token {_TOKEN_OPTION})"
-        return f" (check the token given {_TOKEN_OPTION})"
+            return f" (give a fresh token {token_option})"
+        return f" (check the token given {token_option})"
     if code == grpc.StatusCode.PERMISSION_DENIED and "token does not allow" not in details:
         return " (the token does not allow this)"
     return ""
@@ -118,8 +121,16 @@ def _tls_reason(details: str) -> str:
     return f"TLS handshake failed ({details})"
 
 
-def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> CliError:
-    """The one-line error for a failed call `what` to the server at `where`."""
+def explain(
+    code: grpc.StatusCode,
+    details: str,
+    *,
+    where: str,
+    what: str,
+    token_option: str = _TOKEN_OPTION,
+) -> CliError:
+    """The one-line error for a failed call `what` to the server at `where`; an
+    authentication refusal's hint names `token_option` as the token's source."""
     details = _one_line(details) or code.name
     if code in _UNREACHABLE_CODES:
         reason = _connect_reason(details)
@@ -130,7 +141,7 @@ def explain(code: grpc.StatusCode, details: str, *, where: str, what: str) -> Cl
                 reason += _not_plain_hint(where)
             return CliError(f"cannot connect to {where}: {reason}", ExitCode.UNAVAILABLE)
         return CliError(f"{where} is unavailable: {details}", ExitCode.UNAVAILABLE)
-    hint = _auth_hint(code, details)
+    hint = _auth_hint(code, details, token_option)
     return CliError(f"{where} refused the {what}: {code.name.lower()}: {details}{hint}")
 
 
@@ -143,6 +154,10 @@ def from_sync_error(error: SyncError, *, where: str, what: str) -> CliError:
     return explain(error.code, details, where=where, what=what)
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError, *, where: str, what: str) -> CliError:
+def from_rpc_error(
+    error: grpc.aio.AioRpcError, *, where: str, what: str, token_option: str = _TOKEN_OPTION
+) -> CliError:
     """The one-line CliError for a failed unary call doing `what` against `where`."""
-    return explain(error.code(), error.details() or "", where=where, what=what)
+    return explain(
+        error.code(), error.details() or "", where=where, what=what, token_option=token_option
+    )

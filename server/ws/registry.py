@@ -32,6 +32,8 @@ class MethodRegistry:
         self._registered: dict[str, Handler] = {}
         self._services: dict[str, None] = {}  # registered service names, in order
         self._interceptors = tuple(interceptors)
+        # The interceptor chain is the same for every call: built once, on first use.
+        self._chain: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]] | None = None
 
     def add_generic(self, handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]) -> None:
         """Adds generic handlers (what add_generic_rpc_handlers receives)."""
@@ -63,14 +65,17 @@ class MethodRegistry:
         details = CallDetails(method, metadata)
         if not self._interceptors:
             return self._lookup(details)
+        chain = self._chain
+        if chain is None:
 
-        async def innermost(call_details: grpc.HandlerCallDetails) -> Handler | None:
-            return self._lookup(call_details)
+            async def innermost(call_details: grpc.HandlerCallDetails) -> Handler | None:
+                return self._lookup(call_details)
 
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]] = innermost
-        for interceptor in reversed(self._interceptors):
-            continuation = _chain(interceptor, continuation)
-        return await continuation(details)
+            chain = innermost
+            for interceptor in reversed(self._interceptors):
+                chain = _chain(interceptor, chain)
+            self._chain = chain
+        return await chain(details)
 
 
 def _chain(

@@ -161,7 +161,7 @@ class RecoveryEvent:
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
     """A server error nobody awaits: a presence update refused, a subscription ended by
-    the server (a resubscribe refused, or PERMISSION_DENIED pushed for a collection the
+    the server (a resubscribe refused for good, or PERMISSION_DENIED pushed for a collection the
     refreshed token no longer grants: `error.collection_id` names it and the subscription
     is dropped; the connection carries on), or a publish left by an earlier process
     refused."""

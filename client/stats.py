@@ -21,6 +21,9 @@ class ClientStats:
     """Deltas dropped because their offset was already delivered."""
     pauses: int = 0
     """Times a subscription paused because the application's event buffer was full."""
+    rejoins_retried: int = 0
+    """Rejoins the server refused for now (e.g. broker_unavailable) and that were sent
+    again after its retry_after instead of dropping the subscription."""
     deltas_deferred: int = 0
     """Deltas dropped while paused (the rejoin replays them from history)."""
     presence_dropped: int = 0

@@ -306,7 +306,10 @@ class SyncClient:
         Pass `last_offset` and `epoch` to resume from a position the application saved;
         the handle's `recovery` says whether everything after it was replayed. Offline,
         this waits for the connection (bound it with asyncio.timeout). After reconnects
-        the client rejoins by itself. Raises RequestFailed if the server refuses.
+        the client rejoins by itself; a rejoin refused for now (retryable, e.g.
+        `broker_unavailable`) is sent again after the server's `retry_after`, one refused
+        for good ends the subscription with an `ErrorEvent`. Raises RequestFailed if the
+        server refuses the first subscribe.
         """
         self._check_open()
         if collection_id in self._subscriptions:
@@ -389,6 +392,9 @@ class SyncClient:
         response = future.result()
         if response.HasField("error"):
             error = RequestFailed.from_proto(response.error)
+            if subscription.activated.done() and error.retryable:
+                self._retry_rejoin(link, subscription, error)
+                return
             del self._subscriptions[subscription.collection_id]
             subscription.detach()
             if subscription.activated.done():
@@ -400,6 +406,25 @@ class SyncClient:
             subscription.activated.set_result(None)
         if subscription.presence is not None and link.alive:
             link.send(presence=subscription.presence)
+
+    def _retry_rejoin(self, link: SyncLink, subscription: Subscription, error: RequestFailed) -> None:
+        """A rejoin refused for now (e.g. `broker_unavailable` while the node's Redis
+        fails over): the subscription stays and is sent again on the same link after
+        the server's `retry_after` (1 s without one); if the link ends first, the next
+        one rejoins it. Dropping it would leave the collection silent."""
+        log.info("rejoining %r refused (%s); retrying", subscription.collection_id, error)
+        self.stats.rejoins_retried += 1
+
+        def again() -> None:
+            if (
+                link.alive
+                and subscription.sent_on(link)
+                and self._subscriptions.get(subscription.collection_id) is subscription
+            ):
+                subscription.detach()
+                self._send_subscribe(link, subscription)
+
+        asyncio.get_running_loop().call_later(error.retry_after or 1.0, again)
 
     # ------------------------------------------------------------- publishing
 

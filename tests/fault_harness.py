@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from client import ClientConfig, DeltaEvent, RecoveryEvent, SyncClient
+from client import ClientConfig, DeltaEvent, ErrorEvent, RecoveryEvent, SyncClient
 
 from .client_harness import FAST
 from .process_harness import ServerProcess, start_server_process
@@ -54,6 +54,7 @@ class Tail:
     collection_id: str
     deltas: list[DeltaEvent] = field(default_factory=list)
     recoveries: list[RecoveryEvent] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -72,6 +73,8 @@ class Tail:
                 self.deltas.append(event)
             elif isinstance(event, RecoveryEvent) and event.collection_id == self.collection_id:
                 self.recoveries.append(event)
+            elif isinstance(event, ErrorEvent):
+                self.errors.append(event)
             self.changed.set()
 
     async def wait_for(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
@@ -164,8 +167,11 @@ def describe(tail: Tail, acked: list[Ack]) -> str:
         for r in tail.recoveries
     ]
     lost = [(a.epoch[:8], a.offset, a.payload) for a in missing]
+    stats = tail.client.stats
     return (
-        f"{tail.client.state.name}: {len(missing)} missing {lost[:8]}; recoveries {told}; "
+        f"{tail.client.state.name} (connections {stats.connections}, disconnects "
+        f"{stats.disconnects}; errors {[str(e.error) for e in tail.errors]}): "
+        f"{len(missing)} missing {lost[:8]}; recoveries {told}; "
         f"received {got[:3]}..{got[-8:]}"
     )
 
@@ -192,6 +198,8 @@ def check_delivery(tail: Tail, acked: list[Ack]) -> None:
         last[event.epoch] = event.offset
     missing = _missing(tail, acked)
     assert not missing, f"acknowledged deltas lost without an epoch change: {missing[:5]}"
+    ended = [str(e.error) for e in tail.errors if e.request == "subscribe"]
+    assert not ended, f"the subscription was ended by the server: {ended}"
     for loss in tail.losses:
         assert loss.epoch != loss.previous_epoch, "a loss was reported without a new epoch"
 

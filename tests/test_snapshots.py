@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -186,3 +188,22 @@ async def test_the_sync_client_shows_the_snapshot_before_the_deltas(server: Sync
         assert isinstance(seen[0], SnapshotEvent) and seen[0].data == b"state@22"
         assert [e.offset for e in seen] == [22, 23, 24, 25]
         assert (subscription.offset, subscription.recovery.lost_deltas) == (25, False)
+
+
+async def test_the_cli_tail_says_it_starts_from_a_snapshot(server: SyncwireServer) -> None:
+    """`syncwire subscribe --from-offset 0` past history: a notice names the snapshot
+    (its deltas are not printed), then the deltas after it; nothing passes silently."""
+    epoch = await publish_many(server, 1, HISTORY + 5)  # history keeps 6..15
+    await server.core.put_snapshot(DOC, HISTORY + 2, b"state", epoch)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client.cli", "subscribe", DOC, "--from-offset", "0",
+        "-n", "3", "-s", f"grpc://{server.grpc_address}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SYNCWIRE_")},
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert [line.split()[0] for line in out.decode().splitlines()] == ["#13", "#14", "#15"]
+    notice = " ".join(err.decode().split())
+    assert f"its snapshot at offset {HISTORY + 2} (5 bytes, not printed)" in notice, notice

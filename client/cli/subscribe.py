@@ -15,6 +15,7 @@ from client.events import (
     PresenceChanged,
     Recovery,
     RecoveryEvent,
+    SnapshotEvent,
     SyncEvent,
 )
 from client.subscription import Subscription
@@ -218,6 +219,15 @@ def _report(event: SyncEvent, options: TailOptions) -> None:
             notice(gap, "yellow")
         else:
             notice(f"resumed {event.collection_id!r}: {event.replayed} missed deltas replayed")
+    elif isinstance(event, SnapshotEvent):
+        # History no longer reached back (Recovery.SNAPSHOT): the application's stored
+        # state stands for every delta up to its offset; the deltas after it follow.
+        notice(
+            f"history of {event.collection_id!r} no longer reaches back: its snapshot at "
+            f"offset {event.offset} ({len(event.data)} bytes, not printed) holds every "
+            "delta up to it; the deltas after it follow",
+            "yellow",
+        )
     elif isinstance(event, PeerJoined):
         notice(f"+ {_who(event.join.peer_id, event.join.user_info)} joined")
     elif isinstance(event, PeerLeft):

@@ -9,6 +9,7 @@ that fails (any non-OK status, the application unreachable) is a hook failure, a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
@@ -140,11 +141,18 @@ class ProxyHooks(Hooks):
         )
 
 
+_ALL_PROXY_HOOKS: Final = {f.name: f.default for f in dataclasses.fields(ServerConfig)}[
+    "proxy_hooks"
+]
+
+
 def configured_hooks(config: ServerConfig) -> Hooks | None:
     """The hooks the configuration names: `hooks` (MODULE:OBJECT) or `proxy_url` (not
     both; ConfigError), or None."""
     if config.hooks and config.proxy_url:
         raise ConfigError("hooks and proxy_url exclude each other: name one")
+    if not config.proxy_url and config.proxy_hooks != _ALL_PROXY_HOOKS:
+        raise ConfigError("proxy_hooks needs proxy_url (the service that answers them)")
     if config.proxy_url:
         return ProxyHooks(config.proxy_url, parse_hook_names(config.proxy_hooks))
     return load_hooks(config.hooks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +25,9 @@ import pytest
 
 from client import ClientConfig, RequestFailed, SyncClient
 from server.app import SyncwireServer
+from server.config import ConfigError
 from server.hooks import Caller, ConnectResult, HookRefusal, Hooks, SubscribeResult
+from server.proxy_hooks import configured_hooks
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_ws_client import LegacyClient
 
@@ -378,3 +381,30 @@ async def test_the_sync_client_shows_the_subscribe_hooks_initial_data(
             with pytest.raises(RequestFailed) as refused_subscribe:
                 await client.subscribe("secret")
             assert refused_subscribe.value.reason_code == "no_secrets"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hooks": "nosuch.module:X"}, "hooks: cannot import 'nosuch.module'"),
+        ({"hooks": "myapp"}, "hooks: 'myapp' is not MODULE:OBJECT"),
+        ({"hooks": "json:loads"}, "is not a server.hooks.Hooks instance or subclass"),
+        ({"proxy_url": "http://127.0.0.1:7000"}, "is not grpc://HOST:PORT or grpcs://HOST:PORT"),
+        (
+            {"proxy_url": "grpc://127.0.0.1:7000", "proxy_hooks": "connect,foo"},
+            "proxy_hooks: unknown hook 'foo'",
+        ),
+        (
+            {"hooks": "tests.test_hooks:AppHooks", "proxy_url": "grpc://127.0.0.1:7000"},
+            "hooks and proxy_url exclude each other",
+        ),
+        ({"proxy_hooks": "connect"}, "proxy_hooks needs proxy_url"),
+    ],
+)
+def test_a_misnamed_hook_configuration_is_one_clear_error(
+    options: dict[str, str], message: str
+) -> None:
+    """Each mistake is refused at start with one line naming the option (the server
+    prints it and exits 2), never ignored."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        configured_hooks(make_config(**options))

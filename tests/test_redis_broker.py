@@ -23,6 +23,7 @@ from syncwire.v1 import sync_pb2, types_pb2
 from .broker_testing import Collector, delta, eventually
 from .redis_harness import (  # noqa: F401
     RedisServer,
+    free_port,
     private_redis,
     redis_base_url,
     redis_server,
@@ -421,6 +422,21 @@ async def test_durability_that_cannot_be_checked_is_refused(
     node = RedisBroker(redis_server.url(), durable=True)
     with pytest.raises(BrokerError, match="cannot be checked"):
         await node.start()
+
+
+async def test_a_cluster_node_named_by_a_redis_url_is_refused_at_start(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """redis:// naming a Redis Cluster node would serve the slots that node owns and
+    answer UNAVAILABLE (MOVED) for every other collection, forever: refused at start."""
+    redis_server.kill()
+    redis_server.options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    redis_server.options += ["--cluster-port", str(free_port())]  # port + 10000 may not exist
+    redis_server.start()
+    node = RedisBroker(redis_server.url())
+    with pytest.raises(BrokerError, match=r"a Redis Cluster node .*: use redis\+cluster://"):
+        await node.start()
+    assert not node.healthy
 
 
 async def test_without_the_declaration_an_aof_restart_still_starts_a_new_epoch(

@@ -100,11 +100,13 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         """Connects (waiting up to the operation timeout; later in the background).
-        Raises BrokerError when durability was declared but Redis is not durable."""
+        Raises BrokerError when the URL names one Redis but it is a Cluster node, or
+        durability was declared but Redis is not durable."""
         await self._fanout.start(wait=self._op_timeout)
-        if self._store.durability_problem:
+        problem = self._store.setup_problem or self._store.durability_problem
+        if problem:
             await self.close()
-            raise BrokerError(self._store.durability_problem)
+            raise BrokerError(problem)
 
     async def close(self) -> None:
         """Stops the pub/sub reader and closes both Redis connection pools."""

@@ -264,7 +264,7 @@ class RedisFanout:
             await pubsub.ping()
             while (await pubsub.get_message(timeout=self._op_timeout)) is None:
                 pass
-        problem = await self._store.verify_durability()
+        problem = await self._store.verify_setup()
         if problem and not self._starting:
             log.error("%s", problem)
         self._set_connected(pubsub)

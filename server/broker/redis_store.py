@@ -84,6 +84,7 @@ class RedisStore:
         self.durable = durable
         self.durability_verified = False
         self.durability_problem = ""
+        self.setup_problem = ""
         self._history_size = history_size
         self._history_ttl_ms = _ms(history_ttl)
         self._dedupe_ttl_ms = _ms(dedupe_ttl)
@@ -131,6 +132,26 @@ class RedisStore:
         """1 while a change of Redis process must start new epochs (see `ensure_meta`):
         always, unless the operator declared a durable Redis and it was verified."""
         return 0 if self.durability_verified else 1
+
+    async def verify_setup(self) -> str:
+        """What is wrong with this Redis for the broker URL ("" when nothing), checked on
+        every connect: a Redis Cluster node named by a redis:// or redis+sentinel://
+        URL (its other slots would answer MOVED), or a durability declaration Redis does
+        not meet (`verify_durability`). Raises BrokerError when Redis cannot be asked."""
+        if not self.sharded:
+            try:
+                info = await self._call("setup check", self._client.info("cluster"))
+            except BrokerError as exc:
+                if not isinstance(exc.__cause__, ResponseError):
+                    raise  # Redis is away: checked again on the next connect
+                info = {}  # INFO is refused (renamed, ACL): nothing to learn
+            if str(info.get("cluster_enabled", 0)) == "1":
+                self.setup_problem = (
+                    "the broker URL names one Redis, but it is a Redis Cluster node "
+                    "(cluster_enabled:1): use redis+cluster://HOST:PORT[,HOST:PORT...]"
+                )
+                return self.setup_problem
+        return await self.verify_durability()
 
     async def verify_durability(self) -> str:
         """When durability was declared, checks that Redis logs every write before

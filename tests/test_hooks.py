@@ -408,3 +408,21 @@ def test_a_misnamed_hook_configuration_is_one_clear_error(
     prints it and exits 2), never ignored."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         configured_hooks(make_config(**options))
+
+
+async def test_the_cli_shows_a_hooks_refusal_as_the_applications(
+    broker_kind: pytest.FixtureRequest,
+) -> None:
+    """A subscribe hook's PERMISSION_DENIED is the application's word, not a token's:
+    the CLI prints it without blaming a token (the server has no authentication)."""
+    async with hooked_server(broker_kind, AppHooks()) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "client.cli", "subscribe", "secret",
+            "-s", f"grpc://{server.grpc_address}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    assert process.returncode == 1
+    assert "permission_denied: not for you" in err.decode()
+    assert "token" not in err.decode()

@@ -69,8 +69,8 @@ def _auth_hint(code: grpc.StatusCode, details: str, token_option: str) -> str:
         if "expired" in details:
             return f" (give a fresh token {token_option})"
         return f" (check the token given {token_option})"
-    if code == grpc.StatusCode.PERMISSION_DENIED and "token does not allow" not in details:
-        return " (the token does not allow this)"
+    # PERMISSION_DENIED needs no hint: the token's own refusal says "the token does not
+    # allow ..."; the others (an application hook, the server API) are not the token's.
     return ""
 # Transport failure details (grpc core and the WebSocket channel word them differently),
 # in the order they are checked, with the short reason shown to the user.

@@ -7,12 +7,15 @@
  * full outbox, and the backoff policy.
  */
 import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import {
   Backoff,
   OutboxFullError,
   SyncClient,
+  SyncError,
   TokenRefusedError,
   type SyncClientOptions,
   type SyncEvent,
@@ -210,6 +213,82 @@ describe("SyncClient across a server restart (memory broker)", { timeout: 120_00
       page.close();
       await proxy.close();
       await server.stop();
+    }
+  });
+});
+
+/** A private redis-server on `port` (no persistence), killed by pid with `kill()`. */
+async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: "ignore",
+  });
+  await waitFor("redis-server answers", () => canConnect(port), 10_000);
+  return child;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+describe("SyncClient while the server's Redis is away", { timeout: 60_000 }, () => {
+  test("a rejoin refused with broker_unavailable is retried, not dropped", async () => {
+    const redisPort = await freePort();
+    let redis = await startRedis(redisPort);
+    const server = await startServer("server", ["--broker", `redis://127.0.0.1:${redisPort}/0`, "--broker-timeout", "2"]);
+    const proxy = new TcpProxy(portOf(server.wsUrl));
+    const url = await proxy.start();
+    const page = clientFor(url);
+    const other = clientFor(server.wsUrl);
+    const events = record(page);
+    const brokerAway = async () =>
+      other.history("doc").then(
+        () => false,
+        (error: unknown) => error instanceof SyncError && error.reasonCode === "broker_unavailable",
+      );
+    try {
+      await Promise.all([page.connect(), other.connect()]);
+      await page.subscribe("doc");
+      const before = await other.publish("doc", bytes("before"));
+      await waitFor("page sees the first delta", () => deltasOf(events, "doc").length === 1);
+
+      redis.kill("SIGKILL");
+      await waitFor("the node finds Redis gone", brokerAway);
+      proxy.cut(); // the page reconnects; its rejoin is refused while Redis is away
+      await page.waitForState("reconnecting");
+      proxy.restore();
+      await page.waitForState("connected");
+      assert.ok(page.stats.rejoinsRetried >= 1);
+
+      redis = await startRedis(redisPort);
+      await waitFor("the node has Redis back", async () => !(await brokerAway()), 20_000);
+      const after = await other.publish("doc", bytes("after"));
+      assert.notEqual(after.epoch, before.epoch); // a new Redis process: a new epoch
+      await waitFor("page sees the delta after", () => deltasOf(events, "doc").includes("after"), 20_000);
+      const recovery = events.find((event) => event.type === "recovery");
+      assert.ok(recovery?.type === "recovery");
+      assert.equal(recovery.recovery, "epoch_mismatch");
+      assert.equal(recovery.previousEpoch, before.epoch);
+      assert.deepEqual(events.filter((event) => event.type === "error"), []);
+    } finally {
+      page.close();
+      other.close();
+      await proxy.close();
+      await server.stop();
+      redis.kill("SIGKILL");
     }
   });
 });

@@ -150,8 +150,8 @@ function pause(ms: number, signal: { wake?: (() => void) | undefined }): Promise
  */
 export class SyncClient {
   readonly replicaId: string;
-  /** Counters for diagnostics and tests: publish requests sent (resends included), acknowledgements received, and of these the server's de-duplications. */
-  readonly stats = { publishesSent: 0, acknowledged: 0, duplicates: 0 };
+  /** Counters for diagnostics and tests: publish requests sent (resends included), acknowledgements received, and of these the server's de-duplications; rejoins refused for now and sent again. */
+  readonly stats = { publishesSent: 0, acknowledged: 0, duplicates: 0, rejoinsRetried: 0 };
   private readonly transport: WebSocketTransport;
   private readonly rpc: Client<typeof SyncService>;
   private readonly backoff: Backoff;
@@ -344,7 +344,9 @@ export class SyncClient {
   /**
    * Joins a collection; resolves with its handle (`epoch`, `offset`, `recovery`) once the
    * server confirmed it. Offline, waits for the connection. After reconnects the client
-   * rejoins by itself from the handle's position and reports a `RecoveryEvent`.
+   * rejoins by itself from the handle's position and reports a `RecoveryEvent`; a rejoin
+   * refused for now (retryable, e.g. `broker_unavailable`) is sent again after the
+   * server's `retryAfterMs`, one refused for good ends the subscription with an `error` event.
    * @throws SyncError ALREADY_EXISTS when subscribed already; RequestFailed when the server refuses.
    */
   async subscribe(collectionId: string, options: SubscribeOptions = {}): Promise<Subscription> {
@@ -392,6 +394,10 @@ export class SyncClient {
     if (this.subs.get(subscription.collectionId) !== subscription) return;
     if (response.kind.case === "error") {
       const error = RequestFailed.fromProto(response.kind.value);
+      if (subscription.activatedSettled && error.retryable) {
+        this.retryRejoin(link, subscription, error);
+        return;
+      }
       this.subs.delete(subscription.collectionId);
       subscription.detach();
       if (subscription.activatedSettled) this.inbox.put({ type: "error", error, request: "subscribe" });
@@ -400,6 +406,21 @@ export class SyncClient {
     }
     subscription.resolveActivated();
     if (subscription.presence !== undefined && link.alive) link.send({ case: "presence", value: subscription.presence });
+  }
+
+  /**
+   * A rejoin refused for now (retryable, e.g. `broker_unavailable` while the node's
+   * Redis fails over): the subscription stays and is sent again on the same link after
+   * the server's `retryAfterMs` (1 s without one); if the link ends first, the next one
+   * rejoins it. Dropping it would leave the collection silent.
+   */
+  private retryRejoin(link: SyncLink, subscription: Subscription, error: RequestFailed): void {
+    this.stats.rejoinsRetried += 1;
+    setTimeout(() => {
+      if (!link.alive || subscription.sentOn !== link || this.subs.get(subscription.collectionId) !== subscription) return;
+      subscription.detach();
+      void this.sendSubscribe(link, subscription);
+    }, error.retryAfterMs || 1000);
   }
 
   // ----------------------------------------------------------------- publishing

@@ -91,7 +91,7 @@ export interface RecoveryEvent {
 
 /**
  * A server error nobody awaits: a presence update refused, a subscription ended by the
- * server (a resubscribe refused, or PERMISSION_DENIED pushed for it), a publish queued by
+ * server (a resubscribe refused for good, or PERMISSION_DENIED pushed for it), a publish queued by
  * an earlier page load refused for good.
  */
 export interface ErrorEvent {

@@ -239,13 +239,14 @@ def from_rpc_error(error: grpc.aio.AioRpcError, *, what: str = "call") -> SyncEr
     the server's reason code from the `syncwire-reason` trailer when it sent one."""
     code = error.code()
     message = f"{what} failed: {error.details() or code.name}"
-    reason = _trailer(error, REASON_CODE_METADATA_KEY)
+    reason = trailer(error, REASON_CODE_METADATA_KEY)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return ConnectionLost(code, message, reason_code=reason)
     return SyncError(code, message, reason_code=reason)
 
 
-def _trailer(error: grpc.aio.AioRpcError, key: str) -> str:
+def trailer(error: grpc.aio.AioRpcError, key: str) -> str:
+    """The value of the call's trailing metadata `key` ("" when absent)."""
     # grpc.aio returns a grpc.aio.Metadata (pairs); grpc-stubs types it as _Metadatum.
     trailers: Any = error.trailing_metadata() or ()
     for name, value in trailers:

@@ -426,3 +426,21 @@ async def test_the_cli_shows_a_hooks_refusal_as_the_applications(
     assert process.returncode == 1
     assert "permission_denied: not for you" in err.decode()
     assert "token" not in err.decode()
+
+
+async def test_the_cli_shows_a_hook_timeout_as_the_servers_answer(
+    broker_kind: pytest.FixtureRequest,
+) -> None:
+    """UNAVAILABLE `hook_timeout` comes from a reachable server: the CLI says so (exit 3,
+    "is unavailable: publish hook timed out"), not "cannot connect ...: timed out"."""
+    async with hooked_server(broker_kind, StuckHooks(), hook_publish_timeout=0.1) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "client.cli", "publish", ROOM, "x", "--timeout", "2",
+            "-s", f"grpc://{server.grpc_address}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    assert process.returncode == 3, err.decode()
+    assert "is unavailable: publish hook timed out" in err.decode()
+    assert "cannot connect" not in err.decode()

@@ -13,7 +13,8 @@ import re
 import grpc
 import grpc.aio
 
-from client.errors import SyncError
+from client.errors import SyncError, trailer
+from wire.status import REASON_CODE_METADATA_KEY
 
 
 class ExitCode(enum.IntEnum):
@@ -44,6 +45,9 @@ class UsageError(CliError):
 
 
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Reason codes of an UNAVAILABLE the server itself answered (its details are its words,
+# such as "publish hook timed out", never a failure to reach it).
+_SERVER_ANSWERS = frozenset({"hook_failed", "hook_timeout", "broker_unavailable"})
 _TOKEN_OPTION = "with --token or SYNCWIRE_TOKEN"
 # What a plain-text client reads when something else listens on that port (the other
 # transport's port, or the server speaks TLS): grpc core sees the socket closed,
@@ -128,12 +132,14 @@ def explain(
     where: str,
     what: str,
     token_option: str = _TOKEN_OPTION,
+    reason_code: str = "",
 ) -> CliError:
     """The one-line error for a failed call `what` to the server at `where`; an
-    authentication refusal's hint names `token_option` as the token's source."""
+    authentication refusal's hint names `token_option` as the token's source;
+    `reason_code` is the server's (or the client's) reason, when known."""
     details = _one_line(details) or code.name
     if code in _UNREACHABLE_CODES:
-        reason = _connect_reason(details)
+        reason = None if reason_code in _SERVER_ANSWERS else _connect_reason(details)
         if reason is not None:
             if reason == "TLS handshake failed":
                 reason = _tls_reason(details)
@@ -151,13 +157,19 @@ def from_sync_error(error: SyncError, *, where: str, what: str) -> CliError:
     (an endpoint URL), with the exit code its status code calls for.
     """
     details = re.sub(r"^connecting to \S+ failed: ", "", error.message)
-    return explain(error.code, details, where=where, what=what)
+    return explain(error.code, details, where=where, what=what, reason_code=error.reason_code)
 
 
 def from_rpc_error(
     error: grpc.aio.AioRpcError, *, where: str, what: str, token_option: str = _TOKEN_OPTION
 ) -> CliError:
     """The one-line CliError for a failed unary call doing `what` against `where`."""
+    reason_code = trailer(error, REASON_CODE_METADATA_KEY)
     return explain(
-        error.code(), error.details() or "", where=where, what=what, token_option=token_option
+        error.code(),
+        error.details() or "",
+        where=where,
+        what=what,
+        token_option=token_option,
+        reason_code=reason_code,
     )

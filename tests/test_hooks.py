@@ -410,22 +410,29 @@ def test_a_misnamed_hook_configuration_is_one_clear_error(
         configured_hooks(make_config(**options))
 
 
+async def syncwire_cli(*args: str) -> tuple[int, str]:
+    """`syncwire ARGS` in a subprocess (the server runs in this event loop): its exit
+    code and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
 async def test_the_cli_shows_a_hooks_refusal_as_the_applications(
     broker_kind: pytest.FixtureRequest,
 ) -> None:
     """A subscribe hook's PERMISSION_DENIED is the application's word, not a token's:
     the CLI prints it without blaming a token (the server has no authentication)."""
     async with hooked_server(broker_kind, AppHooks()) as server:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "client.cli", "subscribe", "secret",
-            "-s", f"grpc://{server.grpc_address}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(30):
-            _, err = await process.communicate()
-    assert process.returncode == 1
-    assert "permission_denied: not for you" in err.decode()
-    assert "token" not in err.decode()
+        code, err = await syncwire_cli("subscribe", "secret", "-s", f"grpc://{server.grpc_address}")
+    assert code == 1
+    assert "permission_denied: not for you" in err
+    assert "token" not in err
 
 
 async def test_the_cli_shows_a_hook_timeout_as_the_servers_answer(
@@ -434,13 +441,9 @@ async def test_the_cli_shows_a_hook_timeout_as_the_servers_answer(
     """UNAVAILABLE `hook_timeout` comes from a reachable server: the CLI says so (exit 3,
     "is unavailable: publish hook timed out"), not "cannot connect ...: timed out"."""
     async with hooked_server(broker_kind, StuckHooks(), hook_publish_timeout=0.1) as server:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "client.cli", "publish", ROOM, "x", "--timeout", "2",
-            "-s", f"grpc://{server.grpc_address}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(30):
-            _, err = await process.communicate()
-    assert process.returncode == 3, err.decode()
-    assert "is unavailable: publish hook timed out" in err.decode()
-    assert "cannot connect" not in err.decode()
+        code, err = await syncwire_cli(
+            "publish", ROOM, "x", "--timeout", "2", "-s", f"grpc://{server.grpc_address}"
+        )
+    assert code == 3, err
+    assert "is unavailable: publish hook timed out" in err
+    assert "cannot connect" not in err

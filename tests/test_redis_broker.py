@@ -4,6 +4,7 @@ expiry, outages and lost data, all against a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -544,6 +545,22 @@ def test_every_key_of_a_collection_shares_one_slot_whatever_its_id() -> None:
         KeySpace("p{x}")
     with pytest.raises(ValueError, match="may not contain"):
         RedisTarget.parse("redis://h:1/0?key_prefix=a}")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://h:1/0?key_prefx=a", "unknown URL parameter 'key_prefx'"),
+        ("redis+sentinel://h:1/m/0?key_prefx=a", "unknown URL parameter 'key_prefx'"),
+        ("redis+cluster://h:1?sentinel_password=x", "unknown URL parameter 'sentinel_password'"),
+    ],
+)
+def test_a_misspelt_url_parameter_is_refused(url: str, message: str) -> None:
+    """A misspelt parameter was ignored (sentinel, cluster: the default prefix, sharing
+    keys with another deployment) or made every connect fail forever (redis://)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RedisTarget.parse(url)
+    assert RedisTarget.parse("rediss://h:1/0?ssl_cert_reqs=none&protocol=3").mode == "single"
 
 
 def test_channel_messages_decode_or_fail_cleanly() -> None:

@@ -15,6 +15,7 @@ Broker URLs (every form takes `?key_prefix=NAME`, default "syncwire"):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -77,10 +78,14 @@ class RedisTarget:
         prefix = query.pop("key_prefix", "") or DEFAULT_PREFIX
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"key_prefix {prefix!r} may not contain '{{' or '}}'")
-        sentinel_password = query.pop("sentinel_password", None)
+        sentinel_password = query.pop("sentinel_password", None) if mode == "sentinel" else None
         plain = urlunsplit(parts._replace(query=urlencode(query)))
         if mode == "single":
+            _check_single_url(plain)
             return cls(mode, plain, prefix, tls=tls)
+        if query:  # redis-py's own URL options apply to redis:// URLs only
+            raise ValueError(f"unknown URL parameter {sorted(query)[0]!r} (known: key_prefix"
+                             + (", sentinel_password)" if mode == "sentinel" else ")"))
         hosts = parts.netloc.rpartition("@")[2]
         addresses = tuple(_address(item) for item in hosts.split(","))
         path = [segment for segment in parts.path.split("/") if segment]
@@ -155,6 +160,22 @@ class RedisTarget:
             **self._credentials(),
             **options,
         )
+
+
+def _check_single_url(url: str) -> None:
+    """Raises ValueError when redis-py would refuse `url`'s options at every connect
+    (a misspelt `key_prefix`, say): it builds, without connecting, the connection
+    redis-py would open."""
+    try:
+        ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(exc))
+        name = unknown[1] if unknown else str(exc)
+        raise ValueError(
+            f"unknown URL parameter {name!r} (key_prefix, or a redis-py option)"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"invalid URL option: {exc}") from None
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -572,3 +572,18 @@ def test_channel_messages_decode_or_fail_cleanly() -> None:
     for bad in (b"", b"Q", b"D7", b"Dx\ne\n", b"D1\ne\n" + presence.SerializeToString()):
         with pytest.raises(ValueError):
             decode_message(bad)
+
+
+async def test_unreachable_sentinels_are_one_short_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """redis-py's "No master found" carries its whole connection pool's repr; the log
+    line keeps only the sentence."""
+    node = RedisBroker(f"redis+sentinel://127.0.0.1:{free_port()}/mymaster/0", op_timeout=0.2)
+    try:
+        await node.start()
+        lines = [r.getMessage() for r in caplog.records if "connection failed" in r.getMessage()]
+        assert lines and "No master found for 'mymaster'" in lines[0]
+        assert "<redis" not in lines[0] and len(lines[0]) < 200, lines[0]
+    finally:
+        await node.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,13 +242,13 @@ class RedisFanout:
                 if loop.time() - self._connected_at >= STABLE_CONNECTION:
                     failures = 0  # a flapping connection keeps backing off
                 self.stats.disconnects += 1
-                log.warning("redis connection lost (%s); reconnecting", error)
+                log.warning("redis connection lost (%s); reconnecting", _brief(error))
                 try:
                     await self._store.drop_idle_connections()
                 except Exception:
                     log.warning("dropping idle redis connections failed", exc_info=True)
             elif failures == 0:
-                log.warning("redis connection failed (%s); retrying with backoff", error)
+                log.warning("redis connection failed (%s); retrying with backoff", _brief(error))
             failures += 1
             await asyncio.sleep(self._backoff.compute(failures))
 
@@ -424,3 +425,9 @@ async def _close(pubsub: Subscriber) -> None:
         await pubsub.aclose()
     else:
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _brief(error: BaseException | None) -> str:
+    """`error` as one short line: redis-py's MasterNotFoundError appends the whole
+    repr of its sentinel connection pool ("No master found for 'm' : <redis...>")."""
+    return re.sub(r" : <redis\..*", "", " ".join(str(error).split()))

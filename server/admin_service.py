@@ -42,7 +42,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         expected = self.core.config.admin_token
         if not expected:
             raise unauthenticated(
-                "admin_disabled", "the admin API is off: start the server with --admin-token"
+                "admin_disabled", "the server API is off: start the server with --admin-token"
             )
         given = bearer_token(context.invocation_metadata()) or ""
         if not hmac.compare_digest(given.encode(), expected.encode()):

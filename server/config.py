@@ -193,8 +193,8 @@ class ServerConfig:
     auth_leeway: float = _opt(5.0, "seconds of clock skew tolerated on exp and nbf")
     admin_token: str = _opt(
         "",
-        "the admin API's credential (syncwire.v1.AdminService, `syncwire admin`), sent as "
-        "'authorization: Bearer TOKEN'; empty: the admin API refuses every call",
+        "the server API's credential (syncwire.v1.AdminService, `syncwire admin`), sent as "
+        "'authorization: Bearer TOKEN'; empty: the server API refuses every call",
         metavar="TOKEN",
         secret=True,
     )

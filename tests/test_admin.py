@@ -145,6 +145,12 @@ async def test_the_admin_api_takes_only_the_admin_credential(nodes: list[Syncwir
                     admin_pb2.ListCollectionsRequest(), metadata=bearer(ADMIN)
                 )
             assert trailer(off.value, "syncwire-reason") == "admin_disabled"
+        # The CLI blames the server's setting, not the token given.
+        refused = await syncwire(
+            "admin", "collections", "--server", f"grpc://{server.grpc_address}", exit_code=1
+        )
+        assert "the server API is off: start the server with --admin-token" in refused
+        assert "check the token" not in refused
     finally:
         await server.stop(grace=1.0)
 

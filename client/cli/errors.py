@@ -66,7 +66,7 @@ def _auth_hint(code: grpc.StatusCode, details: str, token_option: str) -> str:
     """What to do about an authentication or permission refusal (empty: nothing to add);
     `token_option` names where the token came from ("with --token or SYNCWIRE_TOKEN")."""
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        if "admin API is off" in details:
+        if "server API is off" in details:
             return ""  # the server's setting, not the token given
         if "missing token" in details:
             return f" (give a token {token_option})"

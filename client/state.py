@@ -30,7 +30,8 @@ class ConnectionState(enum.Enum):
     """Where the client's connection stands.
 
     CONNECTING: first connection attempt(s), never connected yet.
-    CONNECTED: a stream is open and every subscription has been (re)established.
+    CONNECTED: a stream is open and every subscription has been (re)established, or
+        its rejoin was refused for now and is sent again after the server's retry_after.
     RECONNECTING: the connection was lost; the client retries with backoff.
     OFFLINE: the client is not trying: not started yet, or it stopped retrying
         (attempts exhausted, or the server refused for good); publishes still queue.

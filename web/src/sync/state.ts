@@ -2,7 +2,8 @@
  * The client's connection state, as the Python client's `client/state.py`:
  *
  * - "connecting": first connection attempt(s), never connected yet;
- * - "connected": the Sync stream is open and every subscription has been (re)joined;
+ * - "connected": the Sync stream is open and every subscription has been (re)joined (or
+ *   its rejoin was refused for now and is sent again after the server's `retryAfterMs`);
  * - "reconnecting": the connection was lost; the client retries with backoff;
  * - "offline": the client is not trying (not started, attempts exhausted, or refused for
  *   good); publishes still queue; `reconnect()` starts again;

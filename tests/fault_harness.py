@@ -170,7 +170,8 @@ def describe(tail: Tail, acked: list[Ack]) -> str:
     stats = tail.client.stats
     return (
         f"{tail.client.state.name} (connections {stats.connections}, disconnects "
-        f"{stats.disconnects}; errors {[str(e.error) for e in tail.errors]}): "
+        f"{stats.disconnects}, rejoins retried {stats.rejoins_retried}; errors "
+        f"{[str(e.error) for e in tail.errors]}): "
         f"{len(missing)} missing {lost[:8]}; recoveries {told}; "
         f"received {got[:3]}..{got[-8:]}"
     )

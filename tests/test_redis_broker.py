@@ -553,6 +553,8 @@ def test_every_key_of_a_collection_shares_one_slot_whatever_its_id() -> None:
         ("redis://h:1/0?key_prefx=a", "unknown URL parameter 'key_prefx'"),
         ("redis+sentinel://h:1/m/0?key_prefx=a", "unknown URL parameter 'key_prefx'"),
         ("redis+cluster://h:1?sentinel_password=x", "unknown URL parameter 'sentinel_password'"),
+        ("redis://h:1/0/1", "database '0/1' is not a number"),
+        ("redis://h:1/x", "database 'x' is not a number"),
     ],
 )
 def test_a_misspelt_url_parameter_is_refused(url: str, message: str) -> None:

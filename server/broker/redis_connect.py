@@ -81,6 +81,9 @@ class RedisTarget:
         sentinel_password = query.pop("sentinel_password", None) if mode == "sentinel" else None
         plain = urlunsplit(parts._replace(query=urlencode(query)))
         if mode == "single":
+            database = parts.path.strip("/")
+            if database and not database.isdigit():  # redis-py would read "/0/1" as db 1
+                raise ValueError(f"database {database!r} is not a number")
             _check_single_url(plain)
             return cls(mode, plain, prefix, tls=tls)
         if query:  # redis-py's own URL options apply to redis:// URLs only

@@ -282,8 +282,13 @@ export class ClientMultiplexer {
       case "pong":
         this.events.push({ kind: "pong", nonce: kind.value.nonce });
         return;
+      case undefined:
+        // A connection-level kind this version does not know (or none): ignored, so later
+        // versions can add call-0 frames (docs/protocol.md, "Calls"). Answering it would
+        // also make the server take this client for one that predates call-0 keepalive.
+        return;
       default:
-        this.discard(`frame kind ${JSON.stringify(kind.case ?? null)} is not valid on call 0`);
+        this.discard(`call 0 carries no ${JSON.stringify(kind.case)} frames`);
     }
   }
 

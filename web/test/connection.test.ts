@@ -103,6 +103,25 @@ test("the server's Ping is answered with a Pong carrying its nonce, one per mess
   assert.equal(peer.frames.filter((frame) => frame.kind.case === "pong").length, 1);
 });
 
+test("an unknown call-0 frame kind is ignored; a call frame kind on call 0 is answered with a ProtocolError", async () => {
+  const { peer, client } = await setUp((peer) => peer.send(settings({})));
+  const call = codeOf(client.getServerInfo({}, { timeoutMs: 30_000 }));
+  await peer.nextFrame((frame) => frame.kind.case === "start");
+  // FrameBatch { frames: [Frame { call_id: 0, <field 15, empty> }] }: a kind from a later version.
+  peer.sendRaw(new Uint8Array([0x0a, 0x02, 0x7a, 0x00]));
+  peer.send({ callId: 0, kind: { case: "ping", value: { nonce: 7n } } });
+  await peer.nextFrame((frame) => frame.kind.case === "pong");
+  assert.deepEqual(peer.frames.filter((frame) => frame.kind.case === "protocolError"), []);
+  peer.send({ callId: 0, kind: { case: "halfClose", value: {} } });
+  const answer = await peer.nextFrame((frame) => frame.kind.case === "protocolError");
+  assert.ok(answer.kind.case === "protocolError");
+  assert.equal(answer.callId, 0);
+  assert.match(answer.kind.value.details, /^call 0 carries no "halfClose" frames$/);
+  assert.doesNotMatch(answer.kind.value.details, /is not valid on call 0/);
+  peer.send({ callId: 1, kind: { case: "end", value: { code: 14, details: "done" } } });
+  assert.equal((await call).code, Code.Unavailable);
+});
+
 test("keepalive: an idle client pings; a server that never answers fails open calls with UNAVAILABLE", async () => {
   const interval = { seconds: 0n, nanos: 100_000_000 };
   const { peer, transport, client } = await setUp((peer) => peer.send(settings({ pingInterval: interval, pingTimeout: interval })));

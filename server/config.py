@@ -24,6 +24,10 @@ from wire.protocol import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
 
 ENV_PREFIX = "SYNCWIRE_"
 MIB = 1024 * 1024
+SNAPSHOT_ENVELOPE_BYTES = 4096
+"""Room a snapshot's message needs around its data (collection id, epoch, offset, request
+id, framing): `max_snapshot_bytes` + this must fit in `max_message_bytes`, so a snapshot
+the broker accepts can also be put over the network and delivered to a late joiner."""
 MAX_WORKERS = 64
 
 
@@ -118,7 +122,9 @@ class ServerConfig:
     idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
     history_size: int = _opt(1000, "deltas kept per collection for recovery")
     max_snapshot_bytes: int = _opt(
-        MIB, "largest collection snapshot in bytes (PutSnapshot beyond it: INVALID_ARGUMENT)"
+        MIB - SNAPSHOT_ENVELOPE_BYTES,
+        "largest collection snapshot in bytes (PutSnapshot beyond it: INVALID_ARGUMENT); "
+        "at most max-message-bytes - 4096",
     )
     client_snapshots: bool = _opt(
         False,
@@ -254,6 +260,13 @@ class ServerConfig:
             timeout = getattr(self, f"hook_{name}_timeout")
             _check(timeout > 0, f"hook_{name}_timeout", timeout, "must be > 0")
         _check(self.max_snapshot_bytes > 0, "max_snapshot_bytes", self.max_snapshot_bytes, "must be > 0")
+        _check(
+            self.max_snapshot_bytes + SNAPSHOT_ENVELOPE_BYTES <= self.max_message_bytes,
+            "max_snapshot_bytes",
+            self.max_snapshot_bytes,
+            f"must leave {SNAPSHOT_ENVELOPE_BYTES} bytes of max_message_bytes "
+            f"({self.max_message_bytes}) for the message around it",
+        )
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
         _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
         _check(

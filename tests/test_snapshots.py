@@ -21,6 +21,7 @@ import pytest
 
 from client import ClientConfig, DeltaEvent, Recovery, SnapshotEvent, SyncClient
 from server.app import SyncwireServer
+from server.config import ConfigError
 from server.errors import RequestError
 from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 
@@ -142,7 +143,13 @@ async def test_puts_follow_the_offset_and_epoch_rules(server: SyncwireServer) ->
     refusals: list[tuple[int, bytes, str, grpc.StatusCode, str]] = [
         (6, b"s", "", ranged, "snapshot_offset_ahead"),
         (5, b"s", "nope", failed, "snapshot_epoch_mismatch"),
-        (5, b"x" * (1024 * 1024 + 1), "", grpc.StatusCode.INVALID_ARGUMENT, "snapshot_too_large"),
+        (
+            5,
+            b"x" * (server.config.max_snapshot_bytes + 1),
+            "",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "snapshot_too_large",
+        ),
         (3, b"s", epoch, failed, "snapshot_outdated"),
     ]
     for offset, data, given_epoch, code, reason in refusals:
@@ -207,3 +214,31 @@ async def test_the_cli_tail_says_it_starts_from_a_snapshot(server: SyncwireServe
     assert [line.split()[0] for line in out.decode().splitlines()] == ["#13", "#14", "#15"]
     notice = " ".join(err.decode().split())
     assert f"its snapshot at offset {HISTORY + 2} (5 bytes, not printed)" in notice, notice
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+async def test_a_snapshot_of_the_largest_size_travels_both_ways(broker: str, transport: str) -> None:
+    """A snapshot at exactly --max-snapshot-bytes can be put by a client over the network
+    and is delivered whole to a late joiner (once, the limit sat at max-message-bytes,
+    so the transport refused such a put before the server could answer)."""
+    async with serving(broker, client_snapshots=True) as server:
+        await publish_many(server, 1, HISTORY + 5)
+        data = bytes(range(256)) * (server.config.max_snapshot_bytes // 256)
+        data += b"x" * (server.config.max_snapshot_bytes - len(data))
+        async with stream_on(server, transport) as client:
+            put = sync_pb2.PutSnapshot(collection_id=DOC, offset=HISTORY + 5, data=data)
+            reply = await client.expect_reply(client.send(put_snapshot=put))
+            assert reply.snapshot_stored.offset == HISTORY + 5, reply
+            too_big = sync_pb2.PutSnapshot(collection_id=DOC, offset=HISTORY + 5, data=data + b"!")
+            refused = await client.expect_reply(client.send(put_snapshot=too_big))
+            assert refused.error.reason_code == "snapshot_too_large"
+        async with stream_on(server, transport) as joiner:
+            await joiner.subscribe(DOC, last_offset=0)
+            snapshot = (await joiner.expect("snapshot")).snapshot
+            assert (snapshot.offset, snapshot.data) == (HISTORY + 5, data)
+
+
+def test_the_snapshot_limit_must_fit_in_a_message() -> None:
+    with pytest.raises(ConfigError, match=r"invalid max_snapshot_bytes = 1048576: must leave 4096"):
+        make_config(max_snapshot_bytes=1024 * 1024)
+    assert make_config(max_message_bytes=2 * 1024 * 1024, max_snapshot_bytes=1024 * 1024)

@@ -66,7 +66,7 @@ class ServerConfig:
     broker_durable: bool = _opt(
         False,
         "declare the Redis broker durable (appendonly yes + appendfsync always, checked "
-        "at start): Redis restarts then keep epochs",
+        "on every connect to Redis): Redis restarts then keep epochs",
     )
     broker_timeout: float = _opt(
         2.0,

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import grpc
 import grpc.aio
@@ -407,7 +407,9 @@ class SyncClient:
         if subscription.presence is not None and link.alive:
             link.send(presence=subscription.presence)
 
-    def _retry_rejoin(self, link: SyncLink, subscription: Subscription, error: RequestFailed) -> None:
+    def _retry_rejoin(
+        self, link: SyncLink, subscription: Subscription, error: RequestFailed
+    ) -> None:
         """A rejoin refused for now (e.g. `broker_unavailable` while the node's Redis
         fails over): the subscription stays and is sent again on the same link after
         the server's `retry_after` (1 s without one); if the link ends first, the next
@@ -567,19 +569,46 @@ class SyncClient:
         (reason "timeout") when the server does not answer within it, RequestFailed with
         the server's code when it refuses, ConnectionLost when the connection drops first.
         """
-        link = await self._ready_link("send_blob")
+        response = await self._stream_request("send_blob", "blob", blob=sync_pb2.Blob(data=data))
+        return response.binary_ack
+
+    async def put_snapshot(
+        self, collection_id: str, offset: int, data: bytes, *, epoch: str = ""
+    ) -> sync_pb2.SnapshotStored:
+        """Stores `data` (opaque bytes, at most the server's `--max-snapshot-bytes`) as
+        `collection_id`'s snapshot: its state including every delta up to `offset` of
+        `epoch` ("" = the current one). Late joiners whose position history cannot cover
+        receive it (docs/protocol.md, "Snapshots"). Returns the stored `SnapshotStored`
+        (collection id, offset, epoch). Needs a server started with `--client-snapshots`
+        and permission to publish to the collection.
+
+        Raises RequestFailed with the server's code and reason: PERMISSION_DENIED
+        `snapshots_not_allowed`, INVALID_ARGUMENT `snapshot_too_large`, OUT_OF_RANGE
+        `snapshot_offset_ahead`, FAILED_PRECONDITION `snapshot_epoch_mismatch` /
+        `snapshot_outdated`; and as `send_blob` does when not connected or unanswered.
+        """
+        put = sync_pb2.PutSnapshot(
+            collection_id=collection_id, offset=offset, data=data, epoch=epoch
+        )
+        response = await self._stream_request("put_snapshot", "snapshot", put_snapshot=put)
+        return response.snapshot_stored
+
+    async def _stream_request(self, what: str, noun: str, **request: Any) -> sync_pb2.SyncResponse:
+        """Sends one request on the Sync stream and returns its direct answer; raises as
+        `send_blob` documents (`noun` names the request in the timeout message)."""
+        link = await self._ready_link(what)
         timeout = self.config.request_timeout
         try:
-            response = await asyncio.wait_for(link.request(blob=sync_pb2.Blob(data=data)), timeout)
+            response = await asyncio.wait_for(link.request(**request), timeout)
         except TimeoutError:
             raise RequestFailed(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"blob not acknowledged within {timeout:g} s",
+                f"{noun} not acknowledged within {timeout:g} s",
                 reason_code="timeout",
             ) from None
         if response.HasField("error"):
             raise RequestFailed.from_proto(response.error)
-        return response.binary_ack
+        return response
 
     async def _ready_link(self, what: str) -> SyncLink:
         """The connected link, waiting up to request_timeout for one."""

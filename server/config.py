@@ -26,8 +26,15 @@ ENV_PREFIX = "SYNCWIRE_"
 MIB = 1024 * 1024
 SNAPSHOT_ENVELOPE_BYTES = 4096
 """Room a snapshot's message needs around its data (collection id, epoch, offset, request
-id, framing): `max_snapshot_bytes` + this must fit in `max_message_bytes`, so a snapshot
-the broker accepts can also be put over the network and delivered to a late joiner."""
+id, framing): `max_snapshot_bytes` + this (at most half of `max_message_bytes`) must fit
+in `max_message_bytes`, so a snapshot the broker accepts can also be put over the network
+and delivered to a late joiner."""
+
+
+def snapshot_envelope_bytes(max_message_bytes: int) -> int:
+    """The room (bytes) kept around a snapshot's data within a message of
+    `max_message_bytes`: 4096, or half the message for very small limits."""
+    return min(SNAPSHOT_ENVELOPE_BYTES, max_message_bytes // 2)
 MAX_WORKERS = 64
 
 
@@ -122,9 +129,9 @@ class ServerConfig:
     idle_timeout: float = _opt(300.0, "seconds of client silence before a session is dropped")
     history_size: int = _opt(1000, "deltas kept per collection for recovery")
     max_snapshot_bytes: int = _opt(
-        MIB - SNAPSHOT_ENVELOPE_BYTES,
+        0,
         "largest collection snapshot in bytes (PutSnapshot beyond it: INVALID_ARGUMENT); "
-        "at most max-message-bytes - 4096",
+        "0 = max-message-bytes - 4096, the most it may be",
     )
     client_snapshots: bool = _opt(
         False,
@@ -228,6 +235,14 @@ class ServerConfig:
         metavar="PATTERNS",
     )
 
+    @property
+    def snapshot_limit(self) -> int:
+        """The largest snapshot, in bytes, the server stores: `max_snapshot_bytes`, or
+        when that is 0 (the default) `max_message_bytes` minus the envelope room (4096)."""
+        if self.max_snapshot_bytes:
+            return self.max_snapshot_bytes
+        return self.max_message_bytes - snapshot_envelope_bytes(self.max_message_bytes)
+
     def __post_init__(self) -> None:
         _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")
         _check(0 <= self.ws_port <= 65535, "ws_port", self.ws_port, "must be 0..65535")
@@ -259,14 +274,16 @@ class ServerConfig:
         for name in ("connect", "subscribe", "publish", "presence"):
             timeout = getattr(self, f"hook_{name}_timeout")
             _check(timeout > 0, f"hook_{name}_timeout", timeout, "must be > 0")
-        _check(self.max_snapshot_bytes > 0, "max_snapshot_bytes", self.max_snapshot_bytes, "must be > 0")
+        envelope = snapshot_envelope_bytes(self.max_message_bytes)
+        _check(self.max_snapshot_bytes >= 0, "max_snapshot_bytes", self.max_snapshot_bytes, "must be >= 0")
         _check(
-            self.max_snapshot_bytes + SNAPSHOT_ENVELOPE_BYTES <= self.max_message_bytes,
+            self.max_snapshot_bytes + envelope <= self.max_message_bytes,
             "max_snapshot_bytes",
             self.max_snapshot_bytes,
-            f"must leave {SNAPSHOT_ENVELOPE_BYTES} bytes of max_message_bytes "
+            f"must leave {envelope} bytes of max_message_bytes "
             f"({self.max_message_bytes}) for the message around it",
         )
+
         _check(self.history_size >= 0, "history_size", self.history_size, "must be >= 0")
         _check(self.subscriber_queue >= 16, "subscriber_queue", self.subscriber_queue, "must be >= 16")
         _check(

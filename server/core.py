@@ -333,7 +333,7 @@ class SyncCore:
         validate_collection_id(collection_id)
         if principal is not None:
             self.authorize(principal, "publish", collection_id)
-        limit = self.config.max_snapshot_bytes
+        limit = self.config.snapshot_limit
         if len(data) > limit:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -190,7 +190,7 @@ class HookRunner:
     def __init__(self, hooks: Hooks | None, config: ServerConfig, metrics: ServerMetrics) -> None:
         self.hooks = hooks
         self.fail_open = config.hook_failure_policy == "open"
-        self.max_initial_data = config.max_snapshot_bytes
+        self.max_initial_data = config.snapshot_limit
         self.timeouts: dict[HookName, float] = {
             "connect": config.hook_connect_timeout,
             "subscribe": config.hook_subscribe_timeout,

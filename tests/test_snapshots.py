@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from client import ClientConfig, DeltaEvent, Recovery, SnapshotEvent, SyncClient
+from client import ClientConfig, DeltaEvent, Recovery, RequestFailed, SnapshotEvent, SyncClient
 from server.app import SyncwireServer
 from server.config import ConfigError
 from server.errors import RequestError
@@ -145,7 +145,7 @@ async def test_puts_follow_the_offset_and_epoch_rules(server: SyncwireServer) ->
         (5, b"s", "nope", failed, "snapshot_epoch_mismatch"),
         (
             5,
-            b"x" * (server.config.max_snapshot_bytes + 1),
+            b"x" * (server.config.snapshot_limit + 1),
             "",
             grpc.StatusCode.INVALID_ARGUMENT,
             "snapshot_too_large",
@@ -217,14 +217,16 @@ async def test_the_cli_tail_says_it_starts_from_a_snapshot(server: SyncwireServe
 
 
 @pytest.mark.parametrize("transport", ["grpc", "ws"])
-async def test_a_snapshot_of_the_largest_size_travels_both_ways(broker: str, transport: str) -> None:
+async def test_a_snapshot_of_the_largest_size_travels_both_ways(
+    broker: str, transport: str
+) -> None:
     """A snapshot at exactly --max-snapshot-bytes can be put by a client over the network
     and is delivered whole to a late joiner (once, the limit sat at max-message-bytes,
     so the transport refused such a put before the server could answer)."""
     async with serving(broker, client_snapshots=True) as server:
         await publish_many(server, 1, HISTORY + 5)
-        data = bytes(range(256)) * (server.config.max_snapshot_bytes // 256)
-        data += b"x" * (server.config.max_snapshot_bytes - len(data))
+        data = bytes(range(256)) * (server.config.snapshot_limit // 256)
+        data += b"x" * (server.config.snapshot_limit - len(data))
         async with stream_on(server, transport) as client:
             put = sync_pb2.PutSnapshot(collection_id=DOC, offset=HISTORY + 5, data=data)
             reply = await client.expect_reply(client.send(put_snapshot=put))
@@ -242,3 +244,37 @@ def test_the_snapshot_limit_must_fit_in_a_message() -> None:
     with pytest.raises(ConfigError, match=r"invalid max_snapshot_bytes = 1048576: must leave 4096"):
         make_config(max_snapshot_bytes=1024 * 1024)
     assert make_config(max_message_bytes=2 * 1024 * 1024, max_snapshot_bytes=1024 * 1024)
+    # The default follows --max-message-bytes, also when that is lowered.
+    assert make_config().snapshot_limit == 1024 * 1024 - 4096
+    assert make_config(max_message_bytes=2048).snapshot_limit == 1024
+
+
+async def test_the_sync_client_puts_a_snapshot_a_late_joiner_receives(broker: str) -> None:
+    """SyncClient.put_snapshot (the web client's putSnapshot twin): stored with the
+    server's answer, refused with its reason when not allowed or too large."""
+    async with serving(broker, client_snapshots=True) as server:
+        config = ClientConfig(outbox_path=None)
+        async with SyncClient([f"ws://{server.ws_url.removeprefix('ws://')}"], config) as writer:
+            await writer.connect()
+            await writer.subscribe(DOC)
+            for n in range(1, HISTORY + 4):
+                await writer.publish(DOC, b"%d" % n)
+            stored = await writer.put_snapshot(DOC, HISTORY + 3, b"state")
+            assert (stored.collection_id, stored.offset) == (DOC, HISTORY + 3)
+            with pytest.raises(RequestFailed) as refused:
+                await writer.put_snapshot(
+                    DOC, HISTORY + 3, b"x" * (server.config.snapshot_limit + 1)
+                )
+            assert refused.value.reason_code == "snapshot_too_large"
+            with pytest.raises(RequestFailed) as ahead:
+                await writer.put_snapshot(DOC, HISTORY + 4, b"later")
+            assert ahead.value.reason_code == "snapshot_offset_ahead"
+        async with SyncClient([f"grpc://{server.grpc_address}"], config) as joiner:
+            await joiner.connect()
+            subscription = await joiner.subscribe(DOC, last_offset=0)
+            assert subscription.recovery is Recovery.SNAPSHOT
+            async with asyncio.timeout(20):
+                async for event in joiner.events():
+                    if isinstance(event, SnapshotEvent):
+                        assert (event.offset, event.data) == (HISTORY + 3, b"state")
+                        break

@@ -4,6 +4,8 @@ expiry, outages and lost data, all against a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -587,5 +589,34 @@ async def test_unreachable_sentinels_are_one_short_log_line(
         lines = [r.getMessage() for r in caplog.records if "connection failed" in r.getMessage()]
         assert lines and "No master found for 'mymaster'" in lines[0]
         assert "<redis" not in lines[0] and len(lines[0]) < 200, lines[0]
+    finally:
+        await node.close()
+
+
+async def test_a_cluster_not_formed_yet_is_retried_without_a_traceback_per_attempt(
+    redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """redis+cluster:// before `redis-cli --cluster create`: redis-py fails in ways that
+    are not RedisError (RedisClusterException, IndexError); each retry used to log a
+    multi-line ERROR traceback. At most one traceback, then quiet retries."""
+    redis_server.kill()
+    redis_server.options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    redis_server.options += ["--cluster-port", str(free_port())]
+    redis_server.start()
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    node = RedisBroker(url, op_timeout=0.5, reconnect_base=0.01, reconnect_cap=0.05)
+    caplog.set_level(logging.WARNING, logger="server.broker")
+    try:
+        with contextlib.suppress(BrokerError):
+            await node.start()
+        async with asyncio.timeout(30):
+            while node.stats.connect_failures < 5:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.01)
+        assert not node.healthy
+        tracebacks = [r for r in caplog.records if r.exc_info is not None]
+        assert len(tracebacks) <= 1, [r.getMessage() for r in tracebacks]
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) <= 1, [r.getMessage() for r in errors]
     finally:
         await node.close()

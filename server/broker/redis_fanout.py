@@ -31,7 +31,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import AbstractBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from syncwire.v1 import sync_pb2
 
@@ -80,6 +80,8 @@ class FanoutStats:
     epoch_changes: int = 0
     gaps: int = 0
     malformed: int = 0
+    connect_failures: int = 0
+    """Attempts to (re)connect that failed before the connection came up."""
 
 
 class RedisFanout:
@@ -126,6 +128,9 @@ class RedisFanout:
         # True while start() waits: a durability problem found then is raised by the
         # broker's start() (one line at exit), so it is not logged as well.
         self._starting = False
+        # Unexpected failure kinds already logged with a traceback: repeats (a reconnect
+        # loop, e.g. while a Redis Cluster is not formed yet) are one warning line each.
+        self._failures_logged: set[type[BaseException]] = set()
         self.stats = FanoutStats()
 
     # --------------------------------------------------------------- lifecycle
@@ -226,10 +231,12 @@ class RedisFanout:
             error: BaseException | None = None
             try:
                 await self._serve(pubsub)
-            except (RedisError, OSError, TimeoutError, BrokerError) as exc:
+            except (RedisError, RedisClusterException, OSError, TimeoutError, BrokerError) as exc:
                 error = exc
             except Exception as exc:  # a bug must not end fan-out for good: log, reconnect
-                log.exception("redis fan-out failed")
+                if type(exc) not in self._failures_logged:
+                    self._failures_logged.add(type(exc))
+                    log.exception("redis fan-out failed (repeats are logged without traceback)")
                 error = exc
             finally:
                 was_connected = self._pubsub is pubsub
@@ -247,8 +254,12 @@ class RedisFanout:
                     await self._store.drop_idle_connections()
                 except Exception:
                     log.warning("dropping idle redis connections failed", exc_info=True)
-            elif failures == 0:
-                log.warning("redis connection failed (%s); retrying with backoff", _brief(error))
+            else:
+                self.stats.connect_failures += 1
+                if failures == 0:
+                    log.warning(
+                        "redis connection failed (%s); retrying with backoff", _brief(error)
+                    )
             failures += 1
             await asyncio.sleep(self._backoff.compute(failures))
 

@@ -36,18 +36,33 @@ class LegacyClient:
         self.ws = ws
         self.welcome: JsonObject = {}
         self.peer_id = ""
+        # Frames read ahead by `open` (other peers' presence that arrived before this
+        # client's own "connected"), handed out first by `recv`.
+        self._read_ahead: list[JsonObject] = []
 
     @classmethod
     async def open(cls, url: str, *, compression: str | None = "deflate") -> LegacyClient:
         """Connects, reads the welcome (the first frame) and the client's own
-        "connected" (the second)."""
+        "connected". Presence of other peers may arrive in between (their joins reach
+        this node through the broker at their own pace): it is kept for `recv`."""
         ws = await connect(url, max_size=CLIENT_MAX_SIZE, compression=compression)
         client = cls(ws)
         welcome = await client.recv()
         assert welcome["type"] == "welcome", welcome
         client.welcome = welcome
         client.peer_id = welcome["peer_id"]
-        await client.expect_presence(client.peer_id, "connected")
+        early: list[JsonObject] = []
+        while True:
+            message = await client.recv()
+            if message["type"] == "heartbeat":
+                continue
+            if message["type"] == "presence" and message["peer_id"] != client.peer_id:
+                early.append(message)
+                continue
+            assert message["type"] == "presence", message
+            assert message["action"] == "connected", message
+            break
+        client._read_ahead = early
         return client
 
     async def __aenter__(self) -> LegacyClient:
@@ -86,6 +101,8 @@ class LegacyClient:
 
     async def recv(self, timeout: float = RECV_TIMEOUT) -> JsonObject:
         """The next frame: always a text frame holding a JSON object."""
+        if self._read_ahead:
+            return self._read_ahead.pop(0)
         async with asyncio.timeout(timeout):
             frame = await self.ws.recv()
         assert isinstance(frame, str), f"server sent a binary frame: {frame!r}"

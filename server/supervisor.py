@@ -185,8 +185,7 @@ class Supervisor:
             async with asyncio.timeout(READY_TIMEOUT):
                 line = await process.stdout.readline()
         if not line.startswith(READY_PREFIX):
-            if process.returncode is None:
-                process.kill()
+            _signal(process, signal.SIGKILL)
             code = await process.wait()
             self._forget(process)
             raise WorkerFailed(worker.index, code if code > 0 else 1, line)
@@ -225,8 +224,7 @@ class Supervisor:
         """SIGTERM to every worker; SIGKILL to those still running past the grace."""
         processes = [w.process for w in self._workers if w.process is not None]
         for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+            _signal(process, signal.SIGTERM)
         deadline = self.config.shutdown_grace + KILL_MARGIN
         for process in processes:
             try:
@@ -234,7 +232,7 @@ class Supervisor:
                     await process.wait()
             except TimeoutError:
                 log.warning("worker pid %d did not drain in time; killing it", process.pid)
-                process.kill()
+                _signal(process, signal.SIGKILL)
                 await process.wait()
             self._forget(process)
 
@@ -271,6 +269,19 @@ async def _discard(stream: asyncio.StreamReader) -> None:
 def _on_uvloop() -> bool:
     """Whether this process runs on uvloop (its workers then do too)."""
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+def _signal(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+    """Sends `signum` to a worker that asyncio has not seen exit.
+
+    Not `Process.kill()`/`send_signal()`: those go through `subprocess.Popen.poll()`,
+    which reaps a child that has just exited before asyncio's child watcher does, and the
+    watcher then reports exit code 255 instead of the real one. `os.kill` on an exited but
+    not yet reaped child is harmless (its pid stays reserved until the watcher reaps it).
+    """
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)
 
 
 def _describe(code: int) -> str:

@@ -132,9 +132,12 @@ async def test_deadline_exceeded_cancels_the_handler(transport: str) -> None:
         code, details, _ = await _error(stub.Publish(_publish("hang"), timeout=0.3))
         assert code is grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded"
         await asyncio.wait_for(servers.servicer.cancelled.wait(), 5)
+        # The handler saw the caller's deadline. Not `<= 0.3` exactly: gRPC core's
+        # grpc-timeout encoding "may round up" (src/core/lib/transport/timeout_encoding.h),
+        # so a native gRPC server's deadline may sit a fraction past the caller's.
         assert (
             servers.servicer.time_remaining is not None
-            and 0 < servers.servicer.time_remaining <= 0.3
+            and 0 < servers.servicer.time_remaining <= 0.3 * 1.1
         )
 
 

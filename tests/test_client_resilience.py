@@ -250,6 +250,7 @@ async def test_slow_application_pauses_and_rejoins_without_losing_deltas() -> No
         for i in range(50):  # nobody reads events meanwhile, yet every ack arrives
             await client.publish("doc", f"{i}".encode())
         await asyncio.sleep(1.0)  # the application is busy for longer than the timeout
+        await poll_until(lambda: client.stats.deltas_deferred >= 40, "40 deltas deferred")
         assert client.stats.pauses == 1 and client.stats.deltas_deferred == 40
         events = [event async for event in take(client, 51)]
         deltas = [e for e in events if isinstance(e, DeltaEvent)]

@@ -376,8 +376,8 @@ async def test_graceful_stop_lets_calls_finish_then_ends_the_rest_with_unavailab
         )
         hanging = stub.Publish(sync_pb2.PublishRequest(delta=types_pb2.Delta(collection_id="hang")))
         await servers.servicer.all_arrived.wait()
-        stopping = asyncio.create_task(servers.ws_server.stop(grace=0.5))
-        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(servers.ws_server.stop(grace=3))
+        await _wait_for(lambda: servers.ws_server._stopping)  # stop() has begun
         servers.servicer.gate.set()  # the first call completes within the grace period
         assert (await finishing).ack.collection_id == "wait"
         assert await hanging.code() is grpc.StatusCode.UNAVAILABLE

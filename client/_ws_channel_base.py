@@ -27,6 +27,7 @@ from client._ws_calls import (
 )
 from client._ws_connection import ClientConnectionDriver
 from client._ws_interceptors import ClientInterceptor, Interceptors
+from wire.protocol import DEFAULT_RECEIVE_MESSAGE_BYTES
 from wire.transport import MessageTransport
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 Connectivity = grpc.ChannelConnectivity
-DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024  # grpc's default
+DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = DEFAULT_RECEIVE_MESSAGE_BYTES  # grpc's default
 
 
 class MultiplexedChannel(grpc.aio.Channel):

@@ -49,6 +49,7 @@ from .events import (
     SyncEvent,
     TokenRefused,
 )
+from .history import history_pages
 from .hybrid import EndpointSelector, probe
 from .inbox import Inbox
 from .link import SyncLink, supervised
@@ -546,19 +547,30 @@ class SyncClient:
         with offset > `since_offset` in `epoch` ("" accepts any), at most `limit`
         (0: the server's `history_size`, also the most it returns), with the epoch, the
         latest and oldest offsets and the recovery classification (docs/protocol.md,
-        "The sync service"). Raises as `presence` does.
+        "The sync service"). The server bounds each GetHistory answer by bytes
+        (`truncated`); this pages on from the last delta, in the first answer's epoch,
+        until nothing more is due up to the first answer's latest offset
+        (`history_pages`). Raises as `presence` does.
         """
         link = await self._ready_link("history")
-        try:
-            return await link.stub.GetHistory(
-                sync_pb2.GetHistoryRequest(
-                    collection_id=collection_id, since_offset=since_offset, epoch=epoch, limit=limit
-                ),
-                timeout=self.config.request_timeout,
-                metadata=self._call_metadata() or None,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, what="GetHistory") from None
+
+        async def get_history(request: sync_pb2.GetHistoryRequest) -> sync_pb2.GetHistoryResponse:
+            try:
+                response: sync_pb2.GetHistoryResponse = await link.stub.GetHistory(
+                    request,
+                    timeout=self.config.request_timeout,
+                    metadata=self._call_metadata() or None,
+                )
+            except grpc.aio.AioRpcError as error:
+                raise from_rpc_error(error, what="GetHistory") from None
+            return response
+
+        return await history_pages(
+            get_history,
+            sync_pb2.GetHistoryRequest(
+                collection_id=collection_id, since_offset=since_offset, epoch=epoch, limit=limit
+            ),
+        )
 
     async def send_blob(self, data: bytes) -> types_pb2.BinaryAck:
         """Sends an opaque blob (`data`, bytes) on the stream; returns the server's

@@ -20,7 +20,11 @@ from typing import Any
 
 from server.ws.origin import OriginPatternError, parse_patterns
 from wire.deflate import MAX_MEM_LEVEL, MAX_WINDOW_BITS, MIN_MEM_LEVEL, MIN_WINDOW_BITS
-from wire.protocol import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
+from wire.protocol import (
+    DEFAULT_RECEIVE_MESSAGE_BYTES,
+    PING_INTERVAL_SECONDS,
+    PING_TIMEOUT_SECONDS,
+)
 
 ENV_PREFIX = "SYNCWIRE_"
 MIB = 1024 * 1024
@@ -242,6 +246,15 @@ class ServerConfig:
         if self.max_snapshot_bytes:
             return self.max_snapshot_bytes
         return self.max_message_bytes - snapshot_envelope_bytes(self.max_message_bytes)
+
+    @property
+    def response_bytes(self) -> int:
+        """The byte bound of one response whose size grows with stored data (a GetHistory
+        slice): `max_message_bytes`, at most 4 MiB (gRPC clients' default receive limit,
+        `wire.protocol.DEFAULT_RECEIVE_MESSAGE_BYTES`), minus the envelope room (4096,
+        or half the message for very small limits) for the fields around the deltas."""
+        bound = min(self.max_message_bytes, DEFAULT_RECEIVE_MESSAGE_BYTES)
+        return bound - snapshot_envelope_bytes(bound)
 
     def __post_init__(self) -> None:
         _check(0 <= self.grpc_port <= 65535, "grpc_port", self.grpc_port, "must be 0..65535")

@@ -25,6 +25,7 @@ from .hooks import caller_of
 from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
+from .response_bounds import within_bytes
 from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
 from .session import Session
 
@@ -155,6 +156,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     ) -> sync_pb2.GetHistoryResponse:
         """Up to min(`limit`, `history_size`) deltas after `since_offset` (`limit` 0:
         `history_size`), classified like a Subscribe's recovery; needs subscribe permission.
+        The slice stops early, `truncated` set, once its deltas would pass
+        `ServerConfig.response_bytes` (at least one delta when any is due).
         Errors become the call's status (`maps_domain_errors`).
         """
         limit = self.core.config.history_size
@@ -166,10 +169,14 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         history = await self.core.broker.history(
             request.collection_id, request.since_offset, request.epoch, limit
         )
+        deltas, truncated = within_bytes(
+            (event.delta for event in history.events), self.core.config.response_bytes
+        )
         return sync_pb2.GetHistoryResponse(
             collection_id=request.collection_id,
             epoch=history.epoch,
-            deltas=[event.delta for event in history.events],
+            deltas=deltas,
+            truncated=truncated,
             offset=history.offset,
             recovery=history.recovery,  # type: ignore[arg-type]
             oldest_offset=history.oldest_offset,

@@ -12,6 +12,11 @@ SUBPROTOCOLS: Final = (SUBPROTOCOL_PROTOBUF,)
 # largest call message payload, in bytes, that the sender accepts.
 MAX_MESSAGE_BYTES_HEADER: Final = "syncwire-max-message-bytes"
 
+# The largest message a client receives unless told otherwise: gRPC's default receive
+# limit (grpc.max_receive_message_length), also WebSocketChannel's. Server responses whose
+# size grows with stored data (GetHistory) stay within it.
+DEFAULT_RECEIVE_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+
 # WebSocket close codes used by syncwire (docs/protocol.md, "Close codes" and
 # "Refusals").
 CLOSE_NORMAL: Final = 1000  # the client closed its channel

@@ -894,7 +894,10 @@ class GetHistoryRequest(_message.Message):
     epoch: _builtins.str
     """Epoch `since_offset` belongs to; empty to accept any epoch."""
     limit: _builtins.int
-    """At most this many deltas (0 = server maximum)."""
+    """At most this many deltas (0 = server maximum, `history_size`). A response may
+    stop before `limit` to stay within the server's response byte bound (see
+    GetHistoryResponse.truncated); continue from the last delta's offset.
+    """
     def __init__(
         self,
         *,
@@ -913,7 +916,11 @@ Global___GetHistoryRequest: _TypeAlias = GetHistoryRequest  # noqa: Y015
 
 @_typing.final
 class GetHistoryResponse(_message.Message):
-    """A slice of a collection's history."""
+    """A slice of a collection's history. Its size is bounded by bytes (the server's
+    `max_message_bytes`, at most 4 MiB, the default receive limit of gRPC clients): a
+    slice may end before `limit` and before `offset`; it always holds at least one delta
+    when any is due. Continue with `since_offset` = the last delta's offset (and `epoch`).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -923,6 +930,7 @@ class GetHistoryResponse(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     RECOVERY_FIELD_NUMBER: _builtins.int
     OLDEST_OFFSET_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     collection_id: _builtins.str
     """Collection read."""
     epoch: _builtins.str
@@ -933,6 +941,10 @@ class GetHistoryResponse(_message.Message):
     """Whether the slice starts right after `since_offset` (RECOVERED) or not."""
     oldest_offset: _builtins.int
     """Oldest offset still in history (0 when history is empty)."""
+    truncated: _builtins.bool
+    """True when the slice stopped early to stay within the response byte bound: more
+    deltas are due (within `limit`); ask again from the last delta's offset.
+    """
     @_builtins.property
     def deltas(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delta]:
         """Deltas in offset order."""
@@ -946,10 +958,11 @@ class GetHistoryResponse(_message.Message):
         offset: _builtins.int = ...,
         recovery: Global___RecoveryStatus.ValueType = ...,
         oldest_offset: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "deltas", b"deltas", "epoch", b"epoch", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "deltas", b"deltas", "epoch", b"epoch", "offset", b"offset", "oldest_offset", b"oldest_offset", "recovery", b"recovery", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -326,6 +326,29 @@ describe("SyncClient snapshots", { timeout: 60_000 }, () => {
   });
 });
 
+describe("SyncClient history", { timeout: 60_000 }, () => {
+  test("pages through a history larger than one GetHistory answer may be", async () => {
+    // 16 KiB messages: each GetHistory answer holds at most 12 KiB of deltas (two of these).
+    const server = await startServer("server", ["--max-message-bytes", "16384"]);
+    const client = clientFor(server.wsUrl);
+    const payload = (index: number) => new Uint8Array(6000).fill(index);
+    try {
+      await client.connect();
+      for (let index = 1; index <= 8; index++) await client.publish("edge", payload(index));
+      const history = await client.history("edge");
+      assert.deepEqual(history.deltas.map((delta) => delta.offset), [1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
+      assert.ok(history.deltas.every((delta) => delta.delta.length === 6000 && delta.delta[0] === Number(delta.offset)));
+      assert.equal(history.offset, 8n);
+      assert.equal(history.truncated, false);
+      const limited = await client.history("edge", { sinceOffset: 2n, limit: 5 });
+      assert.deepEqual(limited.deltas.map((delta) => delta.offset), [3n, 4n, 5n, 6n, 7n]);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+});
+
 describe("SyncClient token provider", { timeout: 60_000 }, () => {
   const secret = "web-test-secret-of-at-least-32-bytes";
   let server: RunningServer;

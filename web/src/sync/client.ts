@@ -35,6 +35,7 @@ import {
 import { createWebSocketTransport, type WebSocketTransport } from "../transport.js";
 import type { WebSocketConstructor } from "../socket.js";
 import { Backoff, type BackoffOptions } from "./backoff.js";
+import { historyPages } from "./history.js";
 import {
   ClientClosedError,
   FATAL_CODES,
@@ -606,16 +607,24 @@ export class SyncClient {
     }
   }
 
-  /** A slice of a collection's history (to resynchronise after a gap). @throws NotConnectedError, SyncError. */
+  /**
+   * A slice of a collection's history (to resynchronise after a gap): deltas with offset
+   * > `sinceOffset` in `epoch` ("" accepts any), at most `limit` (0: the server's
+   * `history_size`), with the epoch, the latest and oldest offsets and the recovery
+   * classification (docs/protocol.md, "The sync service"). The server bounds each
+   * GetHistory answer by bytes (`truncated`); this pages on from the last delta until
+   * nothing more is due up to the first answer's latest offset (`historyPages`).
+   * @throws NotConnectedError, SyncError.
+   */
   async history(
     collectionId: string,
     options: { readonly sinceOffset?: bigint; readonly epoch?: string; readonly limit?: number } = {},
   ): Promise<GetHistoryResponse> {
     await this.readyLink("history");
     try {
-      return await this.rpc.getHistory(
+      return await historyPages(
+        (request) => this.rpc.getHistory(request, { headers: this.callHeaders(), timeoutMs: this.requestTimeoutMs }),
         { collectionId, sinceOffset: options.sinceOffset ?? 0n, epoch: options.epoch ?? "", limit: options.limit ?? 0 },
-        { headers: this.callHeaders(), timeoutMs: this.requestTimeoutMs },
       );
     } catch (error) {
       throw toSyncError(error);

@@ -4,11 +4,12 @@ limit) comes back in byte-bounded slices, and SyncClient.history pages through t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
-from client import Endpoint, SyncClient
+from client import DeltaEvent, Endpoint, SyncClient
 from server.app import SyncwireServer
 from server.config import MIB
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
@@ -85,3 +86,23 @@ async def test_raw_get_history_returns_bounded_slices_to_continue_from(
             assert response.truncated and slices < DELTAS
         assert offsets == list(range(1, DELTAS + 1))
         assert slices > 1
+
+
+@pytest.mark.parametrize("transport", ["grpc", "websocket"])
+async def test_subscribe_replays_a_history_larger_than_a_message(
+    server: SyncwireServer, transport: str
+) -> None:
+    """The Subscribe replay sends one message per delta, so it was never bounded by the
+    whole history's size; kept here beside GetHistory so the two stay alike."""
+    async with SyncClient(endpoint_of(server, transport)) as client:
+        offsets: list[int] = []
+        events = client.events()
+        await client.subscribe(COLLECTION, last_offset=0)
+        async with asyncio.timeout(30):
+            async for event in events:
+                if isinstance(event, DeltaEvent):
+                    assert event.delta.delta == payload(event.delta.offset)
+                    offsets.append(event.delta.offset)
+                    if len(offsets) == DELTAS:
+                        break
+        assert offsets == list(range(1, DELTAS + 1))

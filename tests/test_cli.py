@@ -65,13 +65,13 @@ def run_cli(*args: str, repo: Path, stdin: str | None = None, **env: str) -> Res
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def run_all(commands: Sequence[Sequence[str]], repo: Path) -> list[Result]:
+def run_all(commands: Sequence[Sequence[str]], repo: Path, **env: str) -> list[Result]:
     """Runs independent invocations side by side (each one is a separate process)."""
     processes = [
         subprocess.Popen(
             [*CLI, *args],
             cwd=repo,
-            env=cli_env(),
+            env=cli_env(**env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -394,9 +394,7 @@ def test_server_down_is_one_line_and_exit_3(repo_root: Path) -> None:
         assert result.out == ""
 
 
-def test_the_other_transports_port_says_to_check_the_port(
-    server: Server, repo_root: Path
-) -> None:
+def test_the_other_transports_port_says_to_check_the_port(server: Server, repo_root: Path) -> None:
     """grpc:// at the WebSocket port and ws:// at the gRPC port: one line naming the fix."""
     ws_port = server.ws_url.rsplit(":", 1)[1]
     grpc_at_ws = f"grpc://127.0.0.1:{ws_port}"
@@ -411,6 +409,70 @@ def test_the_other_transports_port_says_to_check_the_port(
         assert result.code == 3, result.err
         line = one_line_error(result)
         assert line.startswith(f"syncwire: cannot connect to {url}: ") and hint in line, line
+
+
+# ------------------------------------------------------ where the options go
+
+
+@pytest.fixture(scope="module")
+def two_servers(repo_root: Path) -> Iterator[tuple[Server, Server]]:
+    """Two servers told apart by their message limit and their admin credential."""
+    first = start_server(repo_root, "--max-message-bytes", "100001", "--admin-token", "admin-a")
+    try:
+        second = start_server(
+            repo_root, "--max-message-bytes", "200002", "--admin-token", "admin-b"
+        )
+    except BaseException:
+        stop(first.process)
+        raise
+    yield first, second
+    stop(second.process)
+    stop(first.process)
+
+
+def test_common_options_reach_every_command_in_every_position(
+    two_servers: tuple[Server, Server], repo_root: Path
+) -> None:
+    """--server/--transport (and --admin-token for admin) before the command name, after
+    a group's name, or after the subcommand's name all pick the server named, never the
+    one in the environment (which stands in for the default one): the message limit says
+    which server answered info; only the second server takes admin-b."""
+    other, named = two_servers
+    ws_hostport = named.ws_url.removeprefix("ws://")
+    url = named.grpc_url
+    info_commands = [
+        ["--server", url, "info", "--json"],
+        ["info", "--server", url, "--json"],
+        ["--server", named.ws_url, "info", "--json"],
+        ["--transport", "ws", "info", "--json", "--server", ws_hostport],
+        ["--server", ws_hostport, "info", "--json", "--transport", "ws"],
+        ["--timeout", "5", "--server", url, "info", "--json", "--timeout", "6"],
+    ]
+    admin_commands = [
+        ["--server", url, "admin", "collections"],
+        ["admin", "--server", url, "collections"],
+        ["admin", "collections", "--server", url],
+        ["--server", named.ws_url, "admin", "collections", "--json"],
+        ["--transport", "ws", "admin", "--server", ws_hostport, "collections"],
+        ["admin", "--transport", "ws", "presence", "room", "--server", ws_hostport],
+        ["--server", url, "admin", "disconnect", "--peer", "nobody"],
+        ["admin", "--server", url, "revoke", "--jti", "j-1", "--for", "60"],
+    ]
+    with_token = [
+        ["--server", url, "admin", "--admin-token", "admin-b", "collections"],
+        ["admin", "--admin-token", "admin-b", "--server", url, "collections"],
+        ["admin", "--admin-token", "admin-b", "collections", "--server", url],
+    ]
+    env = {"SYNCWIRE_SERVER": other.grpc_url}
+    results = run_all(
+        [*info_commands, *admin_commands], repo_root, **env, SYNCWIRE_ADMIN_TOKEN="admin-b"
+    )
+    results += run_all(with_token, repo_root, **env, SYNCWIRE_ADMIN_TOKEN="admin-a")
+    for args, result in zip([*info_commands, *admin_commands, *with_token], results, strict=True):
+        assert result.code == 0, (args, result.err)
+    for args, result in zip(info_commands, results[: len(info_commands)], strict=True):
+        limit = json.loads(result.out)["server_info"]["max_message_bytes"]
+        assert int(limit) == 200002, (args, result.out)
 
 
 # ---------------------------------------------------------- refusals, usage

@@ -2,15 +2,17 @@
 
 Every subcommand takes the admin credential with `--admin-token` (env
 `SYNCWIRE_ADMIN_TOKEN`), sent as `authorization: Bearer TOKEN` instead of `--token`, and
-the usual connection options (`--server`, `--transport`, `--tls`, `--ca`, `--timeout`).
+the usual connection options (`--server`, `--transport`, `--tls`, `--ca`, `--timeout`),
+each before or after the subcommand's name or before ``admin``.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import grpc.aio
@@ -22,7 +24,7 @@ from .errors import UsageError, from_rpc_error
 from .output import emit_json, iso_time, print_columns, proto_dict, stdout
 from .params import UTF8_TEXT
 from .runner import run
-from .target import Target, connection_options
+from .target import Target, connection_options, group_connection_options, inherited_options
 
 if TYPE_CHECKING:  # the async stub type exists in the generated stubs only
     from syncwire.v1.admin_pb2_grpc import AdminServiceAsyncStub
@@ -31,12 +33,33 @@ T = TypeVar("T")
 Call = Callable[["AdminServiceAsyncStub", tuple[tuple[str, str], ...]], Awaitable[T]]
 
 ADMIN_TOKEN_OPTION = "with --admin-token or SYNCWIRE_ADMIN_TOKEN"
-admin_token_option = click.option(
+_admin_token = click.option(
     "--admin-token",
     envvar="SYNCWIRE_ADMIN_TOKEN",
-    required=True,
-    help="The server's admin credential (env SYNCWIRE_ADMIN_TOKEN).",
+    type=UTF8_TEXT,
+    help="The server's admin credential (env SYNCWIRE_ADMIN_TOKEN); before or after the "
+    "subcommand's name.",
 )
+
+
+def admin_token_option(command: Callable[..., T]) -> Callable[..., T]:
+    """Adds --admin-token to an admin subcommand; it receives `admin_token: str`, taken
+    from its own command line, else from the `admin` group's (``syncwire admin
+    --admin-token T collections``), else from the environment. Missing everywhere: a
+    usage error (exit 2)."""
+
+    @functools.wraps(command)
+    def with_admin_token(*args: Any, **kwargs: Any) -> T:
+        given = {"admin_token": kwargs.pop("admin_token")}
+        admin_token = inherited_options(click.get_current_context(), given)["admin_token"]
+        if not admin_token:
+            raise UsageError(f"Missing option '--admin-token' ({ADMIN_TOKEN_OPTION})")
+        return command(*args, admin_token=admin_token, **kwargs)
+
+    decorated: Callable[..., T] = _admin_token(with_admin_token)
+    return decorated
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -59,9 +82,15 @@ def _admin(target: Target, admin_token: str, what: str, call: Call[T]) -> T:
 
 
 @click.group()
-def admin() -> None:
+@_admin_token
+@group_connection_options
+def admin(**_options: object) -> None:
     """The server API: disconnect, unsubscribe, collections, presence, revoke, snapshot,
-    remove-history."""
+    remove-history.
+
+    --admin-token and the connection options (--server, --transport, --tls, --ca,
+    --timeout) go before or after the subcommand's name, or before 'admin'.
+    """
 
 
 @admin.command()

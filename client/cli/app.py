@@ -42,7 +42,7 @@ def cli(verbose: int, **_connection: object) -> None:
     Every command but serve and generate takes --server URL (grpc://HOST:PORT,
     ws://HOST:PORT, grpcs://, wss://; env SYNCWIRE_SERVER), --transport, --token (env
     SYNCWIRE_TOKEN), --tls, --ca FILE (env SYNCWIRE_CA) and --timeout, before or after
-    the command name.
+    the command name (for admin: also between admin and its subcommand).
 
     \b
     Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 server unreachable or not

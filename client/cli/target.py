@@ -169,41 +169,55 @@ _OPTIONS = (
 CONNECTION_OPTION_NAMES = ("server", "transport", "token", "tls", "ca", "timeout")
 """Parameter names of the connection options (on the group and on each command)."""
 
-_UNSET_SOURCES = (None, click.core.ParameterSource.DEFAULT)
-
 
 def group_connection_options(group: Callable[..., R]) -> Callable[..., R]:
-    """Adds the connection options to the `syncwire` group, so they are accepted before
-    the command name too (``syncwire --transport ws health``); the group ignores them
-    and `connection_options` reads them from the group's context."""
+    """Adds the connection options to a group (`syncwire`, `syncwire admin`), so they are
+    accepted before the command name too (``syncwire --transport ws health``,
+    ``syncwire --server URL admin collections``, ``syncwire admin --server URL
+    collections``); the group ignores them and `connection_options` reads them from the
+    contexts of every group above the command."""
     decorated = group
     for option in reversed(_OPTIONS):
         decorated = option(decorated)
     return decorated
 
 
-def given_before_command(ctx: click.Context) -> list[str]:
-    """The connection options given on the command line before the command name."""
+def _ancestors(ctx: click.Context) -> list[click.Context]:
+    """The contexts of the groups above `ctx`, nearest first (``admin``, then ``syncwire``)."""
+    found = []
     parent = ctx.parent
-    if parent is None:
-        return []
+    while parent is not None:
+        found.append(parent)
+        parent = parent.parent
+    return found
+
+
+def given_before_command(ctx: click.Context) -> list[str]:
+    """The connection options given on the command line before the command name (after
+    ``syncwire`` or after a group's name such as ``admin``)."""
     return [
         name
         for name in CONNECTION_OPTION_NAMES
-        if parent.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        if any(
+            ancestor.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+            for ancestor in _ancestors(ctx)
+        )
     ]
 
 
-def _merged(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The command's connection options, each taken from the group's command line when
-    the command's own is unset (command line after the name > before it > environment >
-    default)."""
-    parent = ctx.parent
+def inherited_options(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (the command's own options, by parameter name), each replaced by the
+    nearest group's when the command's own was not given on its command line and a group
+    above it was: command line after the command name > after a group's name (nearest
+    first) > environment > default. Only the names in `values` are considered."""
     merged = dict(values)
-    for name in given_before_command(ctx):
-        source = ctx.get_parameter_source(name)
-        if source in _UNSET_SOURCES or source is click.core.ParameterSource.ENVIRONMENT:
-            merged[name] = parent.params[name] if parent is not None else merged[name]
+    for name in values:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            continue
+        for ancestor in _ancestors(ctx):
+            if ancestor.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                merged[name] = ancestor.params[name]
+                break
     return merged
 
 
@@ -215,7 +229,7 @@ def connection_options(command: Callable[..., R]) -> Callable[..., R]:
     @functools.wraps(command)
     def with_target(*args: Any, **kwargs: Any) -> R:
         given = {name: kwargs.pop(name) for name in CONNECTION_OPTION_NAMES}
-        options = _merged(click.get_current_context(), given)
+        options = inherited_options(click.get_current_context(), given)
         server: str | None = options["server"]
         transport: TransportName | None = options["transport"]
         token: str | None = options["token"]
@@ -237,5 +251,6 @@ __all__ = [
     "connection_options",
     "given_before_command",
     "group_connection_options",
+    "inherited_options",
     "resolve_endpoint",
 ]

@@ -41,6 +41,8 @@ class OutboxEntry:
     attempts: int = field(default=0)
     last_error: SyncError | None = None
     """The latest retryable refusal (e.g. broker_unavailable); the entry is retried."""
+    refused: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at the first retryable refusal (when `last_error` is first set)."""
 
     @property
     def client_message_id(self) -> str:

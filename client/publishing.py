@@ -62,6 +62,14 @@ class PendingPublish:
         """Why the latest attempt was refused for now (it is being retried), or None."""
         return self._entry.last_error
 
+    async def first_refusal(self) -> SyncError:
+        """The first retryable refusal of this publish (`last_error` at that moment),
+        once there is one; the client goes on retrying. For a caller that gives up
+        sooner than the client, such as a one-shot command."""
+        await self._entry.refused.wait()
+        assert self._entry.last_error is not None
+        return self._entry.last_error
+
     async def wait(self) -> sync_pb2.PublishAck:
         """The acknowledgement (offset, epoch, duplicate flag); raises RequestFailed if
         the server refused the delta, ClientClosedError if the client closed first."""
@@ -149,6 +157,7 @@ class PublishPump:
         error = RequestFailed.from_proto(response.error)
         if error.retryable:
             entry.last_error = error
+            entry.refused.set()
             self._retry_from(entry, error.retry_after or 1.0)
             return
         self._refuse(entry, error)

@@ -475,6 +475,53 @@ def test_common_options_reach_every_command_in_every_position(
         assert int(limit) == 200002, (args, result.out)
 
 
+def test_a_failing_publish_hook_has_its_own_message_and_exit_code(
+    repo_root: Path, tmp_path: Path, collection: str
+) -> None:
+    """An on_publish hook that raises, under the default (closed) failure policy: the
+    server answers UNAVAILABLE hook_failed; the CLI says the application's hook failed
+    (exit 4), not that the server is unreachable (exit 3), at the first refusal instead
+    of retrying every second until --timeout (which ran the hook 10 times)."""
+    calls = tmp_path / "calls"
+    (tmp_path / "raising_hooks.py").write_text(
+        "from server.hooks import Hooks\n"
+        "class Raising(Hooks):\n"
+        "    async def on_publish(self, caller, delta):\n"
+        f"        with open({str(calls)!r}, 'a') as calls:\n"
+        "            calls.write('publish\\n')\n"
+        "        raise RuntimeError('boom')\n"
+        "hooks = Raising()\n"
+    )
+    path = os.pathsep.join(
+        filter(None, [str(tmp_path), str(repo_root), os.environ.get("PYTHONPATH")])
+    )
+    process = subprocess.Popen(
+        [*SERVER, "--grpc-port", "0", "--ws-port", "0", "--hooks", "raising_hooks:hooks"],
+        cwd=repo_root,
+        env=cli_env(PYTHONPATH=path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = READY.search(process.stdout.readline())
+        assert ready is not None
+        urls = [f"grpc://{ready['grpc']}", ready["ws"]]
+        commands = [["publish", collection, "boom", "--timeout", "20", "-s", url] for url in urls]
+        for url, result in zip(urls, run_all(commands, repo_root), strict=True):
+            assert result.code == 4, result.err
+            assert one_line_error(result) == (
+                f"syncwire: {url} refused the publish: the application's hook failed: "
+                "publish hook failed (hook_failed; the server's log says why)"
+            )
+        # One call per command, give or take a retry the client began before the command
+        # ended (it retries after 1 s); retrying until --timeout made about 60.
+        assert len(calls.read_text().splitlines()) <= 4
+    finally:
+        stop(process)
+
+
 # ---------------------------------------------------------- refusals, usage
 
 

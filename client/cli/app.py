@@ -46,7 +46,7 @@ def cli(verbose: int, **_connection: object) -> None:
 
     \b
     Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 server unreachable or not
-    serving, 130 interrupted.
+    serving, 4 an application hook on the server failed or timed out, 130 interrupted.
     """
     _configure_logging(verbose)
 

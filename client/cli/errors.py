@@ -2,7 +2,9 @@
 
 Scripts branch on the exit code: 0 success, 1 the server or the input refused the
 operation, 2 a usage error (nothing was sent), 3 the server could not be reached or is
-not serving (retrying later may help), 130 interrupted.
+not serving (retrying later may help), 4 the server is up but its application's hook
+failed or timed out (reason `hook_failed` / `hook_timeout`: the server's log says why),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from wire.status import REASON_CODE_METADATA_KEY
 
 class ExitCode(enum.IntEnum):
     """Exit codes of `syncwire`: 0 ok, 1 refused or failed, 2 usage error (nothing sent),
-    3 server unreachable or not serving, 130 interrupted.
+    3 server unreachable or not serving, 4 an application hook failed (the server is up),
+    130 interrupted.
     """
+
     OK = 0
     FAILURE = 1
     USAGE = 2
     UNAVAILABLE = 3
+    HOOK_FAILED = 4
     INTERRUPTED = 130
 
 
@@ -47,7 +52,9 @@ class UsageError(CliError):
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Reason codes of an UNAVAILABLE the server itself answered (its details are its words,
 # such as "publish hook timed out", never a failure to reach it).
-_SERVER_ANSWERS = frozenset({"hook_failed", "hook_timeout", "broker_unavailable"})
+HOOK_FAILURES = frozenset({"hook_failed", "hook_timeout"})
+"""Reason codes of a request refused because the application's hook failed."""
+_SERVER_ANSWERS = HOOK_FAILURES | {"broker_unavailable"}
 _TOKEN_OPTION = "with --token or SYNCWIRE_TOKEN"
 # What a plain-text client reads when something else listens on that port (the other
 # transport's port, or the server speaks TLS): grpc core sees the socket closed,
@@ -76,6 +83,8 @@ def _auth_hint(code: grpc.StatusCode, details: str, token_option: str) -> str:
     # PERMISSION_DENIED needs no hint: the token's own refusal says "the token does not
     # allow ..."; the others (an application hook, the server API) are not the token's.
     return ""
+
+
 # Transport failure details (grpc core and the WebSocket channel word them differently),
 # in the order they are checked, with the short reason shown to the user.
 _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -138,6 +147,12 @@ def explain(
     authentication refusal's hint names `token_option` as the token's source;
     `reason_code` is the server's (or the client's) reason, when known."""
     details = _one_line(details) or code.name
+    if reason_code in HOOK_FAILURES:  # UNAVAILABLE under the closed failure policy
+        return CliError(
+            f"{where} refused the {what}: the application's hook failed: {details} "
+            f"({reason_code}; the server's log says why)",
+            ExitCode.HOOK_FAILED,
+        )
     if code in _UNREACHABLE_CODES:
         reason = None if reason_code in _SERVER_ANSWERS else _connect_reason(details)
         if reason is not None:

@@ -15,7 +15,7 @@ from client.errors import SyncError
 from client.publishing import PendingPublish
 from syncwire.v1 import sync_pb2, types_pb2
 
-from .errors import CliError, ExitCode, UsageError
+from .errors import HOOK_FAILURES, CliError, ExitCode, UsageError
 from .output import emit_json, enum_label, notice, progress, stdout
 from .params import UTF8_TEXT
 from .runner import run
@@ -210,11 +210,12 @@ class _Sender:
     async def settle(self, pending: PendingPublish, what: str) -> sync_pb2.PublishAck:
         """The acknowledgement, awaited at most --timeout seconds: the client retries
         refusals such as broker_unavailable by itself, the command does not wait for
-        ever. Raises CliError (the last refusal, or the timeout; exit code 3)."""
+        ever. Raises CliError (the last refusal, or the timeout; exit code 3; a failed
+        application hook at once, exit code 4)."""
         timeout = self.session.target.timeout
         try:
             async with asyncio.timeout(timeout):
-                return await self.session.run(pending, what)
+                return await self.session.run(_acknowledged(pending), what)
         except TimeoutError:
             if pending.last_error is not None:
                 raise self.session.explain(pending.last_error, what) from None
@@ -244,6 +245,22 @@ class _Sender:
             while window:
                 await settle_oldest()
         return acks
+
+
+async def _acknowledged(pending: PendingPublish) -> sync_pb2.PublishAck:
+    """`pending`'s acknowledgement; raises its first refusal at once when that is a failed
+    application hook (the client would retry it every second, running the hook again each
+    time, until --timeout)."""
+    acknowledged = asyncio.ensure_future(pending.wait())
+    refused = asyncio.ensure_future(pending.first_refusal())
+    try:
+        await asyncio.wait({acknowledged, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if not acknowledged.done() and refused.result().reason_code in HOOK_FAILURES:
+            raise refused.result()
+        return await acknowledged
+    finally:
+        for task in (acknowledged, refused):
+            task.cancel()
 
 
 def _what(payload: Payload) -> str:

@@ -16,6 +16,7 @@ import {
   PublishAckSchema,
   SetPresenceSchema,
   SyncService,
+  type SetPresence,
   type GetHistoryResponse,
   type PublishAck,
   type SnapshotStored,
@@ -39,6 +40,7 @@ import { historyPages } from "./history.js";
 import {
   ClientClosedError,
   FATAL_CODES,
+  MessageTooLargeError,
   NotConnectedError,
   NotSubscribedError,
   RequestFailed,
@@ -48,6 +50,7 @@ import {
 } from "./errors.js";
 import { type SyncEvent, type SyncEventOf, type SyncEventType } from "./events.js";
 import { Inbox } from "./inbox.js";
+import { announcedLimit, checkSize, DEFAULT_MAX_MESSAGE_BYTES, REQUEST_OVERHEAD, requestSize } from "./limits.js";
 import { ServerDisconnected, SyncLink } from "./link.js";
 import { LocalCoordinator, MemoryOutboxStore, type OutboxCoordinator, type OutboxMessage, type OutboxStore } from "./outbox.js";
 import { StateTracker, type ConnectionState, type StateChange } from "./state.js";
@@ -171,6 +174,7 @@ export class SyncClient {
   private readonly maxInFlight: number;
   private link: SyncLink | undefined;
   private connectedLink: SyncLink | undefined;
+  private lastLimit: number | undefined;
   private running = false;
   private closed = false;
   private everConnected = false;
@@ -312,6 +316,24 @@ export class SyncClient {
     return this.connectedLink?.welcome?.serverInfo;
   }
 
+  /**
+   * The message limit in bytes every request is checked against before it is queued or
+   * sent: the connected server's (its ConnectionSettings and ServerInfo
+   * `max_message_bytes`, the smaller), else the last server's, else the server default
+   * `DEFAULT_MAX_MESSAGE_BYTES` (1 MiB). Larger requests fail with MessageTooLargeError.
+   */
+  get maxMessageBytes(): number {
+    const link = this.connectedLink ?? this.link;
+    return (link === undefined ? undefined : this.limitOn(link)) ?? this.lastLimit ?? DEFAULT_MAX_MESSAGE_BYTES;
+  }
+
+  /** The limit the server announced on `link` (undefined until it did); remembered for later. */
+  private limitOn(link: SyncLink): number | undefined {
+    const limit = announcedLimit(this.transport.connection?.settings?.maxMessageBytes, link.welcome?.serverInfo?.maxMessageBytes);
+    if (limit !== undefined) this.lastLimit = limit;
+    return limit;
+  }
+
   /** The subscriptions, by collection id. */
   get subscriptions(): ReadonlyMap<string, Subscription> {
     return new Map(this.subs);
@@ -362,6 +384,7 @@ export class SyncClient {
       options.lastOffset,
       options.epoch ?? "",
     );
+    checkSize(requestSize({ case: "subscribe", value: subscription.subscribeMessage() }), this.maxMessageBytes, collectionId, "subscribe");
     this.subs.set(collectionId, subscription);
     const link = this.link;
     if (link !== undefined && link.alive) void this.sendSubscribe(link, subscription);
@@ -385,7 +408,15 @@ export class SyncClient {
   private sendSubscribe(link: SyncLink, subscription: Subscription): Promise<void> | undefined {
     if (subscription.sentOn === link) return undefined;
     subscription.markSent(link);
-    return link.request({ case: "subscribe", value: subscription.subscribeMessage() }).then(
+    let reply: Promise<SyncResponse>;
+    try {
+      reply = link.request({ case: "subscribe", value: subscription.subscribeMessage() });
+    } catch (error) {
+      // Over this server's message limit (smaller than when it was subscribed): refused for good.
+      if (error instanceof MessageTooLargeError) this.subscribeRefused(subscription, error);
+      return undefined; // otherwise the link ended; the next one rejoins
+    }
+    return reply.then(
       (response) => this.subscribeAnswered(link, subscription, response),
       () => undefined, // the link ended; the next one rejoins
     );
@@ -399,14 +430,30 @@ export class SyncClient {
         this.retryRejoin(link, subscription, error);
         return;
       }
-      this.subs.delete(subscription.collectionId);
-      subscription.detach();
-      if (subscription.activatedSettled) this.inbox.put({ type: "error", error, request: "subscribe" });
-      else subscription.resolveActivated(error);
+      this.subscribeRefused(subscription, error);
       return;
     }
     subscription.resolveActivated();
-    if (subscription.presence !== undefined && link.alive) link.send({ case: "presence", value: subscription.presence });
+    if (subscription.presence !== undefined && link.alive) this.sendPresence(link, subscription, subscription.presence);
+  }
+
+  /** Drops a subscription the server refused (or that cannot be sent): its `subscribe()` rejects, or an ErrorEvent says so. */
+  private subscribeRefused(subscription: Subscription, error: RequestFailed): void {
+    this.subs.delete(subscription.collectionId);
+    subscription.detach();
+    if (subscription.activatedSettled) this.inbox.put({ type: "error", error, request: "subscribe" });
+    else subscription.resolveActivated(error);
+  }
+
+  /** Sends a presence update; one over this server's message limit is dropped and reported as an ErrorEvent. */
+  private sendPresence(link: SyncLink, subscription: Subscription, message: SetPresence): void {
+    try {
+      link.send({ case: "presence", value: message });
+    } catch (error) {
+      if (!(error instanceof MessageTooLargeError)) throw error;
+      if (subscription.presence === message) subscription.presence = undefined;
+      this.inbox.put({ type: "error", error, request: "presence" });
+    }
   }
 
   /**
@@ -431,8 +478,11 @@ export class SyncClient {
    * sent in order once connected; resolves with the server's `PublishAck` (offset,
    * epoch, `duplicate` when a resend was de-duplicated). Offline it waits for the
    * reconnect; a retryable refusal (`retryAfterMs`) is retried.
-   * @throws OutboxFullError at once when the outbox is at its limit; RequestFailed when
-   *   the server refuses the delta for good; ClientClosedError when closed first.
+   * @throws OutboxFullError at once when the outbox is at its limit; MessageTooLargeError
+   *   (RESOURCE_EXHAUSTED, reason "message_too_large") at once, nothing queued, when the
+   *   request exceeds `maxMessageBytes`, or later when it exceeds the limit of the server
+   *   it is flushed to; RequestFailed when the server refuses the delta for good (either
+   *   way it leaves the outbox); ClientClosedError when closed first.
    */
   async publish(collectionId: string, data: Uint8Array, options: PublishOptions = {}): Promise<PublishAck> {
     this.checkOpen();
@@ -445,9 +495,11 @@ export class SyncClient {
       encoding: options.encoding ?? PayloadEncoding.UNSPECIFIED,
       clientMessageId: crypto.randomUUID(),
     });
+    const encoded = toBinary(DeltaSchema, delta);
+    checkSize(encoded.length + REQUEST_OVERHEAD, this.maxMessageBytes, collectionId);
     const acknowledged = new Promise<PublishAck>((resolve, reject) => this.waiters.set(delta.clientMessageId, { resolve, reject }));
     try {
-      await this.store.add({ clientMessageId: delta.clientMessageId, collectionId, delta: toBinary(DeltaSchema, delta) }, this.outboxLimit);
+      await this.store.add({ clientMessageId: delta.clientMessageId, collectionId, delta: encoded }, this.outboxLimit);
     } catch (error) {
       this.waiters.delete(delta.clientMessageId);
       throw error;
@@ -503,35 +555,47 @@ export class SyncClient {
     while (link.alive) {
       const entries = await this.store.list(this.maxInFlight);
       if (entries.length === 0 || !link.alive) return;
-      const replies = entries.map((entry) => {
+      const replies = entries.map((entry): Promise<SyncResponse> | MessageTooLargeError => {
         const delta = fromBinary(DeltaSchema, entry.delta);
+        let reply: Promise<SyncResponse>;
+        try {
+          reply = link.request({ case: "publish", value: { delta } }, entry.delta.length + REQUEST_OVERHEAD);
+        } catch (error) {
+          // Over this server's limit (queued offline, or by an earlier page): refused for good below.
+          if (error instanceof MessageTooLargeError) return error;
+          return Promise.reject(error); // the link ended
+        }
         this.stats.publishesSent += 1;
-        const reply = link.request({ case: "publish", value: { delta } });
         reply.catch(() => undefined); // read below, unless the link ends first
         return reply;
       });
       for (const [index, reply] of replies.entries()) {
         const entry = entries[index]!;
-        let response: SyncResponse;
-        try {
-          response = await reply;
-        } catch {
-          return; // the link ended: the entries stay and the next connection resends them
-        }
-        if (response.kind.case === "publishAck") {
-          await this.store.remove(entry.seq);
-          const ack = response.kind.value;
-          this.stats.acknowledged += 1;
-          if (ack.duplicate) this.stats.duplicates += 1;
-          if (!this.settle(entry.clientMessageId, ack, undefined)) {
-            this.coordinator.post({ kind: "acknowledged", clientMessageId: entry.clientMessageId, ack: toBinary(PublishAckSchema, ack) });
+        let error: RequestFailed;
+        if (reply instanceof MessageTooLargeError) {
+          error = reply;
+        } else {
+          let response: SyncResponse;
+          try {
+            response = await reply;
+          } catch {
+            return; // the link ended: the entries stay and the next connection resends them
           }
-          continue;
+          if (response.kind.case === "publishAck") {
+            await this.store.remove(entry.seq);
+            const ack = response.kind.value;
+            this.stats.acknowledged += 1;
+            if (ack.duplicate) this.stats.duplicates += 1;
+            if (!this.settle(entry.clientMessageId, ack, undefined)) {
+              this.coordinator.post({ kind: "acknowledged", clientMessageId: entry.clientMessageId, ack: toBinary(PublishAckSchema, ack) });
+            }
+            continue;
+          }
+          error =
+            response.kind.case === "error"
+              ? RequestFailed.fromProto(response.kind.value)
+              : new RequestFailed(Code.Internal, `unexpected answer to a publish: ${String(response.kind.case)}`);
         }
-        const error =
-          response.kind.case === "error"
-            ? RequestFailed.fromProto(response.kind.value)
-            : new RequestFailed(Code.Internal, `unexpected answer to a publish: ${String(response.kind.case)}`);
         if (error.retryable) {
           // Wait, then send this entry and everything after it again (the server
           // de-duplicates whatever it already accepted).
@@ -541,6 +605,7 @@ export class SyncClient {
           await pause(error.retryAfterMs || 1000, waited);
           break;
         }
+        // Refused for good: the entry leaves the outbox, so it cannot hold up the ones after it.
         await this.store.remove(entry.seq);
         if (!this.settle(entry.clientMessageId, undefined, error)) {
           this.coordinator.post({
@@ -563,11 +628,16 @@ export class SyncClient {
    * clients put snapshots (`--client-snapshots`).
    * @throws NotConnectedError; RequestFailed when the server refuses (PERMISSION_DENIED
    *   when clients may not put snapshots, INVALID_ARGUMENT beyond `max_snapshot_bytes` or
-   *   past the latest offset); SyncError DEADLINE_EXCEEDED after `requestTimeoutMs`.
+   *   past the latest offset); MessageTooLargeError (RESOURCE_EXHAUSTED, reason
+   *   "message_too_large") at once, nothing sent, when the request exceeds
+   *   `maxMessageBytes`; SyncError DEADLINE_EXCEEDED after `requestTimeoutMs`.
    */
   async putSnapshot(collectionId: string, offset: bigint, data: Uint8Array, epoch = ""): Promise<SnapshotStored> {
+    const kind = { case: "putSnapshot" as const, value: { collectionId, offset, data, epoch } };
+    const size = requestSize(kind);
+    checkSize(size, this.maxMessageBytes, collectionId, "putSnapshot");
     const link = await this.readyLink("putSnapshot");
-    const reply = await this.withTimeout(link.request({ case: "putSnapshot", value: { collectionId, offset, data, epoch } }));
+    const reply = await this.withTimeout(link.request(kind, size));
     if (reply.kind.case === "snapshotStored") return reply.kind.value;
     if (reply.kind.case === "error") throw RequestFailed.fromProto(reply.kind.value);
     throw new RequestFailed(Code.Internal, `unexpected answer to PutSnapshot: ${String(reply.kind.case)}`);
@@ -578,7 +648,8 @@ export class SyncClient {
   /**
    * Sets this client's presence in a subscribed collection; offline it is sent after the
    * reconnect (and restored after every reconnect); refusals arrive as ErrorEvent.
-   * @throws NotSubscribedError.
+   * @throws NotSubscribedError; MessageTooLargeError (RESOURCE_EXHAUSTED, reason
+   *   "message_too_large") when the update exceeds `maxMessageBytes` (nothing changes).
    */
   setPresence(collectionId: string, options: PresenceOptions = {}): void {
     const subscription = this.subs.get(collectionId);
@@ -589,10 +660,11 @@ export class SyncClient {
       status: options.status ?? "",
       userInfo: options.userInfo,
     });
+    checkSize(requestSize({ case: "presence", value: message }), this.maxMessageBytes, collectionId, "presence");
     subscription.presence = message.action === PresenceAction.LEAVE ? undefined : message;
     const link = this.link;
     if (link !== undefined && link.alive && subscription.active && subscription.sentOn === link) {
-      link.send({ case: "presence", value: message });
+      this.sendPresence(link, subscription, message);
     }
   }
 
@@ -851,7 +923,12 @@ export class SyncClient {
 
   private async connectOnce(): Promise<SyncLink> {
     if (this.tokens !== undefined) await this.tokens.fetch();
-    const link = new SyncLink(this.rpc, this.callHeaders(), (l, response) => this.handle(l, response));
+    const link = new SyncLink(
+      this.rpc,
+      this.callHeaders(),
+      (l, response) => this.handle(l, response),
+      (l) => this.limitOn(l),
+    );
     this.link = link;
     try {
       await link.open(this.connectTimeoutMs);

@@ -48,6 +48,26 @@ export class RequestFailed extends SyncError {
   }
 }
 
+/**
+ * A request is larger than the server's message limit (reason "message_too_large", code
+ * RESOURCE_EXHAUSTED), as the Python client's `MessageTooLargeError`: refused before it is
+ * sent or queued, since an oversized message would end the whole Sync stream, again on
+ * every resend. `size` and `limit` are in bytes (`size` is an upper bound of the encoded
+ * request); `limit` is the connected server's advertised limit (ConnectionSettings /
+ * ServerInfo), the last one seen, or else the server default of 1 MiB.
+ */
+export class MessageTooLargeError extends RequestFailed {
+  override name = "MessageTooLargeError";
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+    collectionId: string,
+    what = "publish",
+  ) {
+    super(Code.ResourceExhausted, `${what} of about ${size} bytes exceeds the server's ${limit}-byte message limit`, "message_too_large", collectionId);
+  }
+}
+
 /** The publish outbox holds `limit` entries already (reason "outbox_full"): nothing was queued. */
 export class OutboxFullError extends SyncError {
   override name = "OutboxFullError";

@@ -5,6 +5,7 @@ export { Backoff } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export {
   ClientClosedError,
+  MessageTooLargeError,
   NotConnectedError,
   NotSubscribedError,
   OutboxFullError,
@@ -13,6 +14,7 @@ export {
   TokenProviderError,
   TokenRefusedError,
 } from "./errors.js";
+export { DEFAULT_MAX_MESSAGE_BYTES } from "./limits.js";
 export { lostDeltas } from "./events.js";
 export type {
   DeltaEvent,

@@ -12,6 +12,7 @@ import { Code, type Client } from "@connectrpc/connect";
 import { SyncRequestSchema, type Disconnect, type SyncRequest, type SyncResponse, type SyncService } from "../gen/syncwire/v1/sync_pb.js";
 import type { Welcome } from "../gen/syncwire/v1/types_pb.js";
 import { SyncError, toSyncError } from "./errors.js";
+import { checkSize, requestSize } from "./limits.js";
 
 /** The `kind` of a SyncRequest, as protobuf-es init shapes spell it. */
 export type RequestKind = MessageInitShape<typeof SyncRequestSchema>["kind"];
@@ -47,6 +48,8 @@ export class SyncLink {
     private readonly rpc: Client<typeof SyncService>,
     private readonly headers: HeadersInit,
     private readonly handler: (link: SyncLink, response: SyncResponse) => void,
+    /** The server's message limit in bytes on this link, once announced (undefined before). */
+    private readonly limit: (link: SyncLink) => number | undefined = () => undefined,
   ) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
@@ -79,15 +82,28 @@ export class SyncLink {
     return this.welcome;
   }
 
-  /** Sends a request and resolves with its reply (an answer or an Error message). @throws SyncError: the link's end. */
-  request(kind: RequestKind): Promise<SyncResponse> {
-    const id = this.send(kind);
+  /**
+   * Sends a request and resolves with its reply (an answer or an Error message).
+   * @throws SyncError: the link's end; MessageTooLargeError (synchronously, nothing sent) as `send`.
+   */
+  request(kind: RequestKind, size?: number): Promise<SyncResponse> {
+    const id = this.send(kind, size);
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
-  /** Sends a request that expects no answer; returns its request id. @throws SyncError once the link ended. */
-  send(kind: RequestKind): bigint {
+  /**
+   * Sends a request that expects no answer; returns its request id. `size` is the
+   * request's encoded size in bytes when the caller knows it (computed otherwise).
+   * @throws SyncError once the link ended; MessageTooLargeError when the request exceeds
+   *   the server's announced message limit (nothing is sent: sending it would end the stream).
+   */
+  send(kind: RequestKind, size?: number): bigint {
     if (this.endError !== undefined) throw this.endError;
+    const limit = this.limit(this);
+    if (limit !== undefined) {
+      const value = kind?.value as { collectionId?: string; delta?: { collectionId?: string } } | undefined;
+      checkSize(size ?? requestSize(kind), limit, value?.collectionId ?? value?.delta?.collectionId ?? "", kind?.case ?? "request");
+    }
     this.nextRequestId += 1n;
     this.queue.push(create(SyncRequestSchema, { requestId: this.nextRequestId, kind }));
     this.wakeWriter?.();

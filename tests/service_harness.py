@@ -66,6 +66,10 @@ def open_channel(server: SyncwireServer, transport: str) -> grpc.aio.Channel:
     raise ValueError(transport)
 
 
+EXPECT_TIMEOUT = 60.0
+"""Seconds SyncStream.expect waits: far past any healthy answer on a busy machine."""
+
+
 class SyncStream:
     """Drives one Sync stream: send requests, await responses of a given kind."""
 
@@ -119,7 +123,20 @@ class SyncStream:
         self, kind: str, predicate: Callable[[sync_pb2.SyncResponse], bool] | None = None
     ) -> sync_pb2.SyncResponse:
         """Takes the oldest unconsumed response of `kind` ("" = any) that satisfies
-        `predicate`, waiting for it; responses that do not match stay for later."""
+        `predicate`, waiting for it (at most EXPECT_TIMEOUT seconds, then fails naming
+        what did arrive); responses that do not match stay for later."""
+        try:
+            async with asyncio.timeout(EXPECT_TIMEOUT):
+                return await self._expect(kind, predicate)
+        except TimeoutError:
+            kinds = [r.WhichOneof("kind") for r in self._inbox]
+            raise AssertionError(
+                f"no {kind or 'response'!r} within {EXPECT_TIMEOUT} s; unconsumed: {kinds}"
+            ) from None
+
+    async def _expect(
+        self, kind: str, predicate: Callable[[sync_pb2.SyncResponse], bool] | None
+    ) -> sync_pb2.SyncResponse:
         while True:
             for index, response in enumerate(self._inbox):
                 if (not kind or response.WhichOneof("kind") == kind) and (
@@ -175,7 +192,9 @@ class SyncStream:
                 )
             )
         )
-        response = await self.expect("publish_ack", lambda r: r.request_id == request_id)
+        response = await self.expect_reply(request_id)
+        if response.WhichOneof("kind") != "publish_ack":
+            raise AssertionError(f"publish {request_id} was answered with {response}")
         return response.publish_ack
 
     async def close(self) -> None:

@@ -84,6 +84,22 @@ def refused_by_broker(response: sync_pb2.SyncResponse) -> None:
     assert "broker unavailable" in error.message
 
 
+async def publish_once_available(
+    stream: SyncStream, collection_id: str, data: bytes
+) -> sync_pb2.PublishAck:
+    """Publishes as a client does after an outage: a broker_unavailable refusal is
+    retried after its retry_after_ms (the pooled connections to Redis may still be
+    reconnecting when health says SERVING); fails if Redis stays unusable for 30 s."""
+    publish = sync_pb2.Publish(delta=types_pb2.Delta(collection_id=collection_id, delta=data))
+    async with asyncio.timeout(30):
+        while True:
+            response = await stream.expect_reply(stream.send(publish=publish))
+            if response.WhichOneof("kind") == "publish_ack":
+                return response.publish_ack
+            refused_by_broker(response)
+            await asyncio.sleep(response.error.retry_after_ms / 1000)
+
+
 async def assert_every_broker_request_is_refused(channel: grpc.aio.Channel) -> None:
     stub = sync_pb2_grpc.SyncServiceStub(channel)
     delta = types_pb2.Delta(collection_id="doc", delta=b"x")
@@ -193,7 +209,7 @@ async def test_redis_that_stops_answering(redis_url: str) -> None:  # noqa: F811
             await watch.until(NOT_SERVING)  # the node's ping went unanswered
             await proxy.start()
             await watch.until(SERVING)  # reconnected over a new connection
-            ack = await stream.publish("doc", b"after")
+            ack = await publish_once_available(stream, "doc", b"after")
             assert ack.offset >= 1
         finally:
             watch.cancel()

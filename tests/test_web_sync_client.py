@@ -10,6 +10,10 @@ server processes, with the page's WebSocket path through a real TCP proxy
   one flushes at a time (Web Locks), each edit is sent and delivered once.
 - The server is SIGKILLed and restarted: on the Redis broker pages reconnect unaided and
   report RECOVERED; on the memory broker the restart is an epoch change.
+- A publish queued in the IndexedDB outbox before the first connection, larger than the
+  limit of the server it is later flushed to (`--max-message-bytes 65536`), survives a
+  reload and is then refused for good (an ErrorEvent `message_too_large`) and leaves the
+  outbox; the publish queued after it arrives, with no reconnect.
 - A page made silent by a proxy that freezes (stops forwarding, does not close) is
   reported gone to the others within the server's configured ping interval + timeout
   (with slack for a busy machine, far below the defaults).
@@ -364,6 +368,37 @@ async def test_a_full_indexeddb_outbox_refuses_the_publish_and_keeps_the_rest(
         await server.terminate()
     assert errors[0].startswith("outbox_full: ")
     assert [ack["offset"] for ack in acks] == ["1", "2", "3"]
+
+
+async def test_a_queued_publish_over_the_servers_limit_is_refused_when_flushed_after_a_reload(
+    browser: Browser, page_origin: str
+) -> None:
+    limit = 65536
+    server = await start_server_process(
+        "--allowed-origins", page_origin, "--max-message-bytes", str(limit)
+    )
+    context = await browser.new_context()
+    try:
+        page = await open_page(context, page_origin)
+        await page.evaluate(
+            "(u) => window.syncClientTest.queue(u, 'big-doc', [['big', 100 * 1024], ['after', 0]])",
+            server.ws_url,
+        )
+        await eventually(lambda: outbox_size(page), lambda size: size == 2)
+        await page.reload()
+        await page.wait_for_function("() => window.syncClientTest !== undefined", timeout=30_000)
+        await start(page, server.ws_url, "big-doc", "page")
+        deltas = await eventually(lambda: texts(page), lambda seen_: "after" in seen_, 30)
+        errors = await eventually(lambda: seen(page, "errors"), lambda errors: len(errors) == 1)
+        assert await outbox_size(page) == 0
+        states = await seen(page, "states")
+    finally:
+        await context.close()
+        await server.terminate()
+    assert deltas == ["after"]
+    assert errors[0].startswith("message_too_large: publish of about ")
+    assert f"{limit}-byte message limit" in errors[0]
+    assert "reconnecting" not in states
 
 
 async def test_online_and_visible_cut_a_backoff_wait_short_and_offline_is_only_a_hint(

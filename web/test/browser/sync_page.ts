@@ -25,7 +25,8 @@ interface StartOptions {
   readonly slowBackoff?: boolean;
 }
 
-async function start(url: string, collectionId: string, options: StartOptions = {}): Promise<string> {
+/** Creates the page's client (not connected yet) and records what it reports. */
+function create(url: string, options: StartOptions = {}): SyncClient {
   client = new SyncClient({
     url,
     backoff: options.slowBackoff === true ? { baseMs: 60_000, capMs: 60_000, random: () => 0.999 } : { baseMs: 50, capMs: 500 },
@@ -52,7 +53,12 @@ async function start(url: string, collectionId: string, options: StartOptions = 
   );
   client.on("peerJoined", (event) => seen.joined.push(event.join.peerId));
   client.on("peerLeft", (event) => seen.left.push(event.leave.peerId));
-  client.on("error", (event) => seen.errors.push(event.error.message));
+  client.on("error", (event) => seen.errors.push(`${event.error.reasonCode}: ${event.error.message}`));
+  return client;
+}
+
+async function start(url: string, collectionId: string, options: StartOptions = {}): Promise<string> {
+  const client = create(url, options);
   await client.connect();
   await client.subscribe(collectionId, { joinPresence: true, userInfo: { userId: options.userId ?? "page" } });
   return client.peerId;
@@ -62,6 +68,22 @@ async function start(url: string, collectionId: string, options: StartOptions = 
 function publish(collectionId: string, texts: string[]): void {
   for (const text of texts) {
     client!.publish(collectionId, new TextEncoder().encode(text)).then(
+      (ack: PublishAck) => seen.acks.push({ offset: ack.offset.toString(), duplicate: ack.duplicate }),
+      (error: unknown) => seen.errors.push(error instanceof SyncError ? `${error.reasonCode}: ${error.message}` : String(error)),
+    );
+  }
+}
+
+/**
+ * Creates the client without connecting and queues each publish (its text followed by
+ * `padding` zero bytes) in the outbox; outcomes land in `seen.acks` / `seen.errors`.
+ */
+function queue(url: string, collectionId: string, publishes: [string, number][]): void {
+  create(url);
+  for (const [text, padding] of publishes) {
+    const data = new Uint8Array(text.length + padding);
+    data.set(new TextEncoder().encode(text));
+    client!.publish(collectionId, data).then(
       (ack: PublishAck) => seen.acks.push({ offset: ack.offset.toString(), duplicate: ack.duplicate }),
       (error: unknown) => seen.errors.push(error instanceof SyncError ? `${error.reasonCode}: ${error.message}` : String(error)),
     );
@@ -78,4 +100,4 @@ declare global {
   }
 }
 
-window.syncClientTest = { seen, start, publish, info, outboxSize: () => client!.outboxSize(), reconnect: () => client!.reconnect() };
+window.syncClientTest = { seen, start, queue, publish, info, outboxSize: () => client!.outboxSize(), reconnect: () => client!.reconnect() };

@@ -15,7 +15,7 @@ import dataclasses
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias
 
@@ -49,11 +49,11 @@ from .events import (
     SyncEvent,
     TokenRefused,
 )
-from .history import history_pages
 from .hybrid import EndpointSelector, probe
 from .inbox import Inbox
 from .link import SyncLink, supervised
 from .outbox import Outbox, OutboxEntry
+from .paging import history_pages, presence_pages
 from .publishing import PendingPublish, PublishPump, check_size
 from .state import ConnectionState, StateChange, StateTracker
 from .stats import ClientStats
@@ -520,7 +520,8 @@ class SyncClient:
 
     async def presence(self, collection_id: str) -> list[types_pb2.Presence]:
         """Who is present in `collection_id`: the presence entries (peer id, user info,
-        status, action, timestamp), via the unary GetPresence on the current connection.
+        status, action, timestamp), by peer id, via the unary GetPresence on the current
+        connection, paging through the server's byte-bounded answers (`presence_pages`).
 
         Raises NotConnectedError when no connection comes up within
         `ClientConfig.request_timeout` seconds, and SyncError with the call's code and
@@ -530,14 +531,10 @@ class SyncClient:
         the server's broker is away) and CANCELLED.
         """
         link = await self._ready_link("presence")
-        try:
-            response = await link.stub.GetPresence(
-                sync_pb2.GetPresenceRequest(collection_id=collection_id),
-                timeout=self.config.request_timeout,
-                metadata=self._call_metadata() or None,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, what="GetPresence") from None
+        response = await presence_pages(
+            lambda request: self._unary(link.stub.GetPresence, request, "GetPresence"),
+            sync_pb2.GetPresenceRequest(collection_id=collection_id),
+        )
         return list(response.members)
 
     async def history(
@@ -553,24 +550,24 @@ class SyncClient:
         (`history_pages`). Raises as `presence` does.
         """
         link = await self._ready_link("history")
-
-        async def get_history(request: sync_pb2.GetHistoryRequest) -> sync_pb2.GetHistoryResponse:
-            try:
-                response: sync_pb2.GetHistoryResponse = await link.stub.GetHistory(
-                    request,
-                    timeout=self.config.request_timeout,
-                    metadata=self._call_metadata() or None,
-                )
-            except grpc.aio.AioRpcError as error:
-                raise from_rpc_error(error, what="GetHistory") from None
-            return response
-
         return await history_pages(
-            get_history,
+            lambda request: self._unary(link.stub.GetHistory, request, "GetHistory"),
             sync_pb2.GetHistoryRequest(
                 collection_id=collection_id, since_offset=since_offset, epoch=epoch, limit=limit
             ),
         )
+
+    async def _unary(self, method: Callable[..., Awaitable[Any]], request: Any, what: str) -> Any:
+        """`method(request)` with the request timeout and call metadata; its failure
+        becomes a SyncError (`errors.from_rpc_error`, naming `what`)."""
+        try:
+            return await method(
+                request,
+                timeout=self.config.request_timeout,
+                metadata=self._call_metadata() or None,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, what=what) from None
 
     async def send_blob(self, data: bytes) -> types_pb2.BinaryAck:
         """Sends an opaque blob (`data`, bytes) on the stream; returns the server's

@@ -141,14 +141,25 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def GetPresence(
         self, request: sync_pb2.GetPresenceRequest, context: Context
     ) -> sync_pb2.GetPresenceResponse:
-        """The presence entries of `request.collection_id` (needs subscribe permission).
-        Errors become the call's status (`maps_domain_errors`).
+        """The presence entries of `request.collection_id` (needs subscribe permission),
+        by peer id, after `after_peer_id`; the answer stops early, `truncated` set, once
+        its entries would pass `ServerConfig.response_bytes` (at least one entry when any
+        is due). Errors become the call's status (`maps_domain_errors`).
         """
         principal = self._admit_call(request, context)
         validate_collection_id(request.collection_id)
         self.core.authorize(principal, "subscribe", request.collection_id)
-        members = await self.core.broker.presence_members(request.collection_id)
-        return sync_pb2.GetPresenceResponse(collection_id=request.collection_id, members=members)
+        present = await self.core.broker.presence_members(request.collection_id)
+        members, truncated = within_bytes(
+            sorted(
+                (member for member in present if member.peer_id > request.after_peer_id),
+                key=lambda member: member.peer_id,
+            ),
+            self.core.config.response_bytes,
+        )
+        return sync_pb2.GetPresenceResponse(
+            collection_id=request.collection_id, members=members, truncated=truncated
+        )
 
     @maps_domain_errors
     async def GetHistory(

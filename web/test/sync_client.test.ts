@@ -347,6 +347,34 @@ describe("SyncClient history", { timeout: 60_000 }, () => {
       await server.stop();
     }
   });
+
+  test("pages through presence larger than one GetPresence answer may be", async () => {
+    // 16 KiB messages: each GetPresence answer holds at most 12 KiB of entries (one of these).
+    const server = await startServer("server", ["--max-message-bytes", "16384"]);
+    const observer = clientFor(server.wsUrl);
+    const peers = [0, 1, 2, 3].map(() => clientFor(server.wsUrl));
+    const events = record(observer);
+    const status = (index: number) => String.fromCharCode(97 + index).repeat(7000);
+    try {
+      await observer.connect();
+      await observer.subscribe("room");
+      for (const [index, peer] of peers.entries()) {
+        await peer.connect();
+        await peer.subscribe("room", { joinPresence: true });
+        peer.setPresence("room", { status: status(index) });
+      }
+      const statusesSeen = () =>
+        new Set(events.flatMap((event) => (event.type === "presenceChanged" && event.presence.status.length === 7000 ? [event.presence.peerId] : []))).size;
+      await waitFor("every status seen", () => statusesSeen() === peers.length);
+      const members = await observer.presence("room");
+      assert.deepEqual(members.map((member) => member.peerId).sort(), peers.map((peer) => peer.peerId).sort());
+      assert.deepEqual(members.map((member) => member.status).sort(), peers.map((_, index) => status(index)));
+    } finally {
+      observer.close();
+      for (const peer of peers) peer.close();
+      await server.stop();
+    }
+  });
 });
 
 describe("SyncClient token provider", { timeout: 60_000 }, () => {

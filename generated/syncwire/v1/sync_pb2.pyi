@@ -834,16 +834,22 @@ class GetPresenceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_PEER_ID_FIELD_NUMBER: _builtins.int
     collection_id: _builtins.str
     """Collection to ask about."""
+    after_peer_id: _builtins.str
+    """Only entries whose peer id sorts after this one (empty: from the first); the last
+    member's peer id of a `truncated` answer continues it.
+    """
     def __init__(
         self,
         *,
         collection_id: _builtins.str = ...,
+        after_peer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_peer_id", b"after_peer_id", "collection_id", b"collection_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -851,27 +857,36 @@ Global___GetPresenceRequest: _TypeAlias = GetPresenceRequest  # noqa: Y015
 
 @_typing.final
 class GetPresenceResponse(_message.Message):
-    """Who is present in a collection."""
+    """Who is present in a collection. Its size is bounded by bytes like a
+    GetHistoryResponse's: it may stop early (`truncated`), holding at least one entry
+    when any is due.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     COLLECTION_ID_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     collection_id: _builtins.str
     """Collection asked about."""
+    truncated: _builtins.bool
+    """True when the answer stopped early to stay within the response byte bound: ask
+    again with `after_peer_id` = the last member's peer id.
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Presence]:
-        """One entry per present peer, with its latest state."""
+        """One entry per present peer, with its latest state, by peer id."""
 
     def __init__(
         self,
         *,
         collection_id: _builtins.str = ...,
         members: _abc.Iterable[_types_pb2.Presence] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_id", b"collection_id", "members", b"members", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

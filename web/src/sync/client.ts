@@ -36,7 +36,7 @@ import {
 import { createWebSocketTransport, type WebSocketTransport } from "../transport.js";
 import type { WebSocketConstructor } from "../socket.js";
 import { Backoff, type BackoffOptions } from "./backoff.js";
-import { historyPages } from "./history.js";
+import { historyPages, presencePages } from "./paging.js";
 import {
   ClientClosedError,
   FATAL_CODES,
@@ -668,11 +668,18 @@ export class SyncClient {
     }
   }
 
-  /** Who is present in a collection (GetPresence on the current connection). @throws NotConnectedError, SyncError. */
+  /**
+   * Who is present in a collection (GetPresence on the current connection), by peer id;
+   * pages through the server's byte-bounded answers (`presencePages`).
+   * @throws NotConnectedError, SyncError.
+   */
   async presence(collectionId: string): Promise<Presence[]> {
     await this.readyLink("presence");
     try {
-      const response = await this.rpc.getPresence({ collectionId }, { headers: this.callHeaders(), timeoutMs: this.requestTimeoutMs });
+      const response = await presencePages(
+        (request) => this.rpc.getPresence(request, { headers: this.callHeaders(), timeoutMs: this.requestTimeoutMs }),
+        collectionId,
+      );
       return response.members;
     } catch (error) {
       throw toSyncError(error);

@@ -1,6 +1,6 @@
-"""Paging through a collection's history: the server bounds each GetHistory answer by
-bytes (`GetHistoryResponse.truncated`), `history_pages` asks on until the caller has
-everything it asked for."""
+"""Paging through answers the server bounds by bytes (`truncated`): `history_pages` for
+GetHistory, `presence_pages` for GetPresence; each asks on until the caller has everything
+it asked for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from syncwire.v1 import sync_pb2
 
 GetHistory = Callable[[sync_pb2.GetHistoryRequest], Awaitable[sync_pb2.GetHistoryResponse]]
+GetPresence = Callable[[sync_pb2.GetPresenceRequest], Awaitable[sync_pb2.GetPresenceResponse]]
 
 MAX_RESTARTS = 3
 """Times history may move under the paging (trimmed past the last delta read, or a new
@@ -60,4 +61,26 @@ async def history_pages(
         result.offset = page.offset
         result.oldest_offset = page.oldest_offset
     result.truncated = False  # everything asked for (up to `target` or `limit`) is here
+    return result
+
+
+async def presence_pages(
+    get_presence: GetPresence, request: sync_pb2.GetPresenceRequest
+) -> sync_pb2.GetPresenceResponse:
+    """One GetPresenceResponse holding every presence entry of `request.collection_id`
+    after `request.after_peer_id`, read in as many GetPresence calls (`get_presence`) as
+    the server's byte bound needs, each from the last member's peer id (peer ids only
+    grow, so this ends). Peers that come or go between the calls may be missing or
+    included: presence events on the stream carry such changes. Raises what
+    `get_presence` raises."""
+    result = await get_presence(request)
+    page = result
+    while page.truncated and page.members:
+        page = await get_presence(
+            sync_pb2.GetPresenceRequest(
+                collection_id=request.collection_id, after_peer_id=page.members[-1].peer_id
+            )
+        )
+        result.members.extend(page.members)
+    result.truncated = False
     return result

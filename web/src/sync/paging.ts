@@ -1,17 +1,22 @@
 /**
- * Paging through a collection's history, as the Python client's `client/history.py`
- * does: the server bounds each GetHistory answer by bytes (`GetHistoryResponse.truncated`),
- * `historyPages` asks on until the caller has everything it asked for.
+ * Paging through answers the server bounds by bytes (`truncated`), as the Python
+ * client's `client/paging.py` does: `historyPages` for GetHistory, `presencePages` for
+ * GetPresence; each asks on until the caller has everything it asked for.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   RecoveryStatus,
   type GetHistoryRequestSchema,
   type GetHistoryResponse,
+  type GetPresenceRequestSchema,
+  type GetPresenceResponse,
 } from "../gen/syncwire/v1/sync_pb.js";
 
 /** One GetHistory call. */
 export type GetHistory = (request: MessageInitShape<typeof GetHistoryRequestSchema>) => Promise<GetHistoryResponse>;
+
+/** One GetPresence call. */
+export type GetPresence = (request: MessageInitShape<typeof GetPresenceRequestSchema>) => Promise<GetPresenceResponse>;
 
 /** What a caller asks for: deltas after `sinceOffset` in `epoch` ("" accepts any), at most `limit` (0: the server's `history_size`). */
 export interface HistoryRequest {
@@ -70,5 +75,25 @@ export async function historyPages(getHistory: GetHistory, request: HistoryReque
     result.oldestOffset = page.oldestOffset;
   }
   result.truncated = false; // everything asked for (up to the target offset or `limit`) is here
+  return result;
+}
+
+/**
+ * One `GetPresenceResponse` holding every presence entry of `collectionId`, read in as
+ * many GetPresence calls (`getPresence`) as the server's byte bound needs, each from the
+ * last member's peer id (peer ids only grow, so this ends). Peers that come or go between
+ * the calls may be missing or included: presence events carry such changes.
+ * @throws what `getPresence` throws.
+ */
+export async function presencePages(getPresence: GetPresence, collectionId: string): Promise<GetPresenceResponse> {
+  const result = await getPresence({ collectionId });
+  let page = result;
+  for (;;) {
+    const last = page.members.at(-1);
+    if (!page.truncated || last === undefined) break;
+    page = await getPresence({ collectionId, afterPeerId: last.peerId });
+    result.members.push(...page.members);
+  }
+  result.truncated = false;
   return result;
 }

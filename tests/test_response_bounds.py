@@ -1,15 +1,18 @@
-"""GetHistory answers stay within what a client can receive: a retained history larger
-than one message (17 deltas of about 1 MiB each, past gRPC's default 4 MiB receive
-limit) comes back in byte-bounded slices, and SyncClient.history pages through them."""
+"""Answers whose size grows with stored data stay within what a client can receive: a
+retained history larger than one message (17 deltas of about 1 MiB each, past gRPC's
+default 4 MiB receive limit) comes back in byte-bounded GetHistory slices, the presence
+of 5 peers with ~1 MiB statuses in byte-bounded GetPresence answers, and SyncClient's
+history() and presence() page through them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
-from client import DeltaEvent, Endpoint, SyncClient
+from client import DeltaEvent, Endpoint, PresenceChanged, SyncClient
 from server.app import SyncwireServer
 from server.config import MIB
 from syncwire.v1 import sync_pb2, sync_pb2_grpc
@@ -64,8 +67,7 @@ async def test_history_pages_through_a_history_larger_than_a_message(
 async def test_raw_get_history_returns_bounded_slices_to_continue_from(
     server: SyncwireServer, transport: str
 ) -> None:
-    channel = open_channel(server, transport)
-    async with channel:
+    async with open_channel(server, transport) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
         since, offsets, slices = 0, [], 0
         while True:
@@ -106,3 +108,71 @@ async def test_subscribe_replays_a_history_larger_than_a_message(
                     if len(offsets) == DELTAS:
                         break
         assert offsets == list(range(1, DELTAS + 1))
+
+
+PEERS = 5
+STATUS = MIB - 4096  # one SetPresence fits the default 1 MiB message limit
+
+
+def status_of(index: int) -> str:
+    return chr(ord("a") + index) * STATUS
+
+
+@pytest.fixture
+async def present() -> AsyncIterator[tuple[SyncwireServer, set[str]]]:
+    """A server (default limits) where PEERS peers have joined COLLECTION's presence with
+    ~1 MiB statuses; yields it and their peer ids once an observer has seen every status."""
+    async with running_server() as running, contextlib.AsyncExitStack() as stack:
+        endpoint = Endpoint.parse(f"grpc://{running.grpc_address}")
+        observer = await stack.enter_async_context(SyncClient(endpoint))
+        events = observer.events()
+        await observer.subscribe(COLLECTION)
+        peers = [await stack.enter_async_context(SyncClient(endpoint)) for _ in range(PEERS)]
+        for index, peer in enumerate(peers):
+            await peer.subscribe(COLLECTION, join_presence=True)
+            peer.set_presence(COLLECTION, status=status_of(index))
+        expected = {peer.peer_id: status_of(index) for index, peer in enumerate(peers)}
+        seen: dict[str, str] = {}
+        async with asyncio.timeout(30):
+            async for event in events:
+                if isinstance(event, PresenceChanged):
+                    seen[event.presence.peer_id] = event.presence.status
+                    if seen == expected:
+                        break
+        yield running, set(expected)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "websocket"])
+async def test_presence_pages_through_more_than_a_message(
+    present: tuple[SyncwireServer, set[str]], transport: str
+) -> None:
+    server, peer_ids = present
+    async with SyncClient(endpoint_of(server, transport)) as client:
+        members = await client.presence(COLLECTION)
+        assert {member.peer_id for member in members} == peer_ids
+        assert sorted(len(member.status) for member in members) == [STATUS] * PEERS
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+async def test_raw_get_presence_returns_bounded_answers_to_continue_from(
+    present: tuple[SyncwireServer, set[str]], transport: str
+) -> None:
+    server, peer_ids = present
+    async with open_channel(server, transport) as channel:
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        after, seen, answers = "", [], 0
+        while True:
+            response = await stub.GetPresence(
+                sync_pb2.GetPresenceRequest(collection_id=COLLECTION, after_peer_id=after),
+                timeout=20,
+            )
+            answers += 1
+            assert response.ByteSize() <= server.config.max_message_bytes
+            assert response.members, "an answer holds at least one entry when any is due"
+            seen += [member.peer_id for member in response.members]
+            after = response.members[-1].peer_id
+            if not response.truncated:
+                break
+            assert answers < PEERS
+        assert seen == sorted(peer_ids)
+        assert answers > 1

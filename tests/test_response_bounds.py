@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,26 @@ async def server() -> AsyncIterator[SyncwireServer]:
         yield running
 
 
+async def read_all(
+    server: SyncwireServer,
+    call: Callable[[Any], Awaitable[Any]],
+    items: Callable[[Any], Sequence[Any]],
+) -> list[Any]:
+    """Every answer of a byte-bounded unary call: `call(None)`, then `call(last item of
+    the previous answer)` while that answer is `truncated`. Each answer must fit the
+    server's message limit and hold at least one item (`items(answer)`)."""
+    answers: list[Any] = []
+    last = None
+    while not answers or answers[-1].truncated:
+        assert len(answers) < 100, "the answers do not end"
+        answer = await call(last)
+        assert answer.ByteSize() <= server.config.max_message_bytes
+        assert items(answer), "an answer holds at least one item when any is due"
+        answers.append(answer)
+        last = items(answer)[-1]
+    return answers
+
+
 def endpoint_of(server: SyncwireServer, transport: str) -> Endpoint:
     if transport == "grpc":
         return Endpoint.parse(f"grpc://{server.grpc_address}")
@@ -69,25 +90,21 @@ async def test_raw_get_history_returns_bounded_slices_to_continue_from(
 ) -> None:
     async with open_channel(server, transport) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
-        since, offsets, slices = 0, [], 0
-        while True:
-            response = await stub.GetHistory(
-                sync_pb2.GetHistoryRequest(collection_id=COLLECTION, since_offset=since),
+        slices = await read_all(
+            server,
+            lambda last: stub.GetHistory(
+                sync_pb2.GetHistoryRequest(
+                    collection_id=COLLECTION, since_offset=last.offset if last else 0
+                ),
                 timeout=20,
-            )
-            slices += 1
-            assert response.ByteSize() <= server.config.max_message_bytes
-            assert response.deltas, "a slice holds at least one delta when any is due"
-            assert response.offset == DELTAS
-            assert response.recovery == sync_pb2.RECOVERY_STATUS_RECOVERED
-            offsets += [delta.offset for delta in response.deltas]
-            since = response.deltas[-1].offset
-            if since == response.offset:
-                assert not response.truncated
-                break
-            assert response.truncated and slices < DELTAS
-        assert offsets == list(range(1, DELTAS + 1))
-        assert slices > 1
+            ),
+            lambda response: response.deltas,
+        )
+    assert all(response.offset == DELTAS for response in slices)
+    assert all(response.recovery == sync_pb2.RECOVERY_STATUS_RECOVERED for response in slices)
+    offsets = [delta.offset for response in slices for delta in response.deltas]
+    assert offsets == list(range(1, DELTAS + 1))
+    assert 1 < len(slices) <= DELTAS
 
 
 @pytest.mark.parametrize("transport", ["grpc", "websocket"])
@@ -160,19 +177,16 @@ async def test_raw_get_presence_returns_bounded_answers_to_continue_from(
     server, peer_ids = present
     async with open_channel(server, transport) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
-        after, seen, answers = "", [], 0
-        while True:
-            response = await stub.GetPresence(
-                sync_pb2.GetPresenceRequest(collection_id=COLLECTION, after_peer_id=after),
+        answers = await read_all(
+            server,
+            lambda last: stub.GetPresence(
+                sync_pb2.GetPresenceRequest(
+                    collection_id=COLLECTION, after_peer_id=last.peer_id if last else ""
+                ),
                 timeout=20,
-            )
-            answers += 1
-            assert response.ByteSize() <= server.config.max_message_bytes
-            assert response.members, "an answer holds at least one entry when any is due"
-            seen += [member.peer_id for member in response.members]
-            after = response.members[-1].peer_id
-            if not response.truncated:
-                break
-            assert answers < PEERS
-        assert seen == sorted(peer_ids)
-        assert answers > 1
+            ),
+            lambda response: response.members,
+        )
+    seen = [member.peer_id for response in answers for member in response.members]
+    assert seen == sorted(peer_ids)
+    assert 1 < len(answers) <= PEERS

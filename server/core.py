@@ -194,6 +194,10 @@ class SyncCore:
             return session
         try:
             session.user_info = await self.hooks.connect(session.caller())
+            if session.principal is None and self.revocations.refuses_user(
+                session.user_id, self.revocation_clock()
+            ):
+                raise unauthenticated(REVOKED, "user revoked")
         except BaseException:
             await session.close("refused")
             raise
@@ -242,20 +246,32 @@ class SyncCore:
                 raise unauthenticated(REVOKED, "token revoked")
         return principal
 
+    def revocation_clock(self) -> float:
+        """Now, in POSIX seconds, on the clock revocations are kept by (the
+        authenticator's, which tests may inject; the system's without authentication)."""
+        return self.authenticator.clock() if self.authenticator is not None else time.time()
+
     def end_revoked_sessions(self) -> int:
-        """Ends (UNAUTHENTICATED "token revoked", no reconnect with the same token) the
-        sessions whose token is revoked now; returns how many."""
-        if not self.revocations or self.authenticator is None:
+        """Ends (UNAUTHENTICATED, no reconnect advised) the sessions revoked now: those
+        whose token is revoked ("token revoked") and, without a token, those whose user
+        id from the connect hook is ("user revoked"); returns how many."""
+        if not self.revocations:
             return 0
-        now = self.authenticator.clock()
-        end = SessionEnd(
-            grpc.StatusCode.UNAUTHENTICATED, "token revoked", reconnect=False, label=REVOKED
-        )
+        now = self.revocation_clock()
         ended = 0
         for session in self.registry.sessions():
             principal = session.principal
-            if principal is not None and self.revocations.refuses(principal, now):
-                session.end(end)
+            if principal is not None:
+                revoked = self.revocations.refuses(principal, now)
+            else:
+                revoked = self.revocations.refuses_user(session.user_id, now)
+            if revoked:
+                what = "token revoked" if principal is not None else "user revoked"
+                session.end(
+                    SessionEnd(
+                        grpc.StatusCode.UNAUTHENTICATED, what, reconnect=False, label=REVOKED
+                    )
+                )
                 ended += 1
         return ended
 
@@ -385,8 +401,7 @@ class SyncCore:
                     )
                     await self.broker.maintenance()
                     await self.admin.upkeep()
-                    if self.authenticator is not None:
-                        self.revocations.prune(self.authenticator.clock())
+                    self.revocations.prune(self.revocation_clock())
             except Exception:
                 log.exception("upkeep failed; retrying next tick")
 

@@ -1,8 +1,10 @@
-"""Revoked tokens: by token id (`jti`) or by user (`sub`), each until a time.
+"""Revoked tokens: by token id (`jti`) or by user, each until a time.
 
-Every node holds the same list (the admin API's RevokeToken reaches every node through
-the broker, see `server.admin_commands`); `SyncCore` checks it whenever a token is
-authenticated, on every transport, and ends the sessions it covers.
+A user is a session's user id: its token's `sub`, or (authentication off) the user id
+the connect hook attached. Every node holds the same list (the admin API's RevokeToken
+reaches every node through the broker, see `server.admin_commands`); `SyncCore` checks
+it whenever a token is authenticated and when the connect hook names the user, on every
+transport, and ends the sessions it covers.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ class Revocations:
         if len(table) > MAX_REVOCATIONS:
             del table[min(table, key=table.__getitem__)]
 
+    def refuses_user(self, user_id: str, now: float) -> bool:
+        """Whether every session of `user_id` (not "") is refused at `now`."""
+        return bool(user_id) and bool(self._users) and self._users.get(user_id, 0.0) > now
+
     def refuses(self, principal: Principal, now: float) -> bool:
-        """Whether `principal`'s token is revoked at `now`."""
-        if self._users and self._users.get(principal.subject, 0.0) > now:
+        """Whether `principal`'s token (its `jti`, or its user `sub`) is revoked at `now`."""
+        if self.refuses_user(principal.subject, now):
             return True
         jti = principal.claims.get("jti")
         return bool(self._tokens) and isinstance(jti, str) and self._tokens.get(jti, 0.0) > now

@@ -23,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from server.admin_commands import CONTROL_COLLECTION
 from server.app import SyncwireServer
+from server.hooks import Caller, ConnectResult, Hooks
 from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc, types_pb2
 from tests.legacy_ws_client import LegacyClient
 
@@ -444,3 +445,66 @@ async def test_remove_history_compacts_behind_a_snapshot(nodes: list[SyncwireSer
             )
         finally:
             await stream.close()
+
+
+class UsersByTransport(Hooks):
+    """Authentication off, the connect hook names the user: gRPC and legacy JSON callers
+    are ann, WebSocket framing callers bob."""
+
+    async def on_connect(self, caller: Caller) -> ConnectResult | None:
+        user = "bob" if caller.transport == "websocket" else "ann"
+        return ConnectResult(types_pb2.UserInfo(user_id=user))
+
+
+async def test_revoking_a_user_named_by_the_connect_hook() -> None:
+    """Without authentication the user is the connect hook's user id: revoking it ends
+    that user's sessions on every transport (UNAUTHENTICATED "user revoked", legacy
+    close 4401), counts them, and refuses the user's new connects; another user carries
+    on and connects."""
+    config = make_config(admin_token=ADMIN, heartbeat_interval=0.2)
+    server = SyncwireServer(config, hooks=UsersByTransport())
+    await server.start()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            streams: dict[str, SyncStream] = {}
+            for transport in ("grpc", "ws"):
+                channel = await stack.enter_async_context(open_channel(server, transport))
+                stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+                stack.push_async_callback(stream.close)
+                await stream.welcome()
+                await stream.subscribe(ROOM, join_presence=True)
+                streams[transport] = stream
+            legacy = await LegacyClient.open(f"{server.ws_url}/?room_id={ROOM}")
+            stack.push_async_callback(legacy.ws.close)
+            assert sorted(s.user_id for s in server.core.registry.sessions()) == [
+                "ann",
+                "ann",
+                "bob",
+            ]
+            until = Timestamp()
+            until.FromSeconds(int(time.time()) + 600)
+            async with admin_stub(server) as admin:
+                answer = await admin.RevokeToken(
+                    admin_pb2.RevokeTokenRequest(user_id="ann", until=until),
+                    metadata=admin_metadata(),
+                )
+            assert answer.disconnected_here == 2
+            ended = await asyncio.wait_for(streams["grpc"].ended, 10)
+            assert ended is not None and ended.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert ended.details() == "user revoked"
+            assert (await legacy.closed()).code == 4401
+            await streams["ws"].publish(ROOM, b"bob carries on")
+            for transport, user in (("grpc", "ann"), ("ws", "bob")):
+                channel = await stack.enter_async_context(open_channel(server, transport))
+                again = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+                stack.push_async_callback(again.close)
+                if user == "bob":
+                    await again.welcome()
+                    continue
+                refusal = await asyncio.wait_for(again.ended, 10)
+                assert refusal is not None and refusal.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert trailer(refusal, "syncwire-reason") == "token_revoked"
+            closed = await refused(f"{server.ws_url}/?room_id={ROOM}")
+            assert closed.code == 4401
+    finally:
+        await server.stop(grace=1.0)

@@ -438,12 +438,13 @@ async def test_the_cli_shows_a_hooks_refusal_as_the_applications(
 async def test_the_cli_shows_a_hook_timeout_as_the_servers_answer(
     broker_kind: pytest.FixtureRequest,
 ) -> None:
-    """UNAVAILABLE `hook_timeout` comes from a reachable server: the CLI says so (exit 3,
-    "is unavailable: publish hook timed out"), not "cannot connect ...: timed out"."""
+    """UNAVAILABLE `hook_timeout` comes from a reachable server: the CLI says the
+    application's hook failed (exit 4, "publish hook timed out"), not "cannot connect
+    ...: timed out" (exit 3)."""
     async with hooked_server(broker_kind, StuckHooks(), hook_publish_timeout=0.1) as server:
         code, err = await syncwire_cli(
             "publish", ROOM, "x", "--timeout", "2", "-s", f"grpc://{server.grpc_address}"
         )
-    assert code == 3, err
-    assert "is unavailable: publish hook timed out" in err
+    assert code == 4, err
+    assert "the application's hook failed: publish hook timed out (hook_timeout;" in err
     assert "cannot connect" not in err

@@ -90,11 +90,17 @@ class SyncwireServer:
         self.app_service_names = [
             name for name in self.ws_server.service_names() if name not in known
         ]
+        # AdminService is always registered (it refuses every call without
+        # --admin-token); reflection lists it when it is enabled.
+        listed = [ADMIN_SERVICE_NAME] if config.admin_token else []
         ws_health = register_services(
-            self.ws_server, self.servicer, app_service_names=self.app_service_names
+            self.ws_server,
+            self.servicer,
+            app_service_names=self.app_service_names,
+            listed_names=listed,
         )
         self.grpc_server, grpc_health = build_grpc_server(
-            config, self.servicer, reuse_port, app_services, self.app_service_names
+            config, self.servicer, reuse_port, app_services, self.app_service_names, listed
         )
         self._health = [grpc_health, ws_health]
         self.tls = ServerTls.from_config(config)
@@ -159,7 +165,9 @@ class SyncwireServer:
             else:
                 self.ws_port = self.ws_server.add_secure_port(ws_address, self.tls.ssl_context)
         except OSError as exc:
-            raise OSError(f"cannot bind WebSocket port {ws_address}: {os_error_reason(exc)}") from None
+            raise OSError(
+                f"cannot bind WebSocket port {ws_address}: {os_error_reason(exc)}"
+            ) from None
 
     @property
     def grpc_address(self) -> str:
@@ -233,7 +241,6 @@ async def serve(
     await server.stop()
     if announce_stop:
         print("syncwire stopped", file=sys.stderr, flush=True)
-
 
 
 EVENT_LOOP_ENV = "SYNCWIRE_EVENT_LOOP"

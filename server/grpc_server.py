@@ -61,18 +61,26 @@ def register_services(
     servicer: sync_pb2_grpc.SyncServiceServicer,
     app_services: Sequence[ServiceRegistration] = (),
     app_service_names: Sequence[str] = (),
+    listed_names: Sequence[str] = (),
 ) -> HealthServicer:
     """Registers the sync service, the application's services (``app_services``, whose
-    full names are ``app_service_names``), health and reflection listing them all, on
-    any grpc.aio.Server (the native one or the WebSocket adapter); returns the health
-    servicer."""
+    full names are ``app_service_names``), health and reflection listing them all and
+    ``listed_names`` (services ``app_services`` registers that are the server's own, such
+    as AdminService when it is enabled), on any grpc.aio.Server (the native one or the
+    WebSocket adapter); returns the health servicer."""
     sync_pb2_grpc.add_SyncServiceServicer_to_server(servicer, server)
     for register in app_services:
         register(server)
     health_servicer = cast(HealthServicer, health.aio.HealthServicer())  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SYNC_SERVICE_NAME, *app_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        (
+            SYNC_SERVICE_NAME,
+            *app_service_names,
+            *listed_names,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     return health_servicer
@@ -143,14 +151,18 @@ def build_grpc_server(
     reuse_port: bool = False,
     app_services: Sequence[ServiceRegistration] = (),
     app_service_names: Sequence[str] = (),
+    listed_names: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, HealthServicer]:
     """A grpc.aio server with the sync service, the application's services, health and
-    reflection registered. SyncService's lenient request decoding applies to it only."""
+    reflection registered (see `register_services`). SyncService's lenient request
+    decoding applies to it only."""
     server = grpc.aio.server(
         interceptors=[MalformedRequestInterceptor(SYNC_SERVICE_NAME)],
         options=grpc_options(config, reuse_port),
     )
-    health_servicer = register_services(server, servicer, app_services, app_service_names)
+    health_servicer = register_services(
+        server, servicer, app_services, app_service_names, listed_names
+    )
     return server, health_servicer
 
 

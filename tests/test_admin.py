@@ -19,9 +19,12 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from server.admin_commands import CONTROL_COLLECTION
+from server.admin_service import ADMIN_SERVICE_NAME
 from server.app import SyncwireServer
 from server.hooks import Caller, ConnectResult, Hooks
 from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc, types_pb2
@@ -508,3 +511,40 @@ async def test_revoking_a_user_named_by_the_connect_hook() -> None:
             assert closed.code == 4401
     finally:
         await server.stop(grace=1.0)
+
+
+async def _reflected(channel: grpc.aio.Channel) -> tuple[set[str], str]:
+    """The services reflection lists, and the file it names for AdminService ("" when
+    it knows none)."""
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=ADMIN_SERVICE_NAME),
+    ]
+    answers = [answer async for answer in reflect.ServerReflectionInfo(iter(requests))]
+    names = {service.name for service in answers[0].list_services_response.service}
+    files = answers[1].file_descriptor_response.file_descriptor_proto
+    return names, descriptor_pb2.FileDescriptorProto.FromString(files[0]).name if files else ""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "ws"])
+async def test_reflection_lists_the_admin_service_when_it_is_enabled(transport: str) -> None:
+    """With --admin-token, reflection lists syncwire.v1.AdminService next to SyncService,
+    health and reflection (so grpcurl and friends find it) and describes it; without,
+    the service refuses everything and reflection does not list it."""
+    for admin_token, listed in ((ADMIN, True), ("", False)):
+        config = make_config(admin_token=admin_token)
+        server = SyncwireServer(config)
+        await server.start()
+        try:
+            async with open_channel(server, transport) as channel, asyncio.timeout(20):
+                names, admin_file = await _reflected(channel)
+        finally:
+            await server.stop(grace=1.0)
+        expected = {
+            "syncwire.v1.SyncService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        }
+        assert names == expected | ({ADMIN_SERVICE_NAME} if listed else set())
+        assert admin_file == "syncwire/v1/admin.proto"

@@ -5,6 +5,12 @@ removes each from the outbox when its acknowledgement arrives. When the connecti
 drops, unacknowledged entries simply stay in the outbox and the next connection's pump
 sends them again from the start; the server answers a repeat with the first offset and
 `duplicate=True`, so each delta takes effect once.
+
+Order within a collection: the server may refuse any publish for now (rate_limited,
+broker_unavailable) and accept the next one it reads, so a collection never has more
+than one publish in flight. A refused-for-now publish holds its collection (head of
+line) until it is sent again after `retry_after`, first, and the entries after it follow
+in order. Publishes of different collections still share the window.
 """
 
 from __future__ import annotations
@@ -112,6 +118,10 @@ class PublishPump:
         self._resume = asyncio.Event()
         self._resume.set()
         self._stats = stats
+        self._held: dict[str, int] = {}
+        """Collection id -> seq of its publish in flight or refused for now."""
+        self._released = asyncio.Event()
+        """Set when a collection's hold ends."""
 
     async def run(self) -> None:
         """Sends outbox entries on the link, in order, with at most `window`
@@ -120,8 +130,14 @@ class PublishPump:
         while self._link.alive:
             await self._resume.wait()
             entry = await self._outbox.wait_for_entry_after(lambda: self._cursor)
+            cursor = self._cursor
+            await self._wait_released(entry.delta.collection_id)
             await self._slots.acquire()
-            if not self._resume.is_set() or not self._outbox.contains(entry):
+            if (
+                not self._resume.is_set()
+                or self._cursor != cursor  # rewound meanwhile: look again from there
+                or not self._outbox.contains(entry)
+            ):
                 self._slots.release()
                 continue
             self._cursor = entry.seq
@@ -144,14 +160,29 @@ class PublishPump:
                 self._slots.release()
                 return  # the link ended; the next one resends
             self._stats.publishes_sent += 1
+            self._held[entry.delta.collection_id] = entry.seq
             reply.add_done_callback(functools.partial(self._answered, entry))
+
+    async def _wait_released(self, collection_id: str) -> None:
+        """Waits while `collection_id` has a publish in flight or refused for now."""
+        while collection_id in self._held:
+            self._released.clear()
+            await self._released.wait()
+
+    def _release(self, entry: OutboxEntry) -> None:
+        """Ends the hold `entry` has on its collection, if it has one."""
+        collection_id = entry.delta.collection_id
+        if self._held.get(collection_id) == entry.seq:
+            del self._held[collection_id]
+            self._released.set()
 
     def _answered(self, entry: OutboxEntry, future: asyncio.Future[sync_pb2.SyncResponse]) -> None:
         self._slots.release()
         if future.cancelled() or future.exception() is not None:
-            return  # connection lost: the entry stays and is sent again
+            return  # connection lost: the entry stays and is sent again by the next pump
         response = future.result()
         if response.HasField("publish_ack"):
+            self._release(entry)
             self._outbox.acknowledge(entry, response.publish_ack)
             return
         error = RequestFailed.from_proto(response.error)
@@ -160,6 +191,7 @@ class PublishPump:
             entry.refused.set()
             self._retry_from(entry, error.retry_after or 1.0)
             return
+        self._release(entry)
         self._refuse(entry, error)
 
     def _refuse(self, entry: OutboxEntry, error: RequestFailed) -> None:
@@ -169,11 +201,13 @@ class PublishPump:
 
     def _retry_from(self, entry: OutboxEntry, delay: float) -> None:
         """Sends `entry` and everything after it again once `delay` has passed (the
-        server de-duplicates whatever it already accepted)."""
+        server de-duplicates whatever it already accepted); until then `entry` keeps its
+        collection held, so no later publish of the collection overtakes it."""
         self._resume.clear()
 
         def resume() -> None:
             self._cursor = min(self._cursor, entry.seq - 1)
+            self._release(entry)
             self._resume.set()
             self._outbox.wake()  # the pump may be waiting for an entry after the old cursor
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, TypeAlias
 
@@ -97,10 +100,10 @@ def publish(
     sent = _Progress(payloads)
     try:
         run(_publish(target, collection, payloads, encoding, crdt, as_json, file is not None, sent))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the file's Ctrl-C handling was in place
         if file is None:
             raise
-        raise CliError(sent.interrupted(), ExitCode.INTERRUPTED) from None
+        raise CliError(sent.interrupted(None), ExitCode.INTERRUPTED) from None
 
 
 class _Progress:
@@ -110,6 +113,8 @@ class _Progress:
         self.payloads = payloads
         self.acks: list[sync_pb2.PublishAck] = []
         self.window: deque[tuple[Payload, PendingPublish]] = deque()
+        self.stop = asyncio.Event()
+        """Set by the first Ctrl-C: submit no more lines, wait for those submitted."""
 
     def acknowledged(self) -> int:
         """Deltas acknowledged from the first line on, without a gap."""
@@ -120,13 +125,28 @@ class _Progress:
             done += 1
         return done
 
-    def interrupted(self) -> str:
-        """The line telling where to resume after Ctrl-C."""
+    def interrupted(self, unsure: str | None) -> str:
+        """The line telling what Ctrl-C left behind. With `unsure` None every submitted
+        delta was acknowledged (or none was submitted), so the resume line is exact;
+        otherwise `unsure` says why the submitted lines after the acknowledged ones may
+        or may not have been applied, and no resume line is given."""
         done, total = self.acknowledged(), len(self.payloads)
         if done == total:
             return f"interrupted: all {total} deltas were acknowledged"
-        where = f"line {self.payloads[done].line}"
-        return f"interrupted: {done} of {total} deltas acknowledged; resume from {where}"
+        head = f"interrupted: {done} of {total} deltas acknowledged"
+        submitted = len(self.acks) + len(self.window)
+        if unsure is None or submitted == done:
+            return f"{head}; resume from line {self.payloads[done].line}"
+        first, last = self.payloads[done].line, self.payloads[submitted - 1].line
+        rest = (
+            f"; lines from {self.payloads[submitted].line} on were not sent"
+            if submitted < total
+            else ""
+        )
+        return (
+            f"{head}; lines {first}..{last} may or may not have been applied "
+            f"({unsure}){rest}"
+        )
 
 
 def read_lines(content: bytes, encoding: Encoding, name: str) -> list[Payload]:
@@ -166,19 +186,67 @@ async def _publish(
     from_file: bool,
     sent: _Progress,
 ) -> None:
-    async with open_session(target, announce=from_file) as session:
-        sender = _Sender(session, collection, encoding, crdt)
-        if not from_file:
+    if not from_file:
+        async with open_session(target, announce=False) as session:
+            sender = _Sender(session, collection, encoding, crdt)
             show_ack(await sender.send_one(payloads[0]), as_json, brief=False)
-            return
-        acks = await sender.send_all(sent, as_json)
+        return
+    with _interrupts(sent, target.timeout) as interrupted:
+        try:
+            async with open_session(target, announce=True) as session:
+                acks = await _Sender(session, collection, encoding, crdt).send_all(sent, as_json)
+        except asyncio.CancelledError:  # the second Ctrl-C
+            if interrupted() < 2:
+                raise
+            raise CliError(
+                sent.interrupted("stopped before their acknowledgements arrived"),
+                ExitCode.INTERRUPTED,
+            ) from None
+        except CliError as error:
+            if not sent.stop.is_set() or error.exit_code == ExitCode.INTERRUPTED:
+                raise
+            raise CliError(sent.interrupted(error.message), ExitCode.INTERRUPTED) from None
+    if sent.stop.is_set():
+        raise CliError(sent.interrupted(None), ExitCode.INTERRUPTED)
     if not acks:
         notice("the file holds no deltas; nothing published")
     elif not as_json:
+        offsets = [ack.offset for ack in acks]
         stdout.print(
             f"published {len(acks)} deltas to {collection!r}: "
-            f"offsets {acks[0].offset}..{acks[-1].offset} (epoch {acks[-1].epoch})"
+            f"offsets {min(offsets)}..{max(offsets)} (epoch {acks[-1].epoch})"
         )
+
+
+@contextlib.contextmanager
+def _interrupts(sent: _Progress, timeout: float) -> Iterator[Callable[[], int]]:
+    """Handles Ctrl-C while a file is published; yields the count of Ctrl-Cs so far.
+
+    The first sets `sent.stop`: no more lines are submitted and the submitted ones'
+    acknowledgements are awaited (at most `timeout` seconds), so the report is exact.
+    The second cancels the command at once (the report then names the lines that may
+    or may not have been applied)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    count = 0
+
+    def on_interrupt() -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            sent.stop.set()
+            notice(
+                f"stopping: waiting up to {timeout:g} s for the acknowledgements of "
+                f"{len(sent.window)} publishes in flight (Ctrl-C again to stop at once)"
+            )
+        elif task is not None:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        yield lambda: count
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 class _Sender:
@@ -226,7 +294,9 @@ class _Sender:
 
     async def send_all(self, sent: _Progress, as_json: bool) -> list[sync_pb2.PublishAck]:
         """Publishes in order with up to WINDOW in flight; returns the acks in order
-        (kept in `sent` as they come, with the publishes in flight)."""
+        (kept in `sent` as they come, with the publishes in flight). Once `sent.stop` is
+        set it submits no more lines and waits at most --timeout seconds in all for the
+        acknowledgements of those submitted (CliError after that)."""
         payloads, acks, window = sent.payloads, sent.acks, sent.window
         with progress(f"publishing to {self.collection}", len(payloads)) as meter:
 
@@ -239,12 +309,33 @@ class _Sender:
                 meter.advance()
 
             for payload in payloads:
-                if len(window) >= WINDOW:
+                if len(window) >= WINDOW and not sent.stop.is_set():
                     await settle_oldest()
+                if sent.stop.is_set():
+                    break
                 window.append((payload, self.submit(payload)))
+            if sent.stop.is_set():
+                await self.drain(settle_oldest, window)
             while window:
                 await settle_oldest()
         return acks
+
+    async def drain(
+        self,
+        settle_oldest: Callable[[], Awaitable[None]],
+        window: deque[tuple[Payload, PendingPublish]],
+    ) -> None:
+        """Waits for the acknowledgements of the publishes in `window`, at most
+        --timeout seconds in all; raises CliError when they do not all arrive."""
+        timeout = self.session.target.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while window:
+                    await settle_oldest()
+        except TimeoutError:
+            raise CliError(
+                f"no acknowledgement within {timeout:g} s", ExitCode.UNAVAILABLE
+            ) from None
 
 
 async def _acknowledged(pending: PendingPublish) -> sync_pb2.PublishAck:

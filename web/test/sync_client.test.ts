@@ -377,6 +377,28 @@ describe("SyncClient history", { timeout: 60_000 }, () => {
   });
 });
 
+describe("SyncClient through a rate limit", { timeout: 60_000 }, () => {
+  test("100 concurrent publishes into one collection keep their order across refusals for now", async () => {
+    // 50 messages/s with a burst of 10: most publishes are refused for now (rate_limited)
+    // at first; none may be overtaken by a later one of the collection.
+    const server = await startServer("server", ["--rate-limit-messages", "50", "--rate-limit-burst", "0.2"]);
+    const client = clientFor(server.wsUrl);
+    try {
+      await client.connect();
+      const acks = await Promise.all(Array.from({ length: 100 }, (_, i) => client.publish("rl", bytes(`line ${i + 1}`))));
+      assert.ok(client.stats.publishesSent > 100, "the rate limit refused nothing");
+      assert.deepEqual(
+        acks.map((ack) => ack.offset),
+        Array.from({ length: 100 }, (_, i) => BigInt(i + 1)),
+      );
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+});
+
+
 describe("SyncClient token provider", { timeout: 60_000 }, () => {
   const secret = "web-test-secret-of-at-least-32-bytes";
   let server: RunningServer;

@@ -52,7 +52,14 @@ import { type SyncEvent, type SyncEventOf, type SyncEventType } from "./events.j
 import { Inbox } from "./inbox.js";
 import { announcedLimit, checkSize, DEFAULT_MAX_MESSAGE_BYTES, REQUEST_OVERHEAD, requestSize } from "./limits.js";
 import { ServerDisconnected, SyncLink } from "./link.js";
-import { LocalCoordinator, MemoryOutboxStore, type OutboxCoordinator, type OutboxMessage, type OutboxStore } from "./outbox.js";
+import {
+  LocalCoordinator,
+  MemoryOutboxStore,
+  type OutboxCoordinator,
+  type OutboxEntry,
+  type OutboxMessage,
+  type OutboxStore,
+} from "./outbox.js";
 import { StateTracker, type ConnectionState, type StateChange } from "./state.js";
 import { Subscription, toRecovery } from "./subscription.js";
 import { TokenSource, type TokenProvider } from "./tokens.js";
@@ -89,7 +96,7 @@ export interface SyncClientOptions {
   readonly outbox?: { readonly store: OutboxStore; readonly coordinator: OutboxCoordinator } | undefined;
   /** Most publishes waiting for an acknowledgement before `publish` throws OutboxFullError (default 10 000). */
   readonly outboxLimit?: number | undefined;
-  /** Publishes sent ahead of their acknowledgements (default 64). */
+  /** Publishes sent ahead of their acknowledgements (default 64), at most one per collection (order). */
   readonly maxInFlight?: number | undefined;
   /** Events an `events()` iterator may fall behind before it ends with EventsOverflowError (default 10 000). */
   readonly eventBuffer?: number | undefined;
@@ -127,6 +134,16 @@ export interface PresenceOptions {
 interface Waiter {
   resolve(ack: PublishAck): void;
   reject(error: SyncError): void;
+}
+
+/** The entries before the second one of any collection (`entries` in seq order). */
+function onePerCollection(entries: OutboxEntry[]): OutboxEntry[] {
+  const seen = new Set<string>();
+  for (const [index, entry] of entries.entries()) {
+    if (seen.has(entry.collectionId)) return entries.slice(0, index);
+    seen.add(entry.collectionId);
+  }
+  return entries;
 }
 
 /** Milliseconds to wait, cut short by `wake`. */
@@ -550,10 +567,16 @@ export class SyncClient {
     }
   }
 
-  /** Sends the stored entries in order, a window at a time, until the outbox is empty or the link ends. */
+  /**
+   * Sends the stored entries in order, a window at a time, until the outbox is empty or
+   * the link ends. A window holds at most one entry per collection: the server may
+   * refuse a publish for now (rate_limited, broker_unavailable) and accept the next one
+   * it reads, so a later publish of the collection must not be in flight with it; a
+   * refused one is sent again first, after `retryAfterMs`.
+   */
   private async flush(link: SyncLink): Promise<void> {
     while (link.alive) {
-      const entries = await this.store.list(this.maxInFlight);
+      const entries = onePerCollection(await this.store.list(this.maxInFlight));
       if (entries.length === 0 || !link.alive) return;
       const replies = entries.map((entry): Promise<SyncResponse> | MessageTooLargeError => {
         const delta = fromBinary(DeltaSchema, entry.delta);

@@ -52,7 +52,8 @@ class ClientConfig:
         outbox_path: SQLite file that keeps the outbox across process restarts
             (None: memory only); written by a writer thread, off the event loop (see
             `client.outbox.SqliteOutboxStore`).
-        max_in_flight: Publishes sent and not yet acknowledged, at most, per connection.
+        max_in_flight: Publishes sent and not yet acknowledged, at most, per connection
+            (at most one of them per collection, so refusals cannot reorder a collection).
         close_flush_timeout: Seconds `close()` waits for the outbox to drain.
         replica_id: Replica id put on published deltas ("" picks a random one).
 

@@ -479,7 +479,9 @@ class SyncClient:
         flushed it; a retryable refusal (e.g. `broker_unavailable` while the server's
         Redis is away) is retried after its `retry_after_ms` the same way, so bound the
         wait with asyncio.timeout (`submit(...).last_error` says why it is still
-        pending). Cancelling the wait does not withdraw the delta."""
+        pending). Publishes of one collection take effect in the order they were made,
+        also across such refusals (`PublishPump`). Cancelling the wait does not
+        withdraw the delta."""
         pending = self.submit(
             collection_id, data, crdt_type=crdt_type, encoding=encoding, replica_id=replica_id
         )

@@ -144,3 +144,50 @@ def test_cli_ctrl_c_reports_exactly_what_the_server_applied(
     probe = run_cli("publish", collection, f"line {resume}", "-s", plain_server.grpc_url, repo=repo_root)
     assert probe.code == 0, probe.err
     assert probe.out.startswith(f"offset {resume} "), probe.out
+
+
+def test_cli_second_ctrl_c_names_the_lines_that_may_have_been_applied(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """When the acknowledgements cannot arrive (the server is stopped with SIGSTOP) the
+    second Ctrl-C ends the wait, and the report names the lines that may or may not
+    have been applied instead of a resume line."""
+    paused = start_server(repo_root)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line {i}\n" for i in range(1, 20_001)))
+    process = subprocess.Popen(
+        [*CLI, "publish", "paused", "--file", str(lines), "--json", "-s", paused.grpc_url],
+        cwd=repo_root,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        for _ in range(300):
+            assert process.stdout.readline(), "the command ended before 300 acks"
+        paused.process.send_signal(signal.SIGSTOP)
+        process.send_signal(signal.SIGINT)
+        while not (line := process.stderr.readline()).startswith("stopping: "):
+            assert line, "no 'stopping:' notice after the first Ctrl-C"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        stop(paused.process)
+    assert process.returncode == 130, err
+    report = err.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"syncwire: interrupted: (\d+) of 20000 deltas acknowledged; lines (\d+)\.\.(\d+) "
+        r"may or may not have been applied \(.+\); lines from (\d+) on were not sent",
+        report,
+    )
+    assert match is not None, err
+    acknowledged, first, last, unsent = map(int, match.groups())
+    assert acknowledged >= 300 and first == acknowledged + 1
+    assert first <= last and unsent == last + 1
+    assert "resume from" not in err

@@ -196,8 +196,10 @@ async def _publish(
             async with open_session(target, announce=True) as session:
                 acks = await _Sender(session, collection, encoding, crdt).send_all(sent, as_json)
         except asyncio.CancelledError:  # the second Ctrl-C
-            if interrupted() < 2:
+            task = asyncio.current_task()
+            if interrupted() < 2 or task is None:
                 raise
+            task.uncancel()  # handled: the command ends with its report
             raise CliError(
                 sent.interrupted("stopped before their acknowledgements arrived"),
                 ExitCode.INTERRUPTED,

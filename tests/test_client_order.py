@@ -94,6 +94,29 @@ def test_cli_publish_file_through_a_rate_limit_keeps_file_order(
     ]
 
 
+def publishing_a_file(
+    server: Server, collection: str, total: int, repo_root: Path, tmp_path: Path
+) -> subprocess.Popen[str]:
+    """`publish --file --json` of `total` lines, once its first 300 acks were printed
+    (publishing is well under way)."""
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line {i}\n" for i in range(1, total + 1)))
+    process = subprocess.Popen(
+        [*CLI, "publish", collection, "--file", str(lines), "--json", "-s", server.grpc_url],
+        cwd=repo_root,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    for _ in range(300):
+        if not process.stdout.readline():
+            process.kill()
+            raise AssertionError(f"the command ended before 300 acks: {process.communicate()}")
+    return process
+
+
 def test_cli_ctrl_c_reports_exactly_what_the_server_applied(
     plain_server: Server, repo_root: Path, tmp_path: Path
 ) -> None:
@@ -103,20 +126,8 @@ def test_cli_ctrl_c_reports_exactly_what_the_server_applied(
     and the right line to resume from; resuming from there leaves every line once."""
     collection = f"ctrlc-{uuid.uuid4().hex[:8]}"
     total = 20_000
-    lines = tmp_path / "lines.txt"
-    lines.write_text("".join(f"line {i}\n" for i in range(1, total + 1)))
-    process = subprocess.Popen(
-        [*CLI, "publish", collection, "--file", str(lines), "--json", "-s", plain_server.grpc_url],
-        cwd=repo_root,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = publishing_a_file(plain_server, collection, total, repo_root, tmp_path)
     try:
-        assert process.stdout is not None
-        for _ in range(300):  # wait until publishing is well under way
-            assert process.stdout.readline(), "the command ended before 300 acks"
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=RUN_TIMEOUT)
     finally:
@@ -153,20 +164,9 @@ def test_cli_second_ctrl_c_names_the_lines_that_may_have_been_applied(
     second Ctrl-C ends the wait, and the report names the lines that may or may not
     have been applied instead of a resume line."""
     paused = start_server(repo_root)
-    lines = tmp_path / "lines.txt"
-    lines.write_text("".join(f"line {i}\n" for i in range(1, 20_001)))
-    process = subprocess.Popen(
-        [*CLI, "publish", "paused", "--file", str(lines), "--json", "-s", paused.grpc_url],
-        cwd=repo_root,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = publishing_a_file(paused, "paused", 20_000, repo_root, tmp_path)
     try:
-        assert process.stdout is not None and process.stderr is not None
-        for _ in range(300):
-            assert process.stdout.readline(), "the command ended before 300 acks"
+        assert process.stderr is not None
         paused.process.send_signal(signal.SIGSTOP)
         process.send_signal(signal.SIGINT)
         while not (line := process.stderr.readline()).startswith("stopping: "):

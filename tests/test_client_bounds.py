@@ -86,7 +86,8 @@ async def test_send_buffer_is_bounded_when_the_server_stops_reading() -> None:
                 await client.subscribe("stuck")
                 proxy.freeze()
                 payload = bytes(range(256)) * 256  # 64 KiB
-                pending = [client.submit("stuck", payload) for _ in range(128)]
+                # Collections of their own: a collection has one publish in flight at a time.
+                pending = [client.submit(f"stuck{i}", payload) for i in range(128)]
                 # The outbox pump fills the send buffer, then waits for room.
                 await poll_until(
                     lambda: client._link is not None

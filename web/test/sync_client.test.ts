@@ -398,7 +398,6 @@ describe("SyncClient through a rate limit", { timeout: 60_000 }, () => {
   });
 });
 
-
 describe("SyncClient token provider", { timeout: 60_000 }, () => {
   const secret = "web-test-secret-of-at-least-32-bytes";
   let server: RunningServer;

@@ -181,6 +181,14 @@ def load_hooks(spec: str) -> Hooks | None:
     return target
 
 
+TRACEBACK_INTERVAL: Final = 60.0
+"""Seconds between two logged tracebacks of one hook failing with one exception type;
+the failures in between log one line each (type and message)."""
+
+_MAX_FAILURE_KINDS: Final = 1024
+"""Most (hook, exception type) pairs remembered for `TRACEBACK_INTERVAL`."""
+
+
 class HookRunner:
     """Runs an application's `Hooks` with per-hook timeouts, the failure policy and the
     `syncwire_hook_seconds{hook, outcome}` histogram (outcome: accepted, replaced,
@@ -200,6 +208,7 @@ class HookRunner:
         self.enabled = {name: hooks is not None and hooks.implements(name) for name in HOOK_NAMES}
         self._latency = metrics.hook_latency
         self._observers: set[asyncio.Task[None]] = set()
+        self._traceback_logged: dict[tuple[HookName, type[BaseException]], float] = {}
 
     async def close(self) -> None:
         """Closes the application's hooks (`Hooks.close`), once, at server stop."""
@@ -267,9 +276,7 @@ class HookRunner:
         if len(self._observers) >= MAX_PENDING_OBSERVERS:
             self._latency.labels("presence", "dropped").observe(0.0)
             return
-        task = asyncio.get_running_loop().create_task(
-            self._observe(self.hooks, caller, presence)
-        )
+        task = asyncio.get_running_loop().create_task(self._observe(self.hooks, caller, presence))
         self._observers.add(task)
         task.add_done_callback(self._observers.discard)
 
@@ -307,12 +314,32 @@ class HookRunner:
                 " ".join((exc.details() or "").split()),
             )
             return self._failed(name, HOOK_FAILED, f"{name} hook failed", collection_id)
-        except Exception:
+        except Exception as exc:
             outcome = "failed"
-            log.exception("%s hook failed", name)
+            self._log_failure(name, exc)
             return self._failed(name, HOOK_FAILED, f"{name} hook failed", collection_id)
         finally:
             self._latency.labels(name, outcome).observe(time.perf_counter() - started)
+
+    def _log_failure(self, name: HookName, exc: Exception) -> None:
+        """Logs a hook that raised: its traceback at most once per `TRACEBACK_INTERVAL`
+        per (hook, exception type) (a client retrying a refused request calls the hook
+        again every second), one line otherwise."""
+        kind = (name, type(exc))
+        now = time.monotonic()
+        last = self._traceback_logged.get(kind)
+        if last is not None and now - last < TRACEBACK_INTERVAL:
+            log.error(
+                "%s hook failed: %s: %s (the traceback is logged at most once a minute)",
+                name,
+                type(exc).__name__,
+                " ".join(str(exc).split()),
+            )
+            return
+        if len(self._traceback_logged) >= _MAX_FAILURE_KINDS:
+            self._traceback_logged.clear()
+        self._traceback_logged[kind] = now
+        log.error("%s hook failed", name, exc_info=exc)
 
     def _failed(self, name: HookName, reason_code: str, message: str, collection_id: str) -> None:
         """The failure policy: "open" goes ahead (None), "closed" refuses UNAVAILABLE.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import subprocess
 import sys
@@ -352,7 +353,10 @@ async def test_a_stalled_or_unreachable_proxy_follows_the_failure_policy(
             else:
                 assert reply.publish_ack.offset == 1
     unreachable_port = free_port()
-    unreachable = {"proxy_url": f"grpc://127.0.0.1:{unreachable_port}", "hook_failure_policy": policy}
+    unreachable = {
+        "proxy_url": f"grpc://127.0.0.1:{unreachable_port}",
+        "hook_failure_policy": policy,
+    }
     async with hooked_server(broker_kind, None, **unreachable) as server:
         async with stream_on(server, "grpc") as stream:
             if policy == "closed":
@@ -448,3 +452,28 @@ async def test_the_cli_shows_a_hook_timeout_as_the_servers_answer(
     assert code == 4, err
     assert "the application's hook failed: publish hook timed out (hook_timeout;" in err
     assert "cannot connect" not in err
+
+
+async def test_a_hook_raising_again_logs_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook that raises on every call (a client retrying every second calls it again
+    and again): the first failure logs its traceback, the next ones within a minute one
+    line each."""
+    server = SyncwireServer(make_config(), hooks=StuckHooks())
+    await server.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="server.hooks"):
+            async with stream_on(server, "grpc") as stream:
+                await stream.welcome()
+                for _ in range(3):
+                    reply = await stream.expect_reply(
+                        stream.send(subscribe=sync_pb2.Subscribe(collection_id=ROOM))
+                    )
+                    assert reply.error.reason_code == "hook_failed"
+    finally:
+        await server.stop(grace=1.0)
+    failures = [r for r in caplog.records if r.getMessage().startswith("subscribe hook failed")]
+    assert [r.exc_info is not None for r in failures] == [True, False, False]
+    assert failures[1].getMessage() == (
+        "subscribe hook failed: RuntimeError: the application's database is down "
+        "(the traceback is logged at most once a minute)"
+    )

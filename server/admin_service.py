@@ -19,6 +19,7 @@ from .app_services import ServiceRegistration
 from .auth import bearer_token, unauthenticated
 from .core import SyncCore
 from .errors import RequestError, validate_collection_id
+from .response_bounds import within_bytes
 from .rpc_status import Context, maps_domain_errors
 
 ADMIN_SERVICE_NAME = "syncwire.v1.AdminService"
@@ -77,21 +78,30 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListCollections(
         self, request: admin_pb2.ListCollectionsRequest, context: Context
     ) -> admin_pb2.ListCollectionsResponse:
+        """The collections with subscribers, by collection id, after
+        `after_collection_id`; the answer stops early, `truncated` set, once its entries
+        would pass `ServerConfig.response_bytes` (at least one entry when any is due)."""
         self._admit(context)
         admin = self.core.admin
         local = admin.local_subscribers()
         nodes, cluster = admin.cluster_subscribers(3 * self.core.config.heartbeat_interval)
-        return admin_pb2.ListCollectionsResponse(
-            server_id=self.core.server_id,
-            nodes=nodes,
-            collections=[
+        collections, truncated = within_bytes(
+            (
                 admin_pb2.CollectionSubscribers(
                     collection_id=collection_id,
                     node_subscribers=local.get(collection_id, 0),
                     cluster_subscribers=cluster[collection_id],
                 )
                 for collection_id in sorted(cluster)
-            ],
+                if collection_id > request.after_collection_id
+            ),
+            self.core.config.response_bytes,
+        )
+        return admin_pb2.ListCollectionsResponse(
+            server_id=self.core.server_id,
+            nodes=nodes,
+            collections=collections,
+            truncated=truncated,
         )
 
     @maps_domain_errors

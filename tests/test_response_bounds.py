@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import grpc
 import pytest
 
 from client import DeltaEvent, Endpoint, PresenceChanged, SyncClient
 from server.app import SyncwireServer
 from server.config import MIB
-from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 from .service_harness import open_channel, running_server
 
@@ -190,3 +194,58 @@ async def test_raw_get_presence_returns_bounded_answers_to_continue_from(
     seen = [member.peer_id for response in answers for member in response.members]
     assert seen == sorted(peer_ids)
     assert 1 < len(answers) <= PEERS
+
+
+LISTED = 12
+ADMIN = "admin-token-for-tests"
+
+
+async def test_list_collections_answers_fit_the_callers_receive_limit() -> None:
+    """A server of 2 KiB messages answers ListCollections in slices of at most 1 KiB of
+    entries, so a caller that receives no more than 2 KiB gets every one of 12 collections
+    with 200-byte ids (2.6 KB in one answer before), and `syncwire admin collections`
+    lists them all."""
+    collections = [f"{index:02d}" + "c" * 198 for index in range(LISTED)]
+    async with (
+        running_server(max_message_bytes=2048, admin_token=ADMIN) as server,
+        SyncClient(Endpoint.parse(f"grpc://{server.grpc_address}")) as client,
+    ):
+        for collection in collections:
+            await client.subscribe(collection)
+        options = [("grpc.max_receive_message_length", 2048)]
+        async with grpc.aio.insecure_channel(server.grpc_address, options=options) as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            metadata = (("authorization", f"Bearer {ADMIN}"),)
+            answers = await read_all(
+                server,
+                lambda last: stub.ListCollections(
+                    admin_pb2.ListCollectionsRequest(
+                        after_collection_id=last.collection_id if last else ""
+                    ),
+                    metadata=metadata,
+                    timeout=20,
+                ),
+                lambda response: response.collections,
+            )
+        listed = [entry.collection_id for answer in answers for entry in answer.collections]
+        assert listed == collections
+        assert all(entry.node_subscribers == 1 for a in answers for entry in a.collections)
+        assert len(answers) > 1
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "client.cli",
+            "admin",
+            "collections",
+            "--json",
+            "--server",
+            f"grpc://{server.grpc_address}",
+            stdout=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SYNCWIRE_")}
+            | {"SYNCWIRE_ADMIN_TOKEN": ADMIN},
+        )
+        async with asyncio.timeout(60):
+            out, _ = await process.communicate()
+        assert process.returncode == 0
+        shown = json.loads(out)["collections"]
+        assert [entry["collection_id"] for entry in shown] == collections

@@ -140,13 +140,23 @@ def unsubscribe(target: Target, admin_token: str, collection: str, user: str) ->
 @connection_options
 def collections(target: Target, admin_token: str, as_json: bool) -> None:
     """List collections with subscribers: on the node asked and cluster-wide."""
-    request = admin_pb2.ListCollectionsRequest()
-    answer = _admin(
-        target,
-        admin_token,
-        "collections",
-        lambda stub, md: stub.ListCollections(request, metadata=md),
-    )
+
+    async def every_page(
+        stub: AdminServiceAsyncStub, metadata: tuple[tuple[str, str], ...]
+    ) -> admin_pb2.ListCollectionsResponse:
+        # The server bounds each answer by bytes (`truncated`): ask on from the last entry.
+        answer = await stub.ListCollections(admin_pb2.ListCollectionsRequest(), metadata=metadata)
+        page = answer
+        while page.truncated and page.collections:
+            after = page.collections[-1].collection_id
+            page = await stub.ListCollections(
+                admin_pb2.ListCollectionsRequest(after_collection_id=after), metadata=metadata
+            )
+            answer.collections.extend(page.collections)
+        answer.truncated = False
+        return answer
+
+    answer = _admin(target, admin_token, "collections", every_page)
     if as_json:
         emit_json(proto_dict(answer))
         return

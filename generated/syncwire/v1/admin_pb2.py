@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from syncwire.v1 import sync_pb2 as syncwire_dot_v1_dot_sync__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/admin.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16syncwire/v1/sync.proto\"X\n\x11\x44isconnectRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\treconnect\x18\x04 \x01(\x08\"/\n\x12\x44isconnectResponse\x12\x19\n\x11\x64isconnected_here\x18\x01 \x01(\r\"@\n\x16UnsubscribeUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\"4\n\x17UnsubscribeUserResponse\x12\x19\n\x11unsubscribed_here\x18\x01 \x01(\r\"\x18\n\x16ListCollectionsRequest\"e\n\x15\x43ollectionSubscribers\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x18\n\x10node_subscribers\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_subscribers\x18\x03 \x01(\r\"t\n\x17ListCollectionsResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x37\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32\".syncwire.v1.CollectionSubscribers\"/\n\x16GetUserPresenceRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"1\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08peer_ids\x18\x02 \x03(\t\"Z\n\x17GetUserPresenceResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12(\n\x05users\x18\x02 \x03(\x0b\x32\x19.syncwire.v1.UserPresence\"@\n\x12PutSnapshotRequest\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.PutSnapshot\"B\n\x13PutSnapshotResponse\x12+\n\x06stored\x18\x01 \x01(\x0b\x32\x1b.syncwire.v1.SnapshotStored\"+\n\x12GetSnapshotRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\">\n\x13GetSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.syncwire.v1.Snapshot\"-\n\x14RemoveHistoryRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"(\n\x15RemoveHistoryResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\"]\n\x12RevokeTokenRequest\x12\x0b\n\x03jti\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x13RevokeTokenResponse\x12\x19\n\x11\x64isconnected_here\x18\x01 \x01(\r\"\xf6\x01\n\x0c\x41\x64minCommand\x12\x34\n\ndisconnect\x18\x01 \x01(\x0b\x32\x1e.syncwire.v1.DisconnectRequestH\x00\x12?\n\x10unsubscribe_user\x18\x02 \x01(\x0b\x32#.syncwire.v1.UnsubscribeUserRequestH\x00\x12\x37\n\x0crevoke_token\x18\x03 \x01(\x0b\x32\x1f.syncwire.v1.RevokeTokenRequestH\x00\x12.\n\x0bnode_report\x18\x04 \x01(\x0b\x32\x17.syncwire.v1.NodeReportH\x00\x42\x06\n\x04kind\"\x92\x01\n\nNodeReport\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12=\n\x0bsubscribers\x18\x02 \x03(\x0b\x32(.syncwire.v1.NodeReport.SubscribersEntry\x1a\x32\n\x10SubscribersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"F\n\x0eRevocationList\x12\x34\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1f.syncwire.v1.RevokeTokenRequest2\xc5\x05\n\x0c\x41\x64minService\x12M\n\nDisconnect\x12\x1e.syncwire.v1.DisconnectRequest\x1a\x1f.syncwire.v1.DisconnectResponse\x12\\\n\x0fUnsubscribeUser\x12#.syncwire.v1.UnsubscribeUserRequest\x1a$.syncwire.v1.UnsubscribeUserResponse\x12\\\n\x0fListCollections\x12#.syncwire.v1.ListCollectionsRequest\x1a$.syncwire.v1.ListCollectionsResponse\x12\\\n\x0fGetUserPresence\x12#.syncwire.v1.GetUserPresenceRequest\x1a$.syncwire.v1.GetUserPresenceResponse\x12P\n\x0bPutSnapshot\x12\x1f.syncwire.v1.PutSnapshotRequest\x1a .syncwire.v1.PutSnapshotResponse\x12P\n\x0bGetSnapshot\x12\x1f.syncwire.v1.GetSnapshotRequest\x1a .syncwire.v1.GetSnapshotResponse\x12V\n\rRemoveHistory\x12!.syncwire.v1.RemoveHistoryRequest\x1a\".syncwire.v1.RemoveHistoryResponse\x12P\n\x0bRevokeToken\x12\x1f.syncwire.v1.RevokeTokenRequest\x1a .syncwire.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/admin.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16syncwire/v1/sync.proto\"X\n\x11\x44isconnectRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\treconnect\x18\x04 \x01(\x08\"/\n\x12\x44isconnectResponse\x12\x19\n\x11\x64isconnected_here\x18\x01 \x01(\r\"@\n\x16UnsubscribeUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\"4\n\x17UnsubscribeUserResponse\x12\x19\n\x11unsubscribed_here\x18\x01 \x01(\r\"5\n\x16ListCollectionsRequest\x12\x1b\n\x13\x61\x66ter_collection_id\x18\x01 \x01(\t\"e\n\x15\x43ollectionSubscribers\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x18\n\x10node_subscribers\x18\x02 \x01(\r\x12\x1b\n\x13\x63luster_subscribers\x18\x03 \x01(\r\"\x87\x01\n\x17ListCollectionsResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x37\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32\".syncwire.v1.CollectionSubscribers\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"/\n\x16GetUserPresenceRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"1\n\x0cUserPresence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08peer_ids\x18\x02 \x03(\t\"Z\n\x17GetUserPresenceResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12(\n\x05users\x18\x02 \x03(\x0b\x32\x19.syncwire.v1.UserPresence\"@\n\x12PutSnapshotRequest\x12*\n\x08snapshot\x18\x01 \x01(\x0b\x32\x18.syncwire.v1.PutSnapshot\"B\n\x13PutSnapshotResponse\x12+\n\x06stored\x18\x01 \x01(\x0b\x32\x1b.syncwire.v1.SnapshotStored\"+\n\x12GetSnapshotRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\">\n\x13GetSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.syncwire.v1.Snapshot\"-\n\x14RemoveHistoryRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"(\n\x15RemoveHistoryResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\"]\n\x12RevokeTokenRequest\x12\x0b\n\x03jti\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x13RevokeTokenResponse\x12\x19\n\x11\x64isconnected_here\x18\x01 \x01(\r\"\xf6\x01\n\x0c\x41\x64minCommand\x12\x34\n\ndisconnect\x18\x01 \x01(\x0b\x32\x1e.syncwire.v1.DisconnectRequestH\x00\x12?\n\x10unsubscribe_user\x18\x02 \x01(\x0b\x32#.syncwire.v1.UnsubscribeUserRequestH\x00\x12\x37\n\x0crevoke_token\x18\x03 \x01(\x0b\x32\x1f.syncwire.v1.RevokeTokenRequestH\x00\x12.\n\x0bnode_report\x18\x04 \x01(\x0b\x32\x17.syncwire.v1.NodeReportH\x00\x42\x06\n\x04kind\"\x92\x01\n\nNodeReport\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12=\n\x0bsubscribers\x18\x02 \x03(\x0b\x32(.syncwire.v1.NodeReport.SubscribersEntry\x1a\x32\n\x10SubscribersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"F\n\x0eRevocationList\x12\x34\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1f.syncwire.v1.RevokeTokenRequest2\xc5\x05\n\x0c\x41\x64minService\x12M\n\nDisconnect\x12\x1e.syncwire.v1.DisconnectRequest\x1a\x1f.syncwire.v1.DisconnectResponse\x12\\\n\x0fUnsubscribeUser\x12#.syncwire.v1.UnsubscribeUserRequest\x1a$.syncwire.v1.UnsubscribeUserResponse\x12\\\n\x0fListCollections\x12#.syncwire.v1.ListCollectionsRequest\x1a$.syncwire.v1.ListCollectionsResponse\x12\\\n\x0fGetUserPresence\x12#.syncwire.v1.GetUserPresenceRequest\x1a$.syncwire.v1.GetUserPresenceResponse\x12P\n\x0bPutSnapshot\x12\x1f.syncwire.v1.PutSnapshotRequest\x1a .syncwire.v1.PutSnapshotResponse\x12P\n\x0bGetSnapshot\x12\x1f.syncwire.v1.GetSnapshotRequest\x1a .syncwire.v1.GetSnapshotResponse\x12V\n\rRemoveHistory\x12!.syncwire.v1.RemoveHistoryRequest\x1a\".syncwire.v1.RemoveHistoryResponse\x12P\n\x0bRevokeToken\x12\x1f.syncwire.v1.RevokeTokenRequest\x1a .syncwire.v1.RevokeTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,41 +44,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNSUBSCRIBEUSERRESPONSE']._serialized_start=302
   _globals['_UNSUBSCRIBEUSERRESPONSE']._serialized_end=354
   _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=356
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=380
-  _globals['_COLLECTIONSUBSCRIBERS']._serialized_start=382
-  _globals['_COLLECTIONSUBSCRIBERS']._serialized_end=483
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=485
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=601
-  _globals['_GETUSERPRESENCEREQUEST']._serialized_start=603
-  _globals['_GETUSERPRESENCEREQUEST']._serialized_end=650
-  _globals['_USERPRESENCE']._serialized_start=652
-  _globals['_USERPRESENCE']._serialized_end=701
-  _globals['_GETUSERPRESENCERESPONSE']._serialized_start=703
-  _globals['_GETUSERPRESENCERESPONSE']._serialized_end=793
-  _globals['_PUTSNAPSHOTREQUEST']._serialized_start=795
-  _globals['_PUTSNAPSHOTREQUEST']._serialized_end=859
-  _globals['_PUTSNAPSHOTRESPONSE']._serialized_start=861
-  _globals['_PUTSNAPSHOTRESPONSE']._serialized_end=927
-  _globals['_GETSNAPSHOTREQUEST']._serialized_start=929
-  _globals['_GETSNAPSHOTREQUEST']._serialized_end=972
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=974
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=1036
-  _globals['_REMOVEHISTORYREQUEST']._serialized_start=1038
-  _globals['_REMOVEHISTORYREQUEST']._serialized_end=1083
-  _globals['_REMOVEHISTORYRESPONSE']._serialized_start=1085
-  _globals['_REMOVEHISTORYRESPONSE']._serialized_end=1125
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1127
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1220
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1222
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1270
-  _globals['_ADMINCOMMAND']._serialized_start=1273
-  _globals['_ADMINCOMMAND']._serialized_end=1519
-  _globals['_NODEREPORT']._serialized_start=1522
-  _globals['_NODEREPORT']._serialized_end=1668
-  _globals['_NODEREPORT_SUBSCRIBERSENTRY']._serialized_start=1618
-  _globals['_NODEREPORT_SUBSCRIBERSENTRY']._serialized_end=1668
-  _globals['_REVOCATIONLIST']._serialized_start=1670
-  _globals['_REVOCATIONLIST']._serialized_end=1740
-  _globals['_ADMINSERVICE']._serialized_start=1743
-  _globals['_ADMINSERVICE']._serialized_end=2452
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=409
+  _globals['_COLLECTIONSUBSCRIBERS']._serialized_start=411
+  _globals['_COLLECTIONSUBSCRIBERS']._serialized_end=512
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=515
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=650
+  _globals['_GETUSERPRESENCEREQUEST']._serialized_start=652
+  _globals['_GETUSERPRESENCEREQUEST']._serialized_end=699
+  _globals['_USERPRESENCE']._serialized_start=701
+  _globals['_USERPRESENCE']._serialized_end=750
+  _globals['_GETUSERPRESENCERESPONSE']._serialized_start=752
+  _globals['_GETUSERPRESENCERESPONSE']._serialized_end=842
+  _globals['_PUTSNAPSHOTREQUEST']._serialized_start=844
+  _globals['_PUTSNAPSHOTREQUEST']._serialized_end=908
+  _globals['_PUTSNAPSHOTRESPONSE']._serialized_start=910
+  _globals['_PUTSNAPSHOTRESPONSE']._serialized_end=976
+  _globals['_GETSNAPSHOTREQUEST']._serialized_start=978
+  _globals['_GETSNAPSHOTREQUEST']._serialized_end=1021
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=1023
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=1085
+  _globals['_REMOVEHISTORYREQUEST']._serialized_start=1087
+  _globals['_REMOVEHISTORYREQUEST']._serialized_end=1132
+  _globals['_REMOVEHISTORYRESPONSE']._serialized_start=1134
+  _globals['_REMOVEHISTORYRESPONSE']._serialized_end=1174
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1176
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1269
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1271
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1319
+  _globals['_ADMINCOMMAND']._serialized_start=1322
+  _globals['_ADMINCOMMAND']._serialized_end=1568
+  _globals['_NODEREPORT']._serialized_start=1571
+  _globals['_NODEREPORT']._serialized_end=1717
+  _globals['_NODEREPORT_SUBSCRIBERSENTRY']._serialized_start=1667
+  _globals['_NODEREPORT_SUBSCRIBERSENTRY']._serialized_end=1717
+  _globals['_REVOCATIONLIST']._serialized_start=1719
+  _globals['_REVOCATIONLIST']._serialized_end=1789
+  _globals['_ADMINSERVICE']._serialized_start=1792
+  _globals['_ADMINSERVICE']._serialized_end=2501
 # @@protoc_insertion_point(module_scope)

@@ -132,12 +132,19 @@ class ListCollectionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    AFTER_COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    after_collection_id: _builtins.str
+    """Only collections whose id sorts after this one (empty: from the first); the last
+    entry's collection id of a `truncated` answer continues it.
+    """
     def __init__(
         self,
+        *,
+        after_collection_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_collection_id", b"after_collection_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -182,13 +189,20 @@ class ListCollectionsResponse(_message.Message):
     SERVER_ID_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
     COLLECTIONS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """The answering node's server id."""
     nodes: _builtins.int
     """Nodes counted in `cluster_subscribers` (this one included)."""
+    truncated: _builtins.bool
+    """True when the answer stopped early to stay within the response byte bound: ask
+    again with `after_collection_id` = the last entry's collection id.
+    """
     @_builtins.property
     def collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectionSubscribers]:
-        """One entry per collection with subscribers, by collection id."""
+        """One entry per collection with subscribers, by collection id. Bounded by bytes like
+        a GetHistoryResponse (at least one entry when any is due).
+        """
 
     def __init__(
         self,
@@ -196,10 +210,11 @@ class ListCollectionsResponse(_message.Message):
         server_id: _builtins.str = ...,
         nodes: _builtins.int = ...,
         collections: _abc.Iterable[Global___CollectionSubscribers] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collections", b"collections", "nodes", b"nodes", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collections", b"collections", "nodes", b"nodes", "server_id", b"server_id", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

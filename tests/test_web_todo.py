@@ -97,13 +97,20 @@ async def test_two_pages_a_typed_and_a_legacy_client_edit_one_list_and_converge(
                 ]
 
             await eventually(everyone, lambda lists: all(len(items) == 4 for items in lists), 30)
-            # Concurrent, conflicting edits: nobody sees the others' before sending.
+            # Concurrent, conflicting edits: every one is made before anyone sees the
+            # others' (the pages hold theirs until all are made, whatever the timing).
+            for page in pages:
+                await page_call(page, "holdSends")
+            await page_call(ann, "rename", "buy milk", "buy oat milk")
+            await page_call(ben, "rename", "buy milk", "buy soy milk")
+            await page_call(ben, "setDone", "book flights", True)
+            removal = legacy.todo.remove(legacy.todo.find("book flights"))
+            done = python.todo.set_done(python.todo.find("write docs"))
             await asyncio.gather(
-                page_call(ann, "rename", "buy milk", "buy oat milk"),
-                page_call(ben, "rename", "buy milk", "buy soy milk"),
-                page_call(ben, "setDone", "book flights", True),
-                legacy.send(legacy.todo.remove(legacy.todo.find("book flights"))),
-                python.send(python.todo.set_done(python.todo.find("write docs"))),
+                page_call(ann, "releaseSends"),
+                page_call(ben, "releaseSends"),
+                legacy.send(removal),
+                python.send(done),
             )
             lists = await eventually(
                 everyone,

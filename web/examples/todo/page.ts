@@ -44,8 +44,19 @@ function render(): void {
   );
 }
 
+/** Ops made while the tests hold sends (applied here, published on release). */
+let held: Op[] | undefined;
+
 function send(op: Op): void {
   render();
+  if (held !== undefined) {
+    held.push(op);
+    return;
+  }
+  publish(op);
+}
+
+function publish(op: Op): void {
   client.publish(collectionId, encode(op), { encoding: PayloadEncoding.JSON }).catch((error: unknown) => {
     document.querySelector("#error")!.textContent = String(error);
   });
@@ -137,6 +148,16 @@ window.todoPage = {
   setDone: (text: string, done: boolean) => send(todo.setDone(findId(text), done)),
   rename: (text: string, to: string) => send(todo.rename(findId(text), to)),
   remove: (text: string) => send(todo.remove(findId(text))),
+  /** Edits made from now on are applied here but not published until `releaseSends`:
+   * lets a test make truly concurrent edits (made before anyone sees the others'). */
+  holdSends: () => {
+    held ??= [];
+  },
+  releaseSends: () => {
+    const ops = held ?? [];
+    held = undefined;
+    ops.forEach(publish);
+  },
   snapshot: () => todo.snapshot(),
   state: () => client.state,
   shownState: () => document.querySelector("#state")!.textContent,

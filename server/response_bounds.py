@@ -18,15 +18,32 @@ def field_bytes(message: Message) -> int:
     return 1 + max(1, (size.bit_length() + 6) // 7) + size
 
 
+class ByteBudget:
+    """Entries taken into one answer against `budget` bytes (`field_bytes` each); the
+    first is always taken, whatever its size (one stored message is bounded by the
+    publish limit already), so a reader makes progress."""
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+        self.taken = 0
+
+    def take(self, message: Message) -> bool:
+        """Whether `message` still fits (then it is counted)."""
+        size = field_bytes(message)
+        if self.taken and size > self.left:
+            return False
+        self.left -= size
+        self.taken += 1
+        return True
+
+
 def within_bytes(messages: Iterable[M], budget: int) -> tuple[list[M], bool]:
-    """The leading `messages` whose entries (`field_bytes`) fit in `budget` bytes, and
-    whether any was left out. The first message is always kept, whatever its size (one
-    stored message is bounded by the publish limit already), so a reader makes progress."""
+    """The leading `messages` that fit in `budget` bytes (`ByteBudget`), and whether any
+    was left out."""
+    bytes_left = ByteBudget(budget)
     kept: list[M] = []
-    used = 0
     for message in messages:
-        used += field_bytes(message)
-        if kept and used > budget:
+        if not bytes_left.take(message):
             return kept, True
         kept.append(message)
     return kept, False

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 from google.protobuf.message import Message
 
-from syncwire.v1 import sync_pb2, sync_pb2_grpc
+from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
 from wire.tasks import cancel_and_wait
 
 from .auth import Principal
+from .broker import HistorySlice
 from .clock import now_timestamp
 from .core import SyncCore
 from .errors import validate_collection_id
@@ -25,11 +26,15 @@ from .hooks import caller_of
 from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
-from .response_bounds import within_bytes
+from .response_bounds import ByteBudget, within_bytes
 from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
 from .session import Session
 
 log = logging.getLogger(__name__)
+
+HISTORY_READ_CHUNK = 32
+"""Deltas GetHistory reads from the broker at a time while filling one byte-bounded
+slice (`SyncServicer._history_within_bytes`)."""
 
 
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
@@ -177,12 +182,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         principal = self._admit_call(request, context)
         validate_collection_id(request.collection_id)
         self.core.authorize(principal, "subscribe", request.collection_id)
-        history = await self.core.broker.history(
-            request.collection_id, request.since_offset, request.epoch, limit
-        )
-        deltas, truncated = within_bytes(
-            (event.delta for event in history.events), self.core.config.response_bytes
-        )
+        history, deltas, truncated = await self._history_within_bytes(request, limit)
         return sync_pb2.GetHistoryResponse(
             collection_id=request.collection_id,
             epoch=history.epoch,
@@ -192,6 +192,32 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             recovery=history.recovery,  # type: ignore[arg-type]
             oldest_offset=history.oldest_offset,
         )
+
+    async def _history_within_bytes(
+        self, request: sync_pb2.GetHistoryRequest, limit: int
+    ) -> tuple[HistorySlice, list[types_pb2.Delta], bool]:
+        """The first broker read of `request` (its classification and offsets), the
+        deltas that fit `ServerConfig.response_bytes` (`ByteBudget`), and whether more
+        were due. Reads HISTORY_READ_CHUNK deltas at a time, so a slice of a few large
+        deltas never fetches the whole history from the broker; stops early (truncated)
+        when history moves between reads (the caller continues and sees how)."""
+        broker, collection_id = self.core.broker, request.collection_id
+        asked = min(limit, HISTORY_READ_CHUNK)
+        history = await broker.history(collection_id, request.since_offset, request.epoch, asked)
+        budget = ByteBudget(self.core.config.response_bytes)
+        deltas: list[types_pb2.Delta] = []
+        page = history
+        while True:
+            for event in page.events:
+                if not budget.take(event.delta):
+                    return history, deltas, True
+                deltas.append(event.delta)
+            if len(page.events) < asked or len(deltas) >= limit:
+                return history, deltas, False
+            asked = min(limit - len(deltas), HISTORY_READ_CHUNK)
+            page = await broker.history(collection_id, deltas[-1].offset, history.epoch, asked)
+            if page.recovery != sync_pb2.RECOVERY_STATUS_RECOVERED:
+                return history, deltas, True
 
     @maps_domain_errors
     async def GetServerInfo(

@@ -20,8 +20,10 @@ import pytest
 from client import DeltaEvent, Endpoint, PresenceChanged, SyncClient
 from server.app import SyncwireServer
 from server.config import MIB
-from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
+from server.servicer import HISTORY_READ_CHUNK
+from syncwire.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc, types_pb2
 
+from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
 from .service_harness import open_channel, running_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -249,3 +251,35 @@ async def test_list_collections_answers_fit_the_callers_receive_limit() -> None:
         assert process.returncode == 0
         shown = json.loads(out)["collections"]
         assert [entry["collection_id"] for entry in shown] == collections
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+async def test_history_of_many_small_deltas_is_one_slice_read_in_chunks(
+    request: pytest.FixtureRequest, broker: str
+) -> None:
+    """100 small deltas (more than one broker read of HISTORY_READ_CHUNK) come back in
+    one GetHistory answer, in order, whatever the broker; a limit still bounds them."""
+    url = "memory://" if broker == "memory" else request.getfixturevalue("redis_url")
+    count = 3 * HISTORY_READ_CHUNK + 4
+    async with (
+        running_server(broker=url) as server,
+        grpc.aio.insecure_channel(server.grpc_address) as channel,
+    ):
+        stub = sync_pb2_grpc.SyncServiceStub(channel)
+        for index in range(1, count + 1):
+            delta = types_pb2.Delta(collection_id=COLLECTION, delta=b"%d" % index)
+            await stub.Publish(sync_pb2.PublishRequest(delta=delta), timeout=20)
+        whole = await stub.GetHistory(
+            sync_pb2.GetHistoryRequest(collection_id=COLLECTION), timeout=20
+        )
+        assert [delta.delta for delta in whole.deltas] == [b"%d" % i for i in range(1, count + 1)]
+        assert not whole.truncated and whole.offset == count
+        limited = await stub.GetHistory(
+            sync_pb2.GetHistoryRequest(
+                collection_id=COLLECTION, since_offset=5, limit=HISTORY_READ_CHUNK + 3
+            ),
+            timeout=20,
+        )
+        offsets = [delta.offset for delta in limited.deltas]
+        assert offsets == list(range(6, 6 + HISTORY_READ_CHUNK + 3))
+        assert not limited.truncated

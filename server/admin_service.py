@@ -20,7 +20,7 @@ from .auth import bearer_token, unauthenticated
 from .core import SyncCore
 from .errors import RequestError, validate_collection_id
 from .response_bounds import within_bytes
-from .rpc_status import Context, maps_domain_errors
+from .rpc_status import Context, maps_domain_errors, receive_limit_of
 
 ADMIN_SERVICE_NAME = "syncwire.v1.AdminService"
 
@@ -80,7 +80,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListCollectionsResponse:
         """The collections with subscribers, by collection id, after
         `after_collection_id`; the answer stops early, `truncated` set, once its entries
-        would pass `ServerConfig.response_bytes` (at least one entry when any is due)."""
+        would pass `ServerConfig.response_bytes` for the caller's `receive_limit_of` (at
+        least one entry when any is due)."""
         self._admit(context)
         admin = self.core.admin
         local = admin.local_subscribers()
@@ -95,7 +96,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 for collection_id in sorted(cluster)
                 if collection_id > request.after_collection_id
             ),
-            self.core.config.response_bytes,
+            self.core.config.response_bytes(receive_limit_of(context)),
         )
         return admin_pb2.ListCollectionsResponse(
             server_id=self.core.server_id,

@@ -247,13 +247,16 @@ class ServerConfig:
             return self.max_snapshot_bytes
         return self.max_message_bytes - snapshot_envelope_bytes(self.max_message_bytes)
 
-    @property
-    def response_bytes(self) -> int:
-        """The byte bound of one response whose size grows with stored data (a GetHistory
-        slice): `max_message_bytes`, at most 4 MiB (gRPC clients' default receive limit,
-        `wire.protocol.DEFAULT_RECEIVE_MESSAGE_BYTES`), minus the envelope room (4096,
-        or half the message for very small limits) for the fields around the deltas."""
+    def response_bytes(self, receive_limit: int | None = None) -> int:
+        """The byte bound of the entries of one response whose size grows with stored
+        data (a GetHistory slice, a GetPresence or ListCollections answer): the smallest
+        of `max_message_bytes`, 4 MiB (gRPC clients' default receive limit,
+        `wire.protocol.DEFAULT_RECEIVE_MESSAGE_BYTES`) and the caller's announced
+        `receive_limit` (bytes; None: not announced), minus the envelope room (4096, or
+        half the message for very small limits) for the fields around the entries."""
         bound = min(self.max_message_bytes, DEFAULT_RECEIVE_MESSAGE_BYTES)
+        if receive_limit is not None:
+            bound = min(bound, receive_limit)
         return bound - snapshot_envelope_bytes(bound)
 
     def __post_init__(self) -> None:

@@ -39,6 +39,14 @@ def transport_of(context: Context) -> str:
     return transport if isinstance(transport, str) else GRPC_TRANSPORT
 
 
+def receive_limit_of(context: Context) -> int | None:
+    """The largest response message (bytes) the caller announced it receives: the
+    WebSocket adapter's contexts carry it from the handshake (`receive_limit`);
+    grpc.aio's have none (None: gRPC does not tell the server)."""
+    limit = getattr(context, "receive_limit", None)
+    return limit if isinstance(limit, int) else None
+
+
 def reason_of(error: RequestError | BrokerError) -> str:
     """The stable reason code of a domain error ('broker_unavailable' for the broker)."""
     return error.reason_code if isinstance(error, RequestError) else BROKER_UNAVAILABLE

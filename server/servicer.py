@@ -27,7 +27,13 @@ from .logs import bind_connection
 from .malformed import MalformedRequestError
 from .metrics import LATENCY_SAMPLE_EVERY
 from .response_bounds import ByteBudget, within_bytes
-from .rpc_status import Context, domain_errors, maps_domain_errors, transport_of
+from .rpc_status import (
+    Context,
+    domain_errors,
+    maps_domain_errors,
+    receive_limit_of,
+    transport_of,
+)
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -148,8 +154,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     ) -> sync_pb2.GetPresenceResponse:
         """The presence entries of `request.collection_id` (needs subscribe permission),
         by peer id, after `after_peer_id`; the answer stops early, `truncated` set, once
-        its entries would pass `ServerConfig.response_bytes` (at least one entry when any
-        is due). Errors become the call's status (`maps_domain_errors`).
+        its entries would pass `ServerConfig.response_bytes` for the caller's
+        `receive_limit_of` (at least one entry when any is due). Errors become the call's
+        status (`maps_domain_errors`).
         """
         principal = self._admit_call(request, context)
         validate_collection_id(request.collection_id)
@@ -160,7 +167,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 (member for member in present if member.peer_id > request.after_peer_id),
                 key=lambda member: member.peer_id,
             ),
-            self.core.config.response_bytes,
+            self.core.config.response_bytes(receive_limit_of(context)),
         )
         return sync_pb2.GetPresenceResponse(
             collection_id=request.collection_id, members=members, truncated=truncated
@@ -173,7 +180,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         """Up to min(`limit`, `history_size`) deltas after `since_offset` (`limit` 0:
         `history_size`), classified like a Subscribe's recovery; needs subscribe permission.
         The slice stops early, `truncated` set, once its deltas would pass
-        `ServerConfig.response_bytes` (at least one delta when any is due).
+        `ServerConfig.response_bytes` for the caller's `receive_limit_of` (at least one
+        delta when any is due).
         Errors become the call's status (`maps_domain_errors`).
         """
         limit = self.core.config.history_size
@@ -182,7 +190,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         principal = self._admit_call(request, context)
         validate_collection_id(request.collection_id)
         self.core.authorize(principal, "subscribe", request.collection_id)
-        history, deltas, truncated = await self._history_within_bytes(request, limit)
+        history, deltas, truncated = await self._history_within_bytes(
+            request, limit, self.core.config.response_bytes(receive_limit_of(context))
+        )
         return sync_pb2.GetHistoryResponse(
             collection_id=request.collection_id,
             epoch=history.epoch,
@@ -194,17 +204,17 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         )
 
     async def _history_within_bytes(
-        self, request: sync_pb2.GetHistoryRequest, limit: int
+        self, request: sync_pb2.GetHistoryRequest, limit: int, budget_bytes: int
     ) -> tuple[HistorySlice, list[types_pb2.Delta], bool]:
         """The first broker read of `request` (its classification and offsets), the
-        deltas that fit `ServerConfig.response_bytes` (`ByteBudget`), and whether more
+        deltas that fit `budget_bytes` (`ByteBudget`), and whether more
         were due. Reads HISTORY_READ_CHUNK deltas at a time, so a slice of a few large
         deltas never fetches the whole history from the broker; stops early (truncated)
         when history moves between reads (the caller continues and sees how)."""
         broker, collection_id = self.core.broker, request.collection_id
         asked = min(limit, HISTORY_READ_CHUNK)
         history = await broker.history(collection_id, request.since_offset, request.epoch, asked)
-        budget = ByteBudget(self.core.config.response_bytes)
+        budget = ByteBudget(budget_bytes)
         deltas: list[types_pb2.Delta] = []
         page = history
         while True:

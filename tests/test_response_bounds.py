@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from client import DeltaEvent, Endpoint, PresenceChanged, SyncClient
+from client.ws_channel import WebSocketChannel
 from server.app import SyncwireServer
 from server.config import MIB
 from server.servicer import HISTORY_READ_CHUNK
@@ -283,3 +284,29 @@ async def test_history_of_many_small_deltas_is_one_slice_read_in_chunks(
         offsets = [delta.offset for delta in limited.deltas]
         assert offsets == list(range(6, 6 + HISTORY_READ_CHUNK + 3))
         assert not limited.truncated
+
+
+async def test_websocket_answers_fit_the_receive_limit_the_client_announced() -> None:
+    """A WebSocket client announcing a 256 KiB receive limit (syncwire-max-message-bytes)
+    gets history slices within it from a server of 1 MiB messages: 8 deltas of 100 KB
+    (800 KB in one slice before) come in several."""
+    limit = 256 * 1024
+    async with running_server() as server:
+        async with WebSocketChannel(server.ws_url, max_receive_message_bytes=limit) as channel:
+            stub = sync_pb2_grpc.SyncServiceStub(channel)
+            for index in range(1, 9):
+                delta = types_pb2.Delta(collection_id=COLLECTION, delta=bytes([index]) * 100_000)
+                await stub.Publish(sync_pb2.PublishRequest(delta=delta), timeout=20)
+            slices = await read_all(
+                server,
+                lambda last: stub.GetHistory(
+                    sync_pb2.GetHistoryRequest(
+                        collection_id=COLLECTION, since_offset=last.offset if last else 0
+                    ),
+                    timeout=20,
+                ),
+                lambda response: response.deltas,
+            )
+    assert all(response.ByteSize() <= limit for response in slices)
+    offsets = [delta.offset for response in slices for delta in response.deltas]
+    assert offsets == list(range(1, 9))

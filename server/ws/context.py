@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 
 from wire.metadata import InvocationMetadata, MetadataPairs, encode_metadata
+from wire.protocol import MAX_MESSAGE_BYTES_HEADER
 from wire.status import as_status_code
 
 if TYPE_CHECKING:
@@ -35,6 +36,13 @@ class ConnectionInfo:
     headers: Mapping[str, str] = field(default_factory=dict)
     subprotocol: str | None = None
 
+    @property
+    def receive_limit(self) -> int | None:
+        """The client's max receive message size (bytes) from its handshake header
+        (`wire.protocol.MAX_MESSAGE_BYTES_HEADER`), if it sent a valid one."""
+        value = self.headers.get(MAX_MESSAGE_BYTES_HEADER, "")
+        return int(value) if value.isdigit() else None
+
 
 class WebSocketServicerContext(
     grpc.aio.ServicerContext[RequestT, ResponseT], Generic[RequestT, ResponseT]
@@ -52,6 +60,9 @@ class WebSocketServicerContext(
     def __init__(
         self, call: ServerCall, metadata: InvocationMetadata, connection: ConnectionInfo
     ) -> None:
+        self.receive_limit = connection.receive_limit
+        """The largest response the client announced it receives (bytes), or None;
+        grpc.aio's contexts have no such attribute (`rpc_status.receive_limit_of`)."""
         self._call = call
         self.try_write: Callable[[ResponseT], bool] = call.try_send_response
         """Sends one response at once if it can go without waiting (the call's window

@@ -8,7 +8,6 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from server.ws.context import ConnectionInfo
-from wire.protocol import MAX_MESSAGE_BYTES_HEADER
 
 
 def _resolve(address: str) -> tuple[socket.AddressFamily, tuple[str, int], bool]:
@@ -72,9 +71,3 @@ def connection_info(connection: ServerConnection) -> ConnectionInfo:
         headers=headers,
         subprotocol=connection.subprotocol,
     )
-
-
-def announced_limit(info: ConnectionInfo) -> int | None:
-    """The client's max receive message size from its handshake, if it sent a valid one."""
-    value = info.headers.get(MAX_MESSAGE_BYTES_HEADER, "")
-    return int(value) if value.isdigit() else None

@@ -29,7 +29,7 @@ from server.ws.connection import (
     ServerLimits,
 )
 from server.ws.context import ConnectionInfo
-from server.ws.listener import announced_limit, bind, connection_info
+from server.ws.listener import bind, connection_info
 from server.ws.origin import OriginPolicy
 from server.ws.registry import Handler, MethodRegistry
 from server.ws.serialize_cache import SerializationCache
@@ -310,7 +310,7 @@ class WebSocketServer(grpc.aio.Server):
             limits=self._limits,
             registry=self._registry,
             cache=self._cache,
-            peer_max_message_bytes=announced_limit(info),
+            peer_max_message_bytes=info.receive_limit,
             accepting=lambda: not self._stopping,
             settings=self._settings,
             keepalive=self._keepalive,

@@ -68,6 +68,22 @@ async def read_all(
     return answers
 
 
+async def history_slices(
+    server: SyncwireServer, stub: sync_pb2_grpc.SyncServiceAsyncStub
+) -> list[sync_pb2.GetHistoryResponse]:
+    """Every GetHistory slice of COLLECTION from the start (`read_all`)."""
+    return await read_all(
+        server,
+        lambda last: stub.GetHistory(
+            sync_pb2.GetHistoryRequest(
+                collection_id=COLLECTION, since_offset=last.offset if last else 0
+            ),
+            timeout=20,
+        ),
+        lambda response: response.deltas,
+    )
+
+
 def endpoint_of(server: SyncwireServer, transport: str) -> Endpoint:
     if transport == "grpc":
         return Endpoint.parse(f"grpc://{server.grpc_address}")
@@ -97,16 +113,7 @@ async def test_raw_get_history_returns_bounded_slices_to_continue_from(
 ) -> None:
     async with open_channel(server, transport) as channel:
         stub = sync_pb2_grpc.SyncServiceStub(channel)
-        slices = await read_all(
-            server,
-            lambda last: stub.GetHistory(
-                sync_pb2.GetHistoryRequest(
-                    collection_id=COLLECTION, since_offset=last.offset if last else 0
-                ),
-                timeout=20,
-            ),
-            lambda response: response.deltas,
-        )
+        slices = await history_slices(server, stub)
     assert all(response.offset == DELTAS for response in slices)
     assert all(response.recovery == sync_pb2.RECOVERY_STATUS_RECOVERED for response in slices)
     offsets = [delta.offset for response in slices for delta in response.deltas]
@@ -297,16 +304,7 @@ async def test_websocket_answers_fit_the_receive_limit_the_client_announced() ->
             for index in range(1, 9):
                 delta = types_pb2.Delta(collection_id=COLLECTION, delta=bytes([index]) * 100_000)
                 await stub.Publish(sync_pb2.PublishRequest(delta=delta), timeout=20)
-            slices = await read_all(
-                server,
-                lambda last: stub.GetHistory(
-                    sync_pb2.GetHistoryRequest(
-                        collection_id=COLLECTION, since_offset=last.offset if last else 0
-                    ),
-                    timeout=20,
-                ),
-                lambda response: response.deltas,
-            )
+            slices = await history_slices(server, stub)
     assert all(response.ByteSize() <= limit for response in slices)
     offsets = [delta.offset for response in slices for delta in response.deltas]
     assert offsets == list(range(1, 9))

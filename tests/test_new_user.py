@@ -310,14 +310,20 @@ def test_replay_bar_is_gone_once_live(server: Server, repo_root: Path) -> None:
 # ---------------------------------------------------------------------- Ctrl-C
 
 
-def test_ctrl_c_during_publish_file_says_where_to_resume(repo_root: Path, tmp_path: Path) -> None:
+def test_ctrl_c_during_publish_file_says_what_may_have_been_applied(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C while the server is frozen: the CLI waits (at most --timeout) for the
+    acknowledgements of what it sent, cannot get them, and says which lines may or may
+    not have been applied instead of a resume line that could duplicate them."""
     lines = tmp_path / "lines.txt"
     lines.write_text("".join(f"{n}\n" for n in range(1, 20_001)))
     served = start_server(repo_root)
     publisher: subprocess.Popen[str] | None = None
     try:
         publisher = subprocess.Popen(
-            [*CLI, "publish", "resume", "--file", str(lines), "--json", "-s", served.grpc_url],
+            [*CLI, "publish", "resume", "--file", str(lines), "--json", "--timeout", "2",
+             "-s", served.grpc_url],
             cwd=repo_root, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
@@ -335,11 +341,12 @@ def test_ctrl_c_during_publish_file_says_where_to_resume(repo_root: Path, tmp_pa
         stop(served.process)
     assert publisher.returncode == 130, err
     match = re.fullmatch(
-        r"syncwire: interrupted: (\d+) of 20000 deltas acknowledged; resume from line (\d+)",
+        r"syncwire: interrupted: (\d+) of 20000 deltas acknowledged; lines (\d+)\.\.(\d+) "
+        r"may or may not have been applied \(.+\); lines from (\d+) on were not sent",
         err.strip().splitlines()[-1],
     )
     assert match is not None, err
-    acknowledged, resume = int(match[1]), int(match[2])
+    acknowledged, first, last, unsent = map(int, match.groups())
     assert acknowledged >= len(printed) + len(out.splitlines())
-    assert resume == acknowledged + 1 < 20_001
-    assert "Traceback" not in err
+    assert first == acknowledged + 1 <= last < unsent == last + 1 < 20_001
+    assert "resume from" not in err and "Traceback" not in err

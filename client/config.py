@@ -53,7 +53,9 @@ class ClientConfig:
             (None: memory only); written by a writer thread, off the event loop (see
             `client.outbox.SqliteOutboxStore`).
         max_in_flight: Publishes sent and not yet acknowledged, at most, per connection
-            (at most one of them per collection, so refusals cannot reorder a collection).
+            (several per collection when the server keeps publish order across
+            refusals, `ServerInfo.publish_holds`; else at most one per collection, so
+            refusals cannot reorder a collection).
         close_flush_timeout: Seconds `close()` waits for the outbox to drain.
         replica_id: Replica id put on published deltas ("" picks a random one).
 

@@ -7,10 +7,15 @@ sends them again from the start; the server answers a repeat with the first offs
 `duplicate=True`, so each delta takes effect once.
 
 Order within a collection: the server may refuse any publish for now (rate_limited,
-broker_unavailable) and accept the next one it reads, so a collection never has more
-than one publish in flight. A refused-for-now publish holds its collection (head of
-line) until it is sent again after `retry_after`, first, and the entries after it follow
-in order. Publishes of different collections still share the window.
+broker_unavailable). A server whose `ServerInfo.publish_holds` is set then refuses every
+later publish of that collection on the stream (ABORTED, `publish_held`) until the
+refused one comes back, so publishes of one collection are pipelined up to the window;
+on any refusal for now the pump pauses until `retry_after` and sends again from the
+oldest refused entry, in order. An older server accepts the next publish it reads, so
+against it a collection never has more than one publish in flight: a refused-for-now
+publish holds its collection (head of line) until it is sent again after `retry_after`,
+first, and the entries after it follow in order. Publishes of different collections
+share the window either way.
 """
 
 from __future__ import annotations
@@ -122,6 +127,13 @@ class PublishPump:
         """Collection id -> seq of its publish in flight or refused for now."""
         self._released = asyncio.Event()
         """Set when a collection's hold ends."""
+        self._pipelined = link.welcome.server_info.publish_holds
+        """The server keeps publish order across refusals: no per-collection hold here."""
+        self._round = 0
+        """Sends since the last resend from a refused entry (pipelined mode)."""
+        self._rewind_seq: int | None = None
+        """Oldest entry refused for now in this round, to resend from (pipelined mode)."""
+        self._rewind: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Sends outbox entries on the link, in order, with at most `window`
@@ -131,7 +143,8 @@ class PublishPump:
             await self._resume.wait()
             entry = await self._outbox.wait_for_entry_after(lambda: self._cursor)
             cursor = self._cursor
-            await self._wait_released(entry.delta.collection_id)
+            if not self._pipelined:
+                await self._wait_released(entry.delta.collection_id)
             await self._slots.acquire()
             if (
                 not self._resume.is_set()
@@ -160,8 +173,9 @@ class PublishPump:
                 self._slots.release()
                 return  # the link ended; the next one resends
             self._stats.publishes_sent += 1
-            self._held[entry.delta.collection_id] = entry.seq
-            reply.add_done_callback(functools.partial(self._answered, entry))
+            if not self._pipelined:
+                self._held[entry.delta.collection_id] = entry.seq
+            reply.add_done_callback(functools.partial(self._answered, entry, self._round))
 
     async def _wait_released(self, collection_id: str) -> None:
         """Waits while `collection_id` has a publish in flight or refused for now."""
@@ -176,7 +190,9 @@ class PublishPump:
             del self._held[collection_id]
             self._released.set()
 
-    def _answered(self, entry: OutboxEntry, future: asyncio.Future[sync_pb2.SyncResponse]) -> None:
+    def _answered(
+        self, entry: OutboxEntry, sent_in: int, future: asyncio.Future[sync_pb2.SyncResponse]
+    ) -> None:
         self._slots.release()
         if future.cancelled() or future.exception() is not None:
             return  # connection lost: the entry stays and is sent again by the next pump
@@ -189,7 +205,10 @@ class PublishPump:
         if error.retryable:
             entry.last_error = error
             entry.refused.set()
-            self._retry_from(entry, error.retry_after or 1.0)
+            if not self._pipelined:
+                self._retry_from(entry, error.retry_after or 1.0)
+            elif sent_in == self._round:  # else already sent again from an older entry
+                self._rewind_to(entry, error.retry_after or 1.0)
             return
         self._release(entry)
         self._refuse(entry, error)
@@ -212,3 +231,30 @@ class PublishPump:
             self._outbox.wake()  # the pump may be waiting for an entry after the old cursor
 
         asyncio.get_running_loop().call_later(delay, resume)
+
+    def _rewind_to(self, entry: OutboxEntry, delay: float) -> None:
+        """Pipelined mode: pauses sending and, once `delay` seconds have passed (the
+        latest of this round's refusals), sends again from the oldest entry refused for
+        now in this round, in order. The server refused every later publish of that
+        entry's collection (publish_held) and de-duplicates whatever of other
+        collections it accepted. Answers to this round's sends that arrive after the
+        resend are stale: a refusal among them does not rewind again."""
+        self._resume.clear()
+        if self._rewind_seq is None or entry.seq < self._rewind_seq:
+            self._rewind_seq = entry.seq
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if self._rewind is not None:
+            if self._rewind.when() >= when:
+                return
+            self._rewind.cancel()
+        self._rewind = loop.call_at(when, self._resend)
+
+    def _resend(self) -> None:
+        assert self._rewind_seq is not None
+        self._cursor = min(self._cursor, self._rewind_seq - 1)
+        self._rewind_seq = None
+        self._rewind = None
+        self._round += 1
+        self._resume.set()
+        self._outbox.wake()  # the pump may be waiting for an entry after the old cursor

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import grpc
 
@@ -125,6 +125,9 @@ class SyncCore:
         self.metrics = ServerMetrics(self.registry.sessions)
         self.hooks = HookRunner(hooks, config, self.metrics)
         self.revocations = Revocations()
+        self.hold_clock: Callable[[], float] = time.monotonic
+        """Monotonic seconds the sessions' publish holds expire by (`PublishHolds`);
+        tests replace it before sessions connect."""
         self.admin = AdminCommands(self)
         self.server_id = str(uuid.uuid4())
         self._upkeep: asyncio.Task[None] | None = None
@@ -206,7 +209,8 @@ class SyncCore:
     def server_info(self) -> types_pb2.ServerInfo:
         """The `ServerInfo` sent in `Welcome` and by GetServerInfo: version, limits,
         `FEATURES`, heartbeat interval and idle timeout (whole seconds, at least 1), the
-        protocol version and this process's server id.
+        protocol version, this process's server id and `publish_holds` (sessions keep
+        publish order per collection across refusals for now, `server.publish_order`).
         """
         config = self.config
         return types_pb2.ServerInfo(
@@ -218,6 +222,7 @@ class SyncCore:
             max_message_bytes=config.max_message_bytes,
             idle_timeout_seconds=max(1, round(config.idle_timeout)),
             server_id=self.server_id,
+            publish_holds=True,
         )
 
     # -------------------------------------------------------------- behaviour

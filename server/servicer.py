@@ -117,7 +117,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     ) -> None:
         try:
             async for request in request_iterator:
-                if await session.admit(request.request_id, request.ByteSize()):
+                publish = request.publish.delta if request.HasField("publish") else None
+                if await session.admit(request.request_id, request.ByteSize(), publish):
                     await session.handle(request)
         except MalformedRequestError as exc:
             session.end(SessionEnd(grpc.StatusCode.INVALID_ARGUMENT, str(exc), reconnect=False))

@@ -27,6 +27,7 @@ from .clock import now_timestamp
 from .errors import RequestError, broker_unavailable, validate_collection_id
 from .event_queue import EventQueue, Replay, SessionEnd
 from .hooks import Caller, caller_of
+from .publish_order import PublishHolds
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -73,6 +74,8 @@ class Session:
         self._present: set[str] = set()
         self._closed = False
         self._release: asyncio.Task[None] | None = None
+        self.publish_holds = PublishHolds(clock=core.hold_clock)
+        """Collections held behind a publish refused for now (`server.publish_order`)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -142,21 +145,43 @@ class Session:
 
     # ------------------------------------------------------------------ requests
 
-    async def admit(self, request_id: int, size: int) -> bool:
+    async def admit(
+        self, request_id: int, size: int, publish: types_pb2.Delta | None = None
+    ) -> bool:
         """Waits while the client leaves too many replies unread (see
-        `EventQueue.wait_for_reply_room`), then charges one client message of `size`
-        bytes to the connection's rate limit. Over the limit the message is refused with an `Error` reply (rate_limited,
-        retry_after_ms) and the caller's reading pauses until then: the client is slowed
-        down by back-pressure instead of being answered with a flood of errors."""
+        `EventQueue.wait_for_reply_room`), then lets the message through or refuses it
+        with an `Error` reply and returns False. A `publish` (the delta of a Publish
+        request) whose collection is held behind an earlier publish refused for now is
+        refused ABORTED `publish_held` (`PublishHolds.check`), uncharged, and reading goes
+        on. Otherwise one client message of `size` bytes is charged to the connection's
+        rate limit; over it the message is refused (rate_limited, retry_after_ms, and a
+        publish holds its collection) and the caller's reading pauses until then: the
+        client is slowed down by back-pressure instead of being answered with a flood of
+        errors."""
         await self.queue.wait_for_reply_room()
+        try:
+            if publish is not None:
+                self.publish_holds.check(publish)
+        except RequestError as exc:
+            self._refuse(request_id, exc)
+            return False
         try:
             self.core.charge(self.peer_address, size)
         except RequestError as exc:
-            self.core.metrics.request_errors.labels(exc.reason_code).inc()
-            self.reply(request_id, exc.to_response())
+            self._refuse(request_id, exc, publish)
             await asyncio.sleep(exc.retry_after_ms / 1000)
             return False
         return True
+
+    def _refuse(
+        self, request_id: int, error: RequestError, publish: types_pb2.Delta | None = None
+    ) -> None:
+        """Answers request `request_id` with `error`; a refused `publish` may hold its
+        collection (`PublishHolds.refused`)."""
+        self.core.metrics.request_errors.labels(error.reason_code).inc()
+        if publish is not None:
+            self.publish_holds.refused(publish, error)
+        self.reply(request_id, error.to_response())
 
     async def handle(self, request: sync_pb2.SyncRequest) -> None:
         """Applies one client request. Request-level problems become an `Error` reply
@@ -197,13 +222,10 @@ class Session:
                     grpc.StatusCode.INVALID_ARGUMENT, "empty_request", "request sets no kind"
                 )
         except RequestError as exc:
-            metrics.request_errors.labels(exc.reason_code).inc()
-            self.reply(request.request_id, exc.to_response())
+            self._refuse(request.request_id, exc, _published(request))
         except BrokerError as exc:
             metrics.broker_errors.inc()
-            refusal = broker_unavailable(exc)
-            metrics.request_errors.labels(refusal.reason_code).inc()
-            self.reply(request.request_id, refusal.to_response())
+            self._refuse(request.request_id, broker_unavailable(exc), _published(request))
 
     def reply(self, request_id: int, response: sync_pb2.SyncResponse) -> None:
         """Sends a direct reply. Never refused: the request reader waits for room
@@ -540,3 +562,8 @@ def _already_subscribed(collection_id: str) -> RequestError:
         f"already subscribed to {collection_id!r}",
         collection_id=collection_id,
     )
+
+
+def _published(request: sync_pb2.SyncRequest) -> types_pb2.Delta | None:
+    """The delta `request` publishes, or None when it is no Publish."""
+    return request.publish.delta if request.WhichOneof("kind") == "publish" else None

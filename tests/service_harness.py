@@ -66,6 +66,18 @@ def open_channel(server: SyncwireServer, transport: str) -> grpc.aio.Channel:
     raise ValueError(transport)
 
 
+@contextlib.asynccontextmanager
+async def stream_on(server: SyncwireServer, transport: str) -> AsyncIterator[SyncStream]:
+    """A Sync stream to `server` over `transport` ("grpc" or "ws"), past its Welcome."""
+    async with open_channel(server, transport) as channel:
+        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+        try:
+            await stream.welcome()
+            yield stream
+        finally:
+            await stream.close()
+
+
 EXPECT_TIMEOUT = 60.0
 """Seconds SyncStream.expect waits: far past any healthy answer on a busy machine."""
 
@@ -145,7 +157,9 @@ class SyncStream:
                     del self._inbox[index]
                     return response
             if self.ended.done():
-                raise AssertionError(f"stream ended while waiting for {kind!r}: {self.ended.result()}")
+                raise AssertionError(
+                    f"stream ended while waiting for {kind!r}: {self.ended.result()}"
+                )
             self._arrived.clear()
             arrived: asyncio.Future[object] = asyncio.ensure_future(self._arrived.wait())
             ended: asyncio.Future[object] = self.ended  # type: ignore[assignment]

@@ -23,10 +23,10 @@ from client import ClientConfig, DeltaEvent, Recovery, RequestFailed, SnapshotEv
 from server.app import SyncwireServer
 from server.config import ConfigError
 from server.errors import RequestError
-from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
+from syncwire.v1 import sync_pb2, types_pb2
 
 from .redis_harness import redis_base_url, redis_url  # noqa: F401  (fixtures)
-from .service_harness import SyncStream, open_channel
+from .service_harness import SyncStream, stream_on
 from .service_harness import test_config as make_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -66,17 +66,6 @@ async def publish_many(server: SyncwireServer, first: int, last: int) -> str:
         assert ack.offset == n
         epoch = ack.epoch
     return epoch
-
-
-@contextlib.asynccontextmanager
-async def stream_on(server: SyncwireServer, transport: str) -> AsyncIterator[SyncStream]:
-    async with open_channel(server, transport) as channel:
-        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
-        try:
-            await stream.welcome()
-            yield stream
-        finally:
-            await stream.close()
 
 
 async def deltas(stream: SyncStream, count: int) -> list[bytes]:

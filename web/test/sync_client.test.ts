@@ -391,6 +391,10 @@ describe("SyncClient through a rate limit", { timeout: 60_000 }, () => {
         acks.map((ack) => ack.offset),
         Array.from({ length: 100 }, (_, i) => BigInt(i + 1)),
       );
+      // The server advertises publish holds, so publishes of the collection are pipelined:
+      // some were held behind a refused one instead of waiting in the outbox.
+      assert.equal(client.serverInfo?.publishHolds, true);
+      assert.ok(client.stats.publishesHeld > 0, "one publish of the collection at a time");
     } finally {
       client.close();
       await server.stop();

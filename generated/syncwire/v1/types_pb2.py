@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/types.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x01\n\x08UserInfo\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\navatar_url\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_usernameB\x0f\n\r_display_nameB\r\n\x0b_avatar_url\"\xad\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1c\n\x0fmax_connections\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\'\n\x1aheartbeat_interval_seconds\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x36\n\x10protocol_version\x18\x05 \x01(\x0e\x32\x1c.syncwire.v1.ProtocolVersion\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14idle_timeout_seconds\x18\x07 \x01(\r\x12\x11\n\tserver_id\x18\x08 \x01(\tB\x12\n\x10_max_connectionsB\x1d\n\x1b_heartbeat_interval_seconds\"\xc6\x02\n\x05\x44\x65lta\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12(\n\tcrdt_type\x18\x02 \x01(\x0e\x32\x15.syncwire.v1.CrdtType\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x0c\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x05 \x01(\t\x12.\n\x08\x65ncoding\x18\x06 \x01(\x0e\x32\x1c.syncwire.v1.PayloadEncoding\x12\x0e\n\x06offset\x18\x07 \x01(\x04\x12\r\n\x05\x65poch\x18\x08 \x01(\t\x12\x0f\n\x07peer_id\x18\t \x01(\t\x12/\n\x0bserver_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x0b \x01(\t\"a\n\tHeartbeat\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x11\n\tserver_id\x18\x03 \x01(\t\"\x8b\x01\n\x08PeerJoin\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12(\n\tuser_info\x18\x03 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\tPeerLeave\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xc8\x01\n\x08Presence\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12+\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1b.syncwire.v1.PresenceAction\x12\x0e\n\x06status\x18\x04 \x01(\t\x12(\n\tuser_info\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x07Welcome\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bserver_info\x18\x03 \x01(\x0b\x32\x17.syncwire.v1.ServerInfo\"Y\n\tBinaryAck\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x02\n\x08\x45nvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x17\n\nmessage_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12#\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x12.syncwire.v1.DeltaH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12*\n\tpeer_join\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.PeerJoinH\x00\x12,\n\npeer_leave\x18\x06 \x01(\x0b\x32\x16.syncwire.v1.PeerLeaveH\x00\x12\'\n\x07welcome\x18\x07 \x01(\x0b\x32\x14.syncwire.v1.WelcomeH\x00\x12)\n\x08presence\x18\x08 \x01(\x0b\x32\x15.syncwire.v1.PresenceH\x00\x12,\n\nbinary_ack\x18\t \x01(\x0b\x32\x16.syncwire.v1.BinaryAckH\x00\x42\t\n\x07messageB\r\n\x0b_message_id*\xec\x01\n\x08\x43rdtType\x12\x19\n\x15\x43RDT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43RDT_TYPE_LWW_REGISTER\x10\x01\x12\x15\n\x11\x43RDT_TYPE_LWW_MAP\x10\x02\x12\x17\n\x13\x43RDT_TYPE_G_COUNTER\x10\x03\x12\x11\n\rCRDT_TYPE_RGA\x10\x04\x12\x12\n\x0e\x43RDT_TYPE_LSEQ\x10\x05\x12\x16\n\x12\x43RDT_TYPE_YJS_TREE\x10\x06\x12\x11\n\rCRDT_TYPE_DAG\x10\x07\x12\x13\n\x0f\x43RDT_TYPE_GRAPH\x10\x08\x12\x12\n\x0e\x43RDT_TYPE_TREE\x10\t*N\n\x0fPayloadEncoding\x12 \n\x1cPAYLOAD_ENCODING_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYLOAD_ENCODING_JSON\x10\x01*\x82\x01\n\x0ePresenceAction\x12\x1f\n\x1bPRESENCE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14PRESENCE_ACTION_JOIN\x10\x01\x12\x19\n\x15PRESENCE_ACTION_LEAVE\x10\x02\x12\x1a\n\x16PRESENCE_ACTION_UPDATE\x10\x03*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17syncwire/v1/types.proto\x12\x0bsyncwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x01\n\x08UserInfo\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\navatar_url\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_usernameB\x0f\n\r_display_nameB\r\n\x0b_avatar_url\"\xc4\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x1c\n\x0fmax_connections\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\'\n\x1aheartbeat_interval_seconds\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x36\n\x10protocol_version\x18\x05 \x01(\x0e\x32\x1c.syncwire.v1.ProtocolVersion\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14idle_timeout_seconds\x18\x07 \x01(\r\x12\x11\n\tserver_id\x18\x08 \x01(\t\x12\x15\n\rpublish_holds\x18\t \x01(\x08\x42\x12\n\x10_max_connectionsB\x1d\n\x1b_heartbeat_interval_seconds\"\xc6\x02\n\x05\x44\x65lta\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12(\n\tcrdt_type\x18\x02 \x01(\x0e\x32\x15.syncwire.v1.CrdtType\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x0c\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x05 \x01(\t\x12.\n\x08\x65ncoding\x18\x06 \x01(\x0e\x32\x1c.syncwire.v1.PayloadEncoding\x12\x0e\n\x06offset\x18\x07 \x01(\x04\x12\r\n\x05\x65poch\x18\x08 \x01(\t\x12\x0f\n\x07peer_id\x18\t \x01(\t\x12/\n\x0bserver_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x0b \x01(\t\"a\n\tHeartbeat\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x11\n\tserver_id\x18\x03 \x01(\t\"\x8b\x01\n\x08PeerJoin\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12(\n\tuser_info\x18\x03 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\tPeerLeave\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xc8\x01\n\x08Presence\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12+\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1b.syncwire.v1.PresenceAction\x12\x0e\n\x06status\x18\x04 \x01(\t\x12(\n\tuser_info\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.UserInfo\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x07Welcome\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0bserver_info\x18\x03 \x01(\x0b\x32\x17.syncwire.v1.ServerInfo\"Y\n\tBinaryAck\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x02\n\x08\x45nvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x17\n\nmessage_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12#\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x12.syncwire.v1.DeltaH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.syncwire.v1.HeartbeatH\x00\x12*\n\tpeer_join\x18\x05 \x01(\x0b\x32\x15.syncwire.v1.PeerJoinH\x00\x12,\n\npeer_leave\x18\x06 \x01(\x0b\x32\x16.syncwire.v1.PeerLeaveH\x00\x12\'\n\x07welcome\x18\x07 \x01(\x0b\x32\x14.syncwire.v1.WelcomeH\x00\x12)\n\x08presence\x18\x08 \x01(\x0b\x32\x15.syncwire.v1.PresenceH\x00\x12,\n\nbinary_ack\x18\t \x01(\x0b\x32\x16.syncwire.v1.BinaryAckH\x00\x42\t\n\x07messageB\r\n\x0b_message_id*\xec\x01\n\x08\x43rdtType\x12\x19\n\x15\x43RDT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43RDT_TYPE_LWW_REGISTER\x10\x01\x12\x15\n\x11\x43RDT_TYPE_LWW_MAP\x10\x02\x12\x17\n\x13\x43RDT_TYPE_G_COUNTER\x10\x03\x12\x11\n\rCRDT_TYPE_RGA\x10\x04\x12\x12\n\x0e\x43RDT_TYPE_LSEQ\x10\x05\x12\x16\n\x12\x43RDT_TYPE_YJS_TREE\x10\x06\x12\x11\n\rCRDT_TYPE_DAG\x10\x07\x12\x13\n\x0f\x43RDT_TYPE_GRAPH\x10\x08\x12\x12\n\x0e\x43RDT_TYPE_TREE\x10\t*N\n\x0fPayloadEncoding\x12 \n\x1cPAYLOAD_ENCODING_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYLOAD_ENCODING_JSON\x10\x01*\x82\x01\n\x0ePresenceAction\x12\x1f\n\x1bPRESENCE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14PRESENCE_ACTION_JOIN\x10\x01\x12\x19\n\x15PRESENCE_ACTION_LEAVE\x10\x02\x12\x1a\n\x16PRESENCE_ACTION_UPDATE\x10\x03*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'syncwire.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CRDTTYPE']._serialized_start=2012
-  _globals['_CRDTTYPE']._serialized_end=2248
-  _globals['_PAYLOADENCODING']._serialized_start=2250
-  _globals['_PAYLOADENCODING']._serialized_end=2328
-  _globals['_PRESENCEACTION']._serialized_start=2331
-  _globals['_PRESENCEACTION']._serialized_end=2461
-  _globals['_PROTOCOLVERSION']._serialized_start=2463
-  _globals['_PROTOCOLVERSION']._serialized_end=2538
+  _globals['_CRDTTYPE']._serialized_start=2035
+  _globals['_CRDTTYPE']._serialized_end=2271
+  _globals['_PAYLOADENCODING']._serialized_start=2273
+  _globals['_PAYLOADENCODING']._serialized_end=2351
+  _globals['_PRESENCEACTION']._serialized_start=2354
+  _globals['_PRESENCEACTION']._serialized_end=2484
+  _globals['_PROTOCOLVERSION']._serialized_start=2486
+  _globals['_PROTOCOLVERSION']._serialized_end=2561
   _globals['_USERINFO']._serialized_start=74
   _globals['_USERINFO']._serialized_end=221
   _globals['_SERVERINFO']._serialized_start=224
-  _globals['_SERVERINFO']._serialized_end=525
-  _globals['_DELTA']._serialized_start=528
-  _globals['_DELTA']._serialized_end=854
-  _globals['_HEARTBEAT']._serialized_start=856
-  _globals['_HEARTBEAT']._serialized_end=953
-  _globals['_PEERJOIN']._serialized_start=956
-  _globals['_PEERJOIN']._serialized_end=1095
-  _globals['_PEERLEAVE']._serialized_start=1097
-  _globals['_PEERLEAVE']._serialized_end=1211
-  _globals['_PRESENCE']._serialized_start=1214
-  _globals['_PRESENCE']._serialized_end=1414
-  _globals['_WELCOME']._serialized_start=1416
-  _globals['_WELCOME']._serialized_end=1535
-  _globals['_BINARYACK']._serialized_start=1537
-  _globals['_BINARYACK']._serialized_end=1626
-  _globals['_ENVELOPE']._serialized_start=1629
-  _globals['_ENVELOPE']._serialized_end=2009
+  _globals['_SERVERINFO']._serialized_end=548
+  _globals['_DELTA']._serialized_start=551
+  _globals['_DELTA']._serialized_end=877
+  _globals['_HEARTBEAT']._serialized_start=879
+  _globals['_HEARTBEAT']._serialized_end=976
+  _globals['_PEERJOIN']._serialized_start=979
+  _globals['_PEERJOIN']._serialized_end=1118
+  _globals['_PEERLEAVE']._serialized_start=1120
+  _globals['_PEERLEAVE']._serialized_end=1234
+  _globals['_PRESENCE']._serialized_start=1237
+  _globals['_PRESENCE']._serialized_end=1437
+  _globals['_WELCOME']._serialized_start=1439
+  _globals['_WELCOME']._serialized_end=1558
+  _globals['_BINARYACK']._serialized_start=1560
+  _globals['_BINARYACK']._serialized_end=1649
+  _globals['_ENVELOPE']._serialized_start=1652
+  _globals['_ENVELOPE']._serialized_end=2032
 # @@protoc_insertion_point(module_scope)

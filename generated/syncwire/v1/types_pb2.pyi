@@ -203,6 +203,7 @@ class ServerInfo(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     SERVER_ID_FIELD_NUMBER: _builtins.int
+    PUBLISH_HOLDS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Server software version."""
     max_connections: _builtins.int
@@ -217,6 +218,13 @@ class ServerInfo(_message.Message):
     """Seconds of client silence after which the server drops a connection; 0 when not stated."""
     server_id: _builtins.str
     """Stable id of the server process (the legacy heartbeat `server_id`)."""
+    publish_holds: _builtins.bool
+    """Whether the server keeps a session's publish order per collection across refusals
+    for now: after a publish with a client_message_id is refused with retry_after_ms,
+    later publishes of its collection on the stream are refused ABORTED "publish_held"
+    until it is sent again, so clients may pipeline publishes of one collection. False
+    (older servers): a refusal for now is about that request only.
+    """
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Feature names the server offers (for example "presence", "history")."""
@@ -232,10 +240,11 @@ class ServerInfo(_message.Message):
         max_message_bytes: _builtins.int = ...,
         idle_timeout_seconds: _builtins.int = ...,
         server_id: _builtins.str = ...,
+        publish_holds: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_max_connections", b"_max_connections", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "max_connections", b"max_connections"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_max_connections", b"_max_connections", "features", b"features", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idle_timeout_seconds", b"idle_timeout_seconds", "max_connections", b"max_connections", "max_message_bytes", b"max_message_bytes", "protocol_version", b"protocol_version", "server_id", b"server_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds", "_max_connections", b"_max_connections", "features", b"features", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idle_timeout_seconds", b"idle_timeout_seconds", "max_connections", b"max_connections", "max_message_bytes", b"max_message_bytes", "protocol_version", b"protocol_version", "publish_holds", b"publish_holds", "server_id", b"server_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__heartbeat_interval_seconds: _TypeAlias = _typing.Literal["heartbeat_interval_seconds"]  # noqa: Y015
     _WhichOneofArgType__heartbeat_interval_seconds: _TypeAlias = _typing.Literal["_heartbeat_interval_seconds", b"_heartbeat_interval_seconds"]  # noqa: Y015

@@ -43,6 +43,7 @@ import {
   MessageTooLargeError,
   NotConnectedError,
   NotSubscribedError,
+  PUBLISH_HELD,
   RequestFailed,
   SyncError,
   TokenRefusedError,
@@ -96,7 +97,10 @@ export interface SyncClientOptions {
   readonly outbox?: { readonly store: OutboxStore; readonly coordinator: OutboxCoordinator } | undefined;
   /** Most publishes waiting for an acknowledgement before `publish` throws OutboxFullError (default 10 000). */
   readonly outboxLimit?: number | undefined;
-  /** Publishes sent ahead of their acknowledgements (default 64), at most one per collection (order). */
+  /**
+   * Publishes sent ahead of their acknowledgements (default 64); at most one per
+   * collection against a server without `ServerInfo.publishHolds` (order).
+   */
   readonly maxInFlight?: number | undefined;
   /** Events an `events()` iterator may fall behind before it ends with EventsOverflowError (default 10 000). */
   readonly eventBuffer?: number | undefined;
@@ -146,6 +150,13 @@ function onePerCollection(entries: OutboxEntry[]): OutboxEntry[] {
   return entries;
 }
 
+/** Whether a publish's settled reply is a `publish_held` refusal. */
+function isHeld(settled: PromiseSettledResult<SyncResponse | MessageTooLargeError>): boolean {
+  if (settled.status !== "fulfilled" || settled.value instanceof MessageTooLargeError) return false;
+  const kind = settled.value.kind;
+  return kind.case === "error" && kind.value.reasonCode === PUBLISH_HELD;
+}
+
 /** Milliseconds to wait, cut short by `wake`. */
 function pause(ms: number, signal: { wake?: (() => void) | undefined }): Promise<void> {
   return new Promise((resolve) => {
@@ -171,8 +182,8 @@ function pause(ms: number, signal: { wake?: (() => void) | undefined }): Promise
  */
 export class SyncClient {
   readonly replicaId: string;
-  /** Counters for diagnostics and tests: publish requests sent (resends included), acknowledgements received, and of these the server's de-duplications; rejoins refused for now and sent again. */
-  readonly stats = { publishesSent: 0, acknowledged: 0, duplicates: 0, rejoinsRetried: 0 };
+  /** Counters for diagnostics and tests: publish requests sent (resends included), acknowledgements received, and of these the server's de-duplications; rejoins refused for now and sent again; publishes the server held behind an earlier refused one of their collection (`publish_held`, only when publishes of a collection are pipelined). */
+  readonly stats = { publishesSent: 0, acknowledged: 0, duplicates: 0, rejoinsRetried: 0, publishesHeld: 0 };
   private readonly transport: WebSocketTransport;
   private readonly rpc: Client<typeof SyncService>;
   private readonly backoff: Backoff;
@@ -569,14 +580,17 @@ export class SyncClient {
 
   /**
    * Sends the stored entries in order, a window at a time, until the outbox is empty or
-   * the link ends. A window holds at most one entry per collection: the server may
-   * refuse a publish for now (rate_limited, broker_unavailable) and accept the next one
-   * it reads, so a later publish of the collection must not be in flight with it; a
-   * refused one is sent again first, after `retryAfterMs`.
+   * the link ends; on the first refusal for now in a window, waits `retryAfterMs` and
+   * sends again from that entry. A server with `ServerInfo.publishHolds` refuses every
+   * later publish of the refused one's collection (`publish_held`) until it comes back,
+   * so a window may hold several entries of a collection. Against another server the
+   * next one it reads may be accepted, so a window holds at most one entry per
+   * collection.
    */
   private async flush(link: SyncLink): Promise<void> {
     while (link.alive) {
-      const entries = onePerCollection(await this.store.list(this.maxInFlight));
+      const listed = await this.store.list(this.maxInFlight);
+      const entries = link.welcome?.serverInfo?.publishHolds === true ? listed : onePerCollection(listed);
       if (entries.length === 0 || !link.alive) return;
       const replies = entries.map((entry): Promise<SyncResponse> | MessageTooLargeError => {
         const delta = fromBinary(DeltaSchema, entry.delta);
@@ -622,7 +636,8 @@ export class SyncClient {
         if (error.retryable) {
           // Wait, then send this entry and everything after it again (the server
           // de-duplicates whatever it already accepted).
-          await Promise.allSettled(replies.slice(index + 1));
+          const rest = await Promise.allSettled(replies.slice(index + 1));
+          this.stats.publishesHeld += rest.filter((settled) => isHeld(settled)).length;
           const waited: { wake?: (() => void) | undefined } = {};
           void link.ended.then(() => waited.wake?.());
           await pause(error.retryAfterMs || 1000, waited);

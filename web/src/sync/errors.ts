@@ -125,6 +125,13 @@ export class TokenProviderError extends SyncError {
 }
 
 /** The trailer that carries the server's machine-readable reason code. */
+/**
+ * Reason code of a publish the server refused for now (ABORTED) because an earlier
+ * publish of its collection on the stream was refused for now and has not been sent
+ * again yet (servers with `ServerInfo.publishHolds`).
+ */
+export const PUBLISH_HELD = "publish_held";
+
 export const REASON_TRAILER = "syncwire-reason";
 
 /** A `SyncError` for anything a call or the stream threw (ConnectError keeps its code). */

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -187,31 +188,51 @@ async def test_redis_that_stops_answering(redis_url: str) -> None:  # noqa: F811
     network): requests are answered broker_unavailable after --broker-timeout instead of
     hanging, health turns NOT_SERVING once the node's ping goes unanswered, and both
     recover on a fresh connection."""
-    target = urlsplit(redis_url)
+    phases: list[str] = []
+    try:
+        async with asyncio.timeout(75):  # before pytest's 90 s, to say where it stuck
+            await _redis_that_stops_answering(redis_url, phases)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=sys.stdout)
+        raise AssertionError(f"stuck after {phases} (task stacks on stdout)") from None
+
+
+async def _redis_that_stops_answering(url: str, phases: list[str]) -> None:
+    target = urlsplit(url)
     assert target.hostname is not None and target.port is not None
-    async with (
-        TcpProxy(target.hostname, target.port) as proxy,
-        running_server(
-            broker=urlunsplit(target._replace(netloc=proxy.address)), broker_timeout=0.5
-        ) as server,
-    ):
-        channel = grpc.aio.insecure_channel(server.grpc_address)
-        watch = HealthWatch(channel)
-        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+    async with TcpProxy(target.hostname, target.port) as proxy:
         try:
-            await watch.until(SERVING)
-            await stream.welcome()
-            await stream.subscribe("doc")
-            proxy.stall()  # every open connection, the node's pub/sub one included
-            await proxy.refuse(cut=False)  # and no new one until it listens again
-            publish = sync_pb2.Publish(delta=types_pb2.Delta(collection_id="doc", delta=b"x"))
-            refused_by_broker(await stream.expect_reply(stream.send(publish=publish)))
-            await watch.until(NOT_SERVING)  # the node's ping went unanswered
-            await proxy.start()
-            await watch.until(SERVING)  # reconnected over a new connection
-            ack = await publish_once_available(stream, "doc", b"after")
-            assert ack.offset >= 1
+            async with running_server(
+                broker=urlunsplit(target._replace(netloc=proxy.address)), broker_timeout=0.5
+            ) as server:
+                channel = grpc.aio.insecure_channel(server.grpc_address)
+                watch = HealthWatch(channel)
+                stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
+                try:
+                    await watch.until(SERVING)
+                    await stream.welcome()
+                    await stream.subscribe("doc")
+                    phases.append("subscribed")
+                    proxy.stall()  # every open connection, the node's pub/sub one included
+                    await proxy.refuse(cut=False)  # and no new one until it listens again
+                    delta = types_pb2.Delta(collection_id="doc", delta=b"x")
+                    publish = sync_pb2.Publish(delta=delta)
+                    refused_by_broker(await stream.expect_reply(stream.send(publish=publish)))
+                    phases.append("refused")
+                    await watch.until(NOT_SERVING)  # the node's ping went unanswered
+                    phases.append("not serving")
+                    await proxy.start()
+                    await watch.until(SERVING)  # reconnected over a new connection
+                    phases.append("serving")
+                    ack = await publish_once_available(stream, "doc", b"after")
+                    assert ack.offset >= 1
+                    phases.append("published")
+                finally:
+                    watch.cancel()
+                    await stream.close()
+                    await channel.close(None)
+                    phases.append("channel closed")
         finally:
-            watch.cancel()
-            await stream.close()
-            await channel.close(None)
+            phases.append("server stopped")
+    phases.append("proxy closed")

@@ -20,10 +20,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from server.app import SyncwireServer
-from syncwire.v1 import sync_pb2, sync_pb2_grpc, types_pb2
+from syncwire.v1 import sync_pb2, types_pb2
 from tests.legacy_strategies import canonical, exact_json
 from tests.legacy_ws_client import JsonObject, LegacyClient
-from tests.service_harness import SyncStream, open_channel, running_server
+from tests.service_harness import SyncStream, running_server, stream_on
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,14 +40,9 @@ CLIENT_TIME: Final = Timestamp(seconds=1_757_000_130, nanos=123_456_789)
 @contextlib.asynccontextmanager
 async def _typed(server: SyncwireServer, transport: str) -> AsyncIterator[SyncStream]:
     """A typed client over `transport`, subscribed to ROOM with presence."""
-    async with open_channel(server, transport) as channel:
-        stream = SyncStream(sync_pb2_grpc.SyncServiceStub(channel))
-        try:
-            await stream.welcome()
-            await stream.subscribe(ROOM, join_presence=True)
-            yield stream
-        finally:
-            await stream.close()
+    async with stream_on(server, transport) as stream:
+        await stream.subscribe(ROOM, join_presence=True)
+        yield stream
 
 
 async def _publish(stream: SyncStream, delta: types_pb2.Delta) -> None:

@@ -215,5 +215,6 @@ class SyncStream:
         self.half_close()
         self.call.cancel()
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        # asyncio.wait, not `suppress(CancelledError): await`: a cancellation of the
+        # caller (a test's own timeout) must not be swallowed here.
+        await asyncio.wait({self._reader})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from .redis_harness import (  # noqa: F401  (fixtures)
     redis_url,
 )
 from .service_harness import SyncStream, running_server
+from .task_dump import dump_tasks_after, print_tasks
 from .tcp_proxy import TcpProxy
 from .test_cli import closed_port, one_line_error, run_cli
 
@@ -190,12 +190,14 @@ async def test_redis_that_stops_answering(redis_url: str) -> None:  # noqa: F811
     recover on a fresh connection."""
     phases: list[str] = []
     try:
-        async with asyncio.timeout(75):  # before pytest's 90 s, to say where it stuck
-            await _redis_that_stops_answering(redis_url, phases)
+        # Both before pytest's 90 s, to say where it stuck: the dump comes from a loop
+        # timer, so it is printed even if some awaited code swallows the cancellation.
+        with dump_tasks_after(65, lambda: f"phases {phases}"):
+            async with asyncio.timeout(75):
+                await _redis_that_stops_answering(redis_url, phases)
     except TimeoutError:
-        for task in asyncio.all_tasks():
-            task.print_stack(limit=8, file=sys.stdout)
-        raise AssertionError(f"stuck after {phases} (task stacks on stdout)") from None
+        print_tasks(f"timed out after phases {phases}")
+        raise AssertionError(f"stuck after {phases} (task await chains on stdout)") from None
 
 
 async def _redis_that_stops_answering(url: str, phases: list[str]) -> None:
@@ -231,6 +233,7 @@ async def _redis_that_stops_answering(url: str, phases: list[str]) -> None:
                 finally:
                     watch.cancel()
                     await stream.close()
+                    phases.append("stream closed")
                     await channel.close(None)
                     phases.append("channel closed")
         finally:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_timeout
 from hypothesis import settings
+
+from tests.task_dump import print_tasks
 
 # Speed is measured in bench/, never asserted in tests: hypothesis' per-example deadline
 # is a wall-clock threshold that a busy machine trips (FlakyFailure), so it is off.
@@ -14,6 +19,24 @@ settings.register_profile("syncwire", deadline=None)
 settings.load_profile("syncwire")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_dump_threads = pytest_timeout.dump_stacks
+
+
+def _dump_threads_and_tasks(terminal: Any) -> None:
+    """pytest-timeout's dump (every thread's stack) plus, when the test hung inside an
+    event loop, every asyncio task's whole await chain: the thread dump of an async
+    test shows only the loop waiting in select()."""
+    _dump_threads(terminal)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    print_tasks("asyncio tasks of the test's event loop at the timeout")
+
+
+# pytest-timeout looks the dump function up in its module when a test times out.
+pytest_timeout.dump_stacks = _dump_threads_and_tasks
 
 
 @pytest.fixture(scope="session")

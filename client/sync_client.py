@@ -197,9 +197,7 @@ class SyncClient:
         self._closed = True
         self._wake.set()
         if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+            await cancel_and_wait(self._runner, log, "the connection runner")
         if self._link is not None:
             await self._link.close()
         await self._pool.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from typing import Any
 import grpc
 
 from wire.deflate import DeflateSettings
+from wire.tasks import cancel_and_wait
 
 from .admin_service import ADMIN_SERVICE_NAME, AdminServicer, admin_registration
 from .app_services import ServiceRegistration, load_registrations
@@ -197,9 +197,7 @@ class SyncwireServer:
             return
         grace = self.config.shutdown_grace if grace is None else grace
         if self._health_follower is not None:
-            self._health_follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_follower
+            await cancel_and_wait(self._health_follower, log, "the broker health follower")
         for health in self._health:
             await mark_serving(health, False, ("", SYNC_SERVICE_NAME, *self.app_service_names))
         self.core.begin_shutdown()

@@ -8,7 +8,6 @@ deltas, sends heartbeats, expires idle sessions and ends every session on shutdo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 import grpc
 
 from syncwire.v1 import sync_pb2, types_pb2
+from wire.tasks import cancel_and_wait
 
 from . import __version__
 from .admin_commands import REVOKED, AdminCommands
@@ -143,9 +143,7 @@ class SyncCore:
     async def stop(self) -> None:
         """Stops the upkeep task and closes the broker."""
         if self._upkeep is not None:
-            self._upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._upkeep
+            await cancel_and_wait(self._upkeep, log, "the upkeep loop")
             self._upkeep = None
         await self.hooks.close()
         await self.admin.detach()

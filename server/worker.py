@@ -12,13 +12,17 @@ Exit codes as `python -m server` (`server.app.run_server`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import sys
+
+from wire.tasks import cancel_and_wait
 
 from .app import run_server, serve
 from .config import ServerConfig
 from .logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 async def _stop_at_eof(stop: asyncio.Event) -> None:
@@ -41,9 +45,7 @@ async def _run(config: ServerConfig) -> None:
     try:
         await serve(config, reuse_port=True, stop=stop, announce_stop=False)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await cancel_and_wait(watcher, log, "the supervisor watch")
 
 
 def main() -> int:

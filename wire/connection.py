@@ -30,6 +30,7 @@ from wire.flag import Flag
 from wire.mux import CallStateError, Multiplexer
 from wire.protocol import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, KEEPALIVE_TIMEOUT
 from wire.send_now import send_now
+from wire.tasks import cancel_and_wait
 from wire.transport import MessageTransport
 
 _LOG = logging.getLogger(__name__)
@@ -134,9 +135,7 @@ class ConnectionDriver(Generic[MultiplexerT]):
                 _LOG.warning("closing the failed WebSocket connection failed", exc_info=True)
         finally:
             self._lost("connection lost")
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await cancel_and_wait(writer, _LOG, "the WebSocket connection writer")
 
     async def send_message(
         self, call_id: int, payload: bytes, window: asyncio.Event | Flag

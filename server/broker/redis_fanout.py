@@ -34,6 +34,7 @@ from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from syncwire.v1 import sync_pb2
+from wire.tasks import cancel_and_wait
 
 from .base import BrokerError
 from .hub import LocalHub
@@ -156,9 +157,7 @@ class RedisFanout:
     async def close(self) -> None:
         """Stops the reader task and closes the pub/sub connection and its pool."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, log, "the redis fan-out")
             self._task = None
         if self._client is not None:
             await self._client.aclose()

@@ -17,12 +17,16 @@ another master, which Redis announces by unsubscribing the slot's channels
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from wire.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
 
 READ_WAIT = 1.0
 """Seconds each reader waits for a message before looking again (bounds shutdown)."""
@@ -96,7 +100,6 @@ class ShardedPubSub:
         for task in self._readers.values():
             task.cancel()
         for task in self._readers.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task, log, "a sharded pub/sub reader")
         self._readers.clear()
         await self._pubsub.aclose()
